@@ -1,0 +1,1 @@
+"""Frontend: checked NNEF Graph -> TVM Relax IRModule, one converter per op."""

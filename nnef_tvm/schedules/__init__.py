@@ -1,0 +1,1 @@
+"""Fusion patterns, default schedule rules, tuning and the per-device tuning store."""

@@ -1,0 +1,1 @@
+"""The target registry: named targets (TVM target dict, host, cross compiler, tools)."""
