@@ -109,6 +109,7 @@ class Model:
     extensions: list[str] = field(default_factory=list)
     fragments: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    document: Any = None                       # the parsed ast.Document (for re-lowering)
 
     @property
     def tensors(self) -> dict[str, Tensor]:
