@@ -5,7 +5,9 @@ Add a new family module to ``_FAMILIES`` below.
 import importlib
 
 _FAMILIES: list[str] = [
-    # filled in as families land, e.g. "elementwise", "activation", "reduce", ...
+    "tensors",
+    "elementwise",
+    "activation",
 ]
 
 for _name in _FAMILIES:

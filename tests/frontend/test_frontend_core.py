@@ -1,0 +1,103 @@
+"""Frontend core: driver, context, interface of ``main``, unsupported-op reporting."""
+import numpy as np
+import pytest
+
+from nnef_tvm.errors import NNEFError, SourcePos
+from nnef_tvm.frontend import check_supported, from_nnef
+from nnef_tvm.reader.graph import Graph, Identifier, Operation, Tensor
+
+from frontend.support_frontend import graph_of, rand, run_graph, run_module
+
+TEXT = """version 1.0;
+graph G( x, y ) -> ( z, w )
+{
+    x = external(shape = [2, 3, 4, 5]);
+    y = external(shape = [1, 3]);
+    c = constant(shape = [1, 3], value = [1.0, -2.0, 3.0]);
+    v = variable(shape = [2, 3], label = 'v');
+    z = relu(add(x, y));
+    w = add(add(c, v), 1.0);
+}
+"""
+
+
+def test_relu_add_left_aligned_broadcast_and_constants():
+    # [1,3] + [2,3,4,5] aligns on the LEFT: y is a per-channel bias
+    x, y = rand((2, 3, 4, 5), 1), rand((1, 3), 2)
+    v = rand((2, 3), 3)
+    z, w = run_graph(graph_of(TEXT, {"v": v}), {"x": x, "y": y})
+    np.testing.assert_allclose(z, np.maximum(x + y.reshape(1, 3, 1, 1), 0), rtol=1e-6)
+    np.testing.assert_allclose(w, np.array([[1.0, -2.0, 3.0]]) + v + 1.0, rtol=1e-6)
+
+
+def test_keep_params_makes_variables_parameters():
+    v = rand((2, 3), 3)
+    g = graph_of(TEXT, {"v": v})
+    mod, params = from_nnef(g, keep_params=True)
+    assert list(params) == ["v"]
+    np.testing.assert_array_equal(params["v"], v)
+    main = mod["main"]
+    assert [str(p.name) for p in main.params] == ["x", "y", "v"]
+    assert list(main.attrs["nnef_input_names"]) == ["x", "y"]
+    assert list(main.attrs["nnef_param_names"]) == ["v"]
+    x, y = rand((2, 3, 4, 5), 1), rand((1, 3), 2)
+    v2 = rand((2, 3), 9)  # feed a different value: the parameter really is used
+    _, w = run_module(mod, [x, y, v2])
+    np.testing.assert_allclose(w, np.array([[1.0, -2.0, 3.0]]) + v2 + 1.0, rtol=1e-6)
+
+
+def test_bound_variables_are_constants():
+    mod = from_nnef(graph_of(TEXT, {"v": rand((2, 3), 3)}))
+    assert [str(p.name) for p in mod["main"].params] == ["x", "y"]
+    assert list(mod["main"].attrs["nnef_output_names"]) == ["z", "w"]
+
+
+def test_variable_without_data_is_a_located_error():
+    with pytest.raises(NNEFError, match="no data"):
+        from_nnef(graph_of(TEXT))
+
+
+def test_check_supported_lists_every_unsupported_use():
+    t = {n: Tensor(n, shape=(1, 2)) for n in "xabc"}
+    ops = [
+        Operation("external", outputs={"output": Identifier("x")}, attribs={"shape": [1, 2]}),
+        Operation("frobnicate", inputs={"x": Identifier("x")}, outputs={"y": Identifier("a")},
+                  pos=SourcePos("g.nnef", 3, 5)),
+        Operation("relu", inputs={"x": Identifier("a")}, outputs={"y": Identifier("b")},
+                  pos=SourcePos("g.nnef", 4, 5)),
+        Operation("wibble", inputs={"x": Identifier("b")}, outputs={"y": Identifier("c")},
+                  pos=SourcePos("g.nnef", 5, 9)),
+    ]
+    g = Graph("G", ["x"], ["c"], ops, t)
+    with pytest.raises(NNEFError) as info:
+        check_supported(g)
+    errs = info.value.errors
+    assert len(errs) == 2
+    assert "frobnicate" in errs[0].message and errs[0].line == 3 and errs[0].column == 5
+    assert "wibble" in errs[1].message and errs[1].line == 5
+    # from_nnef checks before converting anything
+    with pytest.raises(NNEFError) as info2:
+        from_nnef(g)
+    assert len(info2.value.errors) == 2
+
+
+def test_update_returns_next_value_as_extra_output():
+    text = """version 1.0;
+graph G( x ) -> ( y )
+{
+    x = external(shape = [2]);
+    a = variable(shape = [2], label = 'a');
+    b = variable(shape = [2], label = 'b');
+    y = add(x, a);
+    a1 = update(a, b);
+    b1 = update(b, a);
+}
+"""
+    a, b, x = np.array([1, 2], "float32"), np.array([10, 20], "float32"), rand((2,), 4)
+    g = graph_of(text, {"a": a, "b": b})
+    mod, params = from_nnef(g, keep_params=True)
+    assert dict(mod["main"].attrs["nnef_updates"]) == {"a": 1, "b": 2}
+    y, a_next, b_next = run_module(mod, [x, params["a"], params["b"]])
+    np.testing.assert_allclose(y, x + a)          # readers see the old value
+    np.testing.assert_array_equal(a_next, b)      # swap semantics
+    np.testing.assert_array_equal(b_next, a)
