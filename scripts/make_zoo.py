@@ -1,0 +1,533 @@
+#!/usr/bin/env python3
+"""Build the model zoo: real NNEF models made by NNEF-Tools' converter from real sources.
+
+Why: our reader and compiler must accept what the de-facto NNEF producer writes, not
+only hand-written documents. Every model here starts as a genuine source model
+(torchvision / torch.nn exported to ONNX, or a Keras model converted to TFLite),
+is converted to NNEF by ``nnef_tools.convert`` (NNEF-Tools 1.0.11), and is paired
+with reference outputs computed by the SOURCE runtime (onnxruntime or the TFLite
+interpreter) -- an oracle independent of both NNEF-Tools and nnef-tvm.
+
+Usage::
+
+    python scripts/make_zoo.py OUT_DIR [--models resnet18,lstm,...] [--list]
+
+Layout written (``OUT_DIR`` is git-ignored, ``./zoo`` by convention)::
+
+    OUT_DIR/zoo.json                   index: one entry per model (merged on re-runs)
+    OUT_DIR/NAME/nnef/                 the NNEF folder (graph.nnef, *.dat, graph.quant)
+    OUT_DIR/NAME/reference.npz         inputs under the NNEF graph's input names and
+                                       source-runtime outputs under its output names
+    OUT_DIR/NAME/source.onnx|.tflite   the source model that was converted
+    OUT_DIR/NAME/tensor_mapping.json   source tensor name -> NNEF tensor name
+
+Exact converter commands (the first that succeeds is used; ``zoo.json`` records
+the one used and the error text of every failed attempt)::
+
+    python -m nnef_tools.convert --input-format onnx --output-format nnef \\
+        --input-model NAME/source.onnx --output-model NAME/nnef \\
+        --keep-io-names --tensor-mapping NAME/tensor_mapping.json
+    ... then the same with  --fold-constants
+    ... then the same with  --fold-constants --optimize
+
+    python -m nnef_tools.convert --input-format tflite --output-format nnef \\
+        --input-model NAME/source.tflite --output-model NAME/nnef \\
+        --keep-io-names --tensor-mapping NAME/tensor_mapping.json
+    ... then the same with  --optimize
+
+The converted model is also run through NNEF-Tools' own (PyTorch) interpreter
+when torch is installed, and the error against the source reference is stored as
+``nnef_tools_check``: a model whose conversion is already wrong is marked
+``status: "converted-mismatch"`` so tests do not blame our compiler for it.
+
+Requires the ``zoo`` extra (torch, torchvision, onnx, onnxruntime); TFLite models
+also need ``tensorflow-cpu``. Models whose source library is missing are recorded
+as ``status: "skipped"`` with the reason.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+SEED = 0
+OPSET = 13            # highest opset whose ops NNEF-Tools 1.0.11 maps (no LayerNormalization)
+FLOAT_TOLERANCE = {"kind": "relative-max", "value": 1e-4,
+                   "meaning": "max|out - ref| <= value * max|ref| per output"}
+INT8_TOLERANCE = {"kind": "lsb", "value": 1,
+                  "meaning": "quantized outputs differ by at most `value` steps"}
+
+ONNX_ATTEMPTS = [[], ["--fold-constants"], ["--fold-constants", "--optimize"]]
+TFLITE_ATTEMPTS = [[], ["--optimize"]]
+
+
+# --------------------------------------------------------------------------- sources
+
+@dataclass
+class Source:
+    """A source model on disk plus its reference run (names are the source's own)."""
+
+    format: str                              # 'onnx' | 'tflite'
+    path: str
+    description: str
+    inputs: dict[str, np.ndarray]            # source input name -> array (in source order)
+    outputs: dict[str, np.ndarray]           # source output name -> array (in source order)
+    tolerance: dict = field(default_factory=lambda: dict(FLOAT_TOLERANCE))
+    quantization: dict = field(default_factory=dict)   # source name -> {scale, zero_point, dtype}
+
+
+def _random_inputs(shapes: dict[str, tuple], seed: int = SEED) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+
+
+def _randomize_batchnorm(model) -> None:
+    """Give BatchNorm layers non-trivial statistics so folding/scaling is really exercised."""
+    import torch
+    gen = torch.Generator().manual_seed(SEED + 1)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            n = m.num_features
+            with torch.no_grad():
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+                m.weight.copy_(1.0 + 0.2 * torch.randn(n, generator=gen))
+                m.bias.copy_(0.1 * torch.randn(n, generator=gen))
+
+
+def _export_torch(model, input_shapes: dict[str, tuple], output_names: list[str],
+                  path: str, description: str) -> Source:
+    """torch.nn.Module -> ONNX file (legacy TorchScript exporter, static shapes) + ORT reference."""
+    import torch
+    model.eval()
+    inputs = _random_inputs(input_shapes)
+    args = tuple(torch.from_numpy(a) for a in inputs.values())
+    kwargs = dict(input_names=list(inputs), output_names=output_names,
+                  opset_version=OPSET, do_constant_folding=True)
+    with torch.no_grad():
+        try:
+            torch.onnx.export(model, args, path, dynamo=False, **kwargs)
+        except TypeError:            # older torch without the `dynamo` switch
+            torch.onnx.export(model, args, path, **kwargs)
+    return Source("onnx", path, description, inputs, _run_onnxruntime(path, inputs))
+
+
+def _run_onnxruntime(path: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, inputs)))
+
+
+def build_resnet18(path: str) -> Source:
+    import torch
+    import torchvision
+    torch.manual_seed(SEED)
+    model = torchvision.models.resnet18(weights=None)
+    _randomize_batchnorm(model)
+    return _export_torch(model, {"input": (1, 3, 224, 224)}, ["logits"], path,
+                         "torchvision.models.resnet18(weights=None), random init, ONNX opset %d" % OPSET)
+
+
+def build_mobilenet_v2(path: str) -> Source:
+    import torch
+    import torchvision
+    torch.manual_seed(SEED)
+    model = torchvision.models.mobilenet_v2(weights=None)
+    _randomize_batchnorm(model)
+    return _export_torch(model, {"input": (1, 3, 224, 224)}, ["logits"], path,
+                         "torchvision.models.mobilenet_v2(weights=None), random init, ONNX opset %d" % OPSET)
+
+
+def build_efficientnet_b0(path: str) -> Source:
+    import torch
+    import torchvision
+    torch.manual_seed(SEED)
+    model = torchvision.models.efficientnet_b0(weights=None)
+    _randomize_batchnorm(model)
+    return _export_torch(model, {"input": (1, 3, 224, 224)}, ["logits"], path,
+                         "torchvision.models.efficientnet_b0(weights=None) (SiLU + squeeze-excitation), "
+                         "random init, ONNX opset %d" % OPSET)
+
+
+def _se_resnet_module():
+    """A small squeeze-and-excitation ResNet (Hu et al. 2018): SE gates inside residual blocks."""
+    import torch
+    from torch import nn
+
+    class SEBlock(nn.Module):
+        def __init__(self, cin, cout, stride, reduction=4):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.squeeze = nn.AdaptiveAvgPool2d(1)
+            self.fc1 = nn.Conv2d(cout, cout // reduction, 1)
+            self.fc2 = nn.Conv2d(cout // reduction, cout, 1)
+            self.shortcut = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                             if stride != 1 or cin != cout else nn.Identity())
+
+        def forward(self, x):
+            y = torch.relu(self.bn1(self.conv1(x)))
+            y = self.bn2(self.conv2(y))
+            gate = torch.sigmoid(self.fc2(torch.relu(self.fc1(self.squeeze(y)))))
+            return torch.relu(y * gate + self.shortcut(x))
+
+    class SENet(nn.Module):
+        def __init__(self, classes=10):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+            self.blocks = nn.Sequential(SEBlock(16, 16, 1), SEBlock(16, 32, 2), SEBlock(32, 64, 2))
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(64, classes)
+
+        def forward(self, x):
+            y = self.pool(self.blocks(self.stem(x)))
+            return torch.softmax(self.fc(torch.flatten(y, 1)), dim=1)
+
+    return SENet()
+
+
+def build_se_net(path: str) -> Source:
+    import torch
+    torch.manual_seed(SEED)
+    model = _se_resnet_module()
+    _randomize_batchnorm(model)
+    return _export_torch(model, {"input": (1, 3, 32, 32)}, ["probabilities"], path,
+                         "small SE-ResNet (3 residual blocks with squeeze-excitation gates, softmax head), "
+                         "random init, ONNX opset %d" % OPSET)
+
+
+def build_transformer_encoder(path: str) -> Source:
+    import torch
+    torch.manual_seed(SEED)
+    if hasattr(torch.backends, "mha"):       # keep the fused fast path out of the trace
+        torch.backends.mha.set_fastpath_enabled(False)
+    model = torch.nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=128,
+                                             dropout=0.0, batch_first=True)
+    return _export_torch(model, {"tokens": (1, 16, 64)}, ["encoded"], path,
+                         "torch.nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=128, "
+                         "batch_first=True), ONNX opset %d (LayerNorm decomposed)" % OPSET)
+
+
+def build_lstm(path: str) -> Source:
+    import torch
+    torch.manual_seed(SEED)
+    model = torch.nn.LSTM(input_size=16, hidden_size=32, num_layers=1)
+    return _export_torch(model, {"sequence": (8, 1, 16)}, ["output", "h_n", "c_n"], path,
+                         "torch.nn.LSTM(input_size=16, hidden_size=32), sequence 8 x batch 1, "
+                         "zero initial state, ONNX opset %d" % OPSET)
+
+
+# ---- TFLite sources (Keras -> TFLiteConverter)
+
+def _keras_cnn():
+    import tensorflow as tf
+    tf.keras.utils.set_random_seed(SEED)
+    inp = tf.keras.Input(shape=(32, 32, 3), batch_size=1, name="image")
+    x = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = tf.keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    x = tf.keras.layers.MaxPooling2D(2)(x)
+    x = tf.keras.layers.Conv2D(16, 3, strides=2, padding="valid", activation="relu")(x)
+    x = tf.keras.layers.AveragePooling2D(2)(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = tf.keras.layers.Dense(10)(x)
+    out = tf.keras.layers.Softmax()(x)
+    return tf.keras.Model(inp, out)
+
+
+def _run_tflite(path: str, inputs_by_index: list[np.ndarray]):
+    import tensorflow as tf
+    interp = tf.lite.Interpreter(model_path=path, num_threads=1)
+    interp.allocate_tensors()
+    ins, outs = interp.get_input_details(), interp.get_output_details()
+    for d, a in zip(ins, inputs_by_index):
+        interp.set_tensor(d["index"], a)
+    interp.invoke()
+    return ins, outs, [interp.get_tensor(d["index"]).copy() for d in outs]
+
+
+def _tflite_source(path: str, tflite_bytes: bytes, description: str, quantized: bool) -> Source:
+    with open(path, "wb") as f:
+        f.write(tflite_bytes)
+    import tensorflow as tf
+    interp = tf.lite.Interpreter(model_path=path)
+    details = interp.get_input_details()
+    rng = np.random.default_rng(SEED)
+    arrays, quant = [], {}
+    for d in details:
+        real = rng.uniform(0.0, 1.0, size=tuple(d["shape"])).astype(np.float32)
+        if quantized:
+            scale, zp = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            arrays.append(np.clip(np.round(real / scale) + zp, info.min, info.max).astype(d["dtype"]))
+        else:
+            arrays.append(real)
+    ins, outs, results = _run_tflite(path, arrays)
+    if quantized:
+        for d in list(ins) + list(outs):
+            scale, zp = d["quantization"]
+            quant[d["name"]] = {"scale": float(scale), "zero_point": int(zp),
+                                "dtype": np.dtype(d["dtype"]).name}
+    return Source("tflite", path, description,
+                  {d["name"]: a for d, a in zip(ins, arrays)},
+                  {d["name"]: r for d, r in zip(outs, results)},
+                  dict(INT8_TOLERANCE) if quantized else dict(FLOAT_TOLERANCE), quant)
+
+
+def build_tflite_float(path: str) -> Source:
+    import tensorflow as tf
+    model = _keras_cnn()
+    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    return _tflite_source(path, data, "Keras CNN (conv, depthwise conv, pools, dense, softmax) "
+                          "-> TFLiteConverter, float32", quantized=False)
+
+
+def build_tflite_int8(path: str) -> Source:
+    import tensorflow as tf
+    model = _keras_cnn()
+    rng = np.random.default_rng(SEED + 7)
+
+    def representative():
+        for _ in range(32):
+            yield [rng.uniform(0.0, 1.0, size=(1, 32, 32, 3)).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return _tflite_source(path, conv.convert(), "the tflite_float Keras CNN, full-integer int8 "
+                          "quantization (representative dataset, int8 input/output)", quantized=True)
+
+
+# name -> (source format, builder, one-line summary for --list)
+MODELS: dict[str, tuple[str, Callable[[str], Source], str]] = {
+    "resnet18": ("onnx", build_resnet18, "torchvision ResNet-18, 1x3x224x224"),
+    "mobilenet_v2": ("onnx", build_mobilenet_v2, "torchvision MobileNetV2 (ReLU6 = clamp), 1x3x224x224"),
+    "se_net": ("onnx", build_se_net, "small SE-ResNet with squeeze-excitation gates, 1x3x32x32"),
+    "efficientnet_b0": ("onnx", build_efficientnet_b0, "torchvision EfficientNet-B0 (SiLU, SE), 1x3x224x224"),
+    "transformer_encoder": ("onnx", build_transformer_encoder, "nn.TransformerEncoderLayer, 1x16x64"),
+    "lstm": ("onnx", build_lstm, "nn.LSTM 16->32, 8 steps, outputs y/h_n/c_n"),
+    "tflite_float": ("tflite", build_tflite_float, "Keras CNN -> TFLite float32, 1x32x32x3 NHWC"),
+    "tflite_int8": ("tflite", build_tflite_int8, "same CNN, full-integer int8 TFLite"),
+}
+
+
+# --------------------------------------------------------------------------- conversion
+
+def converter_command(fmt: str, src: str, out: str, mapping: str, options: list[str]) -> list[str]:
+    """The exact NNEF-Tools command line (also quoted in the module docstring)."""
+    return [sys.executable, "-m", "nnef_tools.convert", "--input-format", fmt, "--output-format", "nnef",
+            "--input-model", src, "--output-model", out, "--keep-io-names",
+            "--tensor-mapping", mapping] + options
+
+
+def convert(fmt: str, src: str, out: str, mapping: str) -> tuple[Optional[list[str]], list[dict]]:
+    """Try the option sets in order; return (options used or None, failed attempts)."""
+    failures = []
+    for options in (ONNX_ATTEMPTS if fmt == "onnx" else TFLITE_ATTEMPTS):
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = converter_command(fmt, src, out, mapping, options)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(out))
+        if proc.returncode == 0 and os.path.isfile(os.path.join(out, "graph.nnef")):
+            return options, failures
+        text = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        failures.append({"options": options, "returncode": proc.returncode,
+                         "error": "\n".join(text[-15:])})
+    return None, failures
+
+
+_HEADER = re.compile(r"graph\s+\w+\s*\(([^)]*)\)\s*->\s*\(([^)]*)\)")
+_EXTERNAL = re.compile(r"(\w+)\s*=\s*external\s*<\s*(\w+)\s*>\s*\(\s*shape\s*=\s*\[([^\]]*)\]")
+
+
+def graph_interface(nnef_dir: str):
+    """(input names, output names, {input: (dtype, shape)}) read from graph.nnef's header."""
+    with open(os.path.join(nnef_dir, "graph.nnef")) as f:
+        text = f.read()
+    m = _HEADER.search(text)
+    split = lambda s: [n.strip() for n in s.split(",") if n.strip()]  # noqa: E731
+    externals = {name: (dtype, tuple(int(d) for d in dims.split(",") if d.strip()))
+                 for name, dtype, dims in _EXTERNAL.findall(text)}
+    return split(m.group(1)), split(m.group(2)), externals
+
+
+def map_names(source_names: list[str], nnef_names: list[str], mapping: dict) -> tuple[dict, str]:
+    """source name -> NNEF name: via the converter's tensor mapping, else by position."""
+    mapped = {s: mapping.get(s) for s in source_names}
+    if sorted(v for v in mapped.values() if v) == sorted(nnef_names) and None not in mapped.values():
+        return mapped, "tensor-mapping"
+    if len(source_names) == len(nnef_names):
+        return dict(zip(source_names, nnef_names)), "position"
+    raise RuntimeError(f"cannot map source names {source_names} onto NNEF names {nnef_names}")
+
+
+def nnef_tools_check(nnef_dir: str, inputs: list[np.ndarray], outputs: dict[str, np.ndarray],
+                     tolerance: dict, quant: dict) -> dict:
+    """Run NNEF-Tools' PyTorch interpreter on the converted model and compare with the reference."""
+    try:
+        from nnef_tools.interpreter.pytorch import Interpreter
+    except Exception as e:  # torch missing
+        return {"ran": False, "reason": f"{type(e).__name__}: {e}"}
+    try:
+        interp = Interpreter(nnef_dir, device="cpu")
+        feed = [a.astype(np.float32) if a.dtype != np.float32 else a for a in inputs]
+        if quant:   # the interpreter computes on real values: dequantize the input
+            feed = [(a.astype(np.float32) - q["zero_point"]) * q["scale"]
+                    for a, q in zip(inputs, [quant[k] for k in list(quant)[:len(inputs)]])]
+        got = interp(feed)
+    except Exception as e:
+        return {"ran": False, "reason": f"{type(e).__name__}: {str(e)[:400]}"}
+    report, ok = {}, True
+    for name, ref in outputs.items():
+        out = np.asarray(got[name])
+        if quant and name in quant:
+            q = quant[name]
+            err = float(np.max(np.abs(out.astype(np.float64) / q["scale"] + q["zero_point"]
+                                      - ref.astype(np.float64))))
+            bound = 1.0 + 1e-6
+        else:
+            err = float(np.max(np.abs(out.astype(np.float64) - ref.astype(np.float64))))
+            bound = tolerance["value"] * float(np.max(np.abs(ref)) or 1.0)
+        ok &= err <= bound
+        report[name] = {"max_abs_err": err, "bound": bound}
+    return {"ran": True, "ok": bool(ok), "outputs": report,
+            "note": "int8 errors in quantization steps" if quant else "float errors"}
+
+
+def folder_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def make_model(name: str, out_root: str) -> dict:
+    fmt, builder, _ = MODELS[name]
+    mdir = os.path.join(out_root, name)
+    shutil.rmtree(mdir, ignore_errors=True)
+    os.makedirs(mdir)
+    entry: dict = {"model": name, "source_format": fmt}
+    src_path = os.path.join(mdir, "source." + fmt)
+    t0 = time.time()
+    try:
+        src = builder(src_path)
+    except ImportError as e:
+        entry.update(status="skipped", reason=f"source library missing: {e}")
+        return entry
+    except Exception:
+        entry.update(status="source-failed", reason=traceback.format_exc(limit=3)[-1500:])
+        return entry
+    entry["source"] = src.description
+    nnef_dir = os.path.join(mdir, "nnef")
+    mapping_path = os.path.join(mdir, "tensor_mapping.json")
+    options, failures = convert(fmt, src_path, nnef_dir, mapping_path)
+    entry["converter_failures"] = failures
+    if options is None:
+        entry.update(status="converter-failed", reason=failures[-1]["error"] if failures else "")
+        return entry
+    entry["converter_options"] = ["--keep-io-names"] + options
+    entry["converter_command"] = " ".join(
+        converter_command(fmt, f"{name}/source.{fmt}", f"{name}/nnef", f"{name}/tensor_mapping.json",
+                          options)[1:]).replace("-m nnef_tools", "python -m nnef_tools", 1)
+    mapping = {}
+    if os.path.isfile(mapping_path):
+        with open(mapping_path) as f:
+            mapping = json.load(f)
+    in_names, out_names, externals = graph_interface(nnef_dir)
+    in_map, how_in = map_names(list(src.inputs), in_names, mapping)
+    out_map, how_out = map_names(list(src.outputs), out_names, mapping)
+    arrays = {in_map[k]: v for k, v in src.inputs.items()}
+    arrays.update({out_map[k]: v for k, v in src.outputs.items()})
+    for k, a in src.inputs.items():
+        want = externals.get(in_map[k], (None, None))[1]
+        if want is not None and tuple(want) != a.shape:
+            raise RuntimeError(f"{name}: NNEF input {in_map[k]} has shape {want}, reference {a.shape}")
+    np.savez(os.path.join(mdir, "reference.npz"), **arrays)
+    quant = {(in_map.get(k) or out_map.get(k)): q for k, q in src.quantization.items()}
+    entry.update(
+        status="ok",
+        nnef="%s/nnef" % name,
+        reference="%s/reference.npz" % name,
+        inputs={in_map[k]: {"shape": list(v.shape), "dtype": v.dtype.name, "source_name": k}
+                for k, v in src.inputs.items()},
+        outputs={out_map[k]: {"shape": list(v.shape), "dtype": v.dtype.name, "source_name": k}
+                 for k, v in src.outputs.items()},
+        input_order=in_names, output_order=out_names,
+        name_mapping={"inputs": how_in, "outputs": how_out},
+        tolerance=src.tolerance,
+        quantization=quant,
+        nnef_bytes=folder_bytes(nnef_dir),
+        operations=_count_ops(nnef_dir),
+    )
+    check = nnef_tools_check(nnef_dir, [src.inputs[k] for k in src.inputs],
+                             {out_map[k]: v for k, v in src.outputs.items()}, src.tolerance, quant)
+    entry["nnef_tools_check"] = check
+    if check.get("ran") and not check.get("ok"):
+        entry["status"] = "converted-mismatch"
+    entry["seconds"] = round(time.time() - t0, 1)
+    return entry
+
+
+def _count_ops(nnef_dir: str) -> dict:
+    with open(os.path.join(nnef_dir, "graph.nnef")) as f:
+        body = f.read().split("{", 1)[-1]
+    counts: dict[str, int] = {}
+    for op in re.findall(r"=\s*([a-z_][a-z_0-9]*)\s*(?:<[^>]*>)?\s*\(", body):
+        counts[op] = counts.get(op, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out_dir", nargs="?", default="zoo")
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="comma-separated names; 'tflite_*' style globs allowed")
+    ap.add_argument("--list", action="store_true", help="list the models and exit")
+    args = ap.parse_args(argv)
+    if args.list:
+        for name, (fmt, _, summary) in MODELS.items():
+            print(f"{name:22s} {fmt:7s} {summary}")
+        return 0
+    import fnmatch
+    wanted = []
+    for pat in (p.strip() for p in args.models.split(",") if p.strip()):
+        hits = [n for n in MODELS if fnmatch.fnmatch(n, pat)]
+        if not hits:
+            ap.error(f"unknown model {pat!r}; known: {', '.join(MODELS)}")
+        wanted += [h for h in hits if h not in wanted]
+    os.makedirs(args.out_dir, exist_ok=True)
+    index_path = os.path.join(args.out_dir, "zoo.json")
+    index = {}
+    if os.path.isfile(index_path):
+        with open(index_path) as f:
+            index = json.load(f)
+    failed = 0
+    for name in wanted:
+        print(f"[zoo] {name} ...", flush=True)
+        entry = make_model(name, args.out_dir)
+        index[name] = entry
+        with open(index_path, "w") as f:
+            json.dump(index, f, indent=2, sort_keys=False)
+        size = entry.get("nnef_bytes")
+        print(f"[zoo] {name}: {entry['status']}" + (f" ({size / 1e6:.1f} MB)" if size else "")
+              + (f" -- {entry.get('reason', '')[-300:]}" if entry["status"] != "ok" else ""), flush=True)
+        failed += entry["status"] != "ok"
+    return 1 if failed == len(wanted) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
