@@ -8,6 +8,13 @@ _FAMILIES: list[str] = [
     "tensors",
     "elementwise",
     "activation",
+    "conv",
+    "reduce",
+    "shape",
+    "linear",
+    "misc",
+    "normalization",
+    "quantization",
 ]
 
 for _name in _FAMILIES:

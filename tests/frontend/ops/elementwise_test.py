@@ -1,0 +1,125 @@
+"""Element-wise converters vs numpy written from the NNEF formulas (§4.2).
+
+Tolerances: float32, rtol 1e-5 / atol 1e-6 for transcendental ops (LLVM vs numpy
+libm), exact for rounding, sign, comparisons and selection.
+"""
+import numpy as np
+import pytest
+
+from frontend.support_frontend import graph_text, rand, run_nnef
+
+# (op, domain of x, numpy reference)
+UNARY = [
+    ("exp", "x", np.exp), ("log", "p", np.log),
+    ("sin", "x", np.sin), ("cos", "x", np.cos), ("tan", "u", np.tan),
+    ("sinh", "x", np.sinh), ("cosh", "x", np.cosh), ("tanh", "x", np.tanh),
+    ("asin", "u", np.arcsin), ("acos", "u", np.arccos), ("atan", "x", np.arctan),
+    ("asinh", "x", np.arcsinh), ("acosh", "g", np.arccosh), ("atanh", "u", np.arctanh),
+    ("abs", "x", np.abs), ("sign", "x", np.sign), ("neg", "x", np.negative),
+    ("floor", "x", np.floor), ("ceil", "x", np.ceil), ("copy", "x", lambda v: v),
+    ("rcp", "p", lambda v: 1.0 / v), ("sqr", "x", lambda v: v * v),
+    ("sqrt", "p", np.sqrt), ("rsqr", "p", lambda v: v ** -2.0),
+    ("rsqrt", "p", lambda v: v ** -0.5), ("log2", "p", np.log2),
+    ("round", "x", lambda v: np.floor(v + 0.5)),
+]
+
+
+def _inputs():
+    x = rand((3, 8), 1)
+    # rounding ties and sign(0): NNEF round is floor(x + 0.5)
+    x[0, :8] = [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.0, -0.0]
+    return {
+        "x": x,
+        "p": rand((3, 8), 2, 0.25, 3.0),
+        "u": rand((3, 8), 3, -0.9, 0.9),
+        "g": rand((3, 8), 4, 1.1, 3.0),
+    }
+
+
+def test_unary_ops_all_in_one_graph():
+    body = "\n".join(f"    y_{name} = {name}({dom});" for name, dom, _ in UNARY)
+    outs = [f"y_{name}" for name, _, _ in UNARY]
+    text = graph_text({n: [3, 8] for n in "xpug"}, body, outs)
+    ins = _inputs()
+    results = run_nnef(text, ins)
+    for (name, dom, ref), got in zip(UNARY, results):
+        want = ref(ins[dom].astype(np.float64)).astype(np.float32)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_round_ties_go_up_not_to_even():
+    text = graph_text({"x": [6]}, "    y = round(x);", ["y"])
+    x = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5], "float32")
+    (y,) = run_nnef(text, {"x": x})
+    np.testing.assert_array_equal(y, [-2.0, -1.0, 0.0, 1.0, 2.0, 3.0])
+
+
+BINARY = [
+    ("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("div", np.divide),
+    ("lt", np.less), ("gt", np.greater), ("le", np.less_equal), ("ge", np.greater_equal),
+    ("eq", np.equal), ("ne", np.not_equal),
+    ("min", lambda a, b: np.where(a < b, a, b)), ("max", lambda a, b: np.where(a > b, a, b)),
+]
+
+
+def _left_aligned(b, rank):
+    return b.reshape(b.shape + (1,) * (rank - b.ndim))
+
+
+@pytest.mark.parametrize("xshape,yshape", [
+    ((2, 3, 4, 5), (1, 3)),       # per-channel [1, C] against NCHW: LEFT-aligned
+    ((2, 3), (2, 3)),
+    ((1, 3), (2, 3, 4)),          # the lower-rank operand is the first one
+])
+def test_binary_ops_left_aligned_broadcast(xshape, yshape):
+    body = "\n".join(f"    z_{n} = {n}(x, y);" for n, _ in BINARY) + "\n    z_pow = pow(a, y);"
+    outs = [f"z_{n}" for n, _ in BINARY] + ["z_pow"]
+    text = graph_text({"x": xshape, "y": yshape, "a": xshape}, body, outs)
+    x, y = rand(xshape, 5), rand(yshape, 6)
+    y.flat[0] = x.flat[0]  # a tie for min/max/eq
+    a = rand(xshape, 7, 0.5, 2.0)
+    results = run_nnef(text, {"x": x, "y": y, "a": a})
+    rank = max(len(xshape), len(yshape))
+    xb, yb, ab = _left_aligned(x, rank), _left_aligned(y, rank), _left_aligned(a, rank)
+    for (name, ref), got in zip(BINARY, results):
+        want = ref(xb, yb)
+        assert got.shape == want.shape, name
+        assert got.dtype == want.dtype, name
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(results[-1], np.power(ab, yb), rtol=1e-5)
+
+
+def test_literal_operands_logical_ops_select_clamp():
+    text = graph_text(
+        {"x": [2, 3, 4], "y": [2, 3, 4], "lo": [1, 3], "hi": [1, 3]},
+        "\n".join([
+            "    a = add(x, 1.5);",
+            "    b = sub(2.0, x);",
+            "    c = lt(x, y);",
+            "    d = gt(x, 0.0);",
+            "    e = and(c, d);",
+            "    f = or(c, d);",
+            "    g = not(c);",
+            "    h = select(c, x, y);",
+            "    i = select(d, x, -1.0);",
+            "    j = clamp(x, lo, hi);",
+            "    k = clamp(x, 0.5, -0.5);",   # a > b gives a
+            "    m = select(true, x, y);",
+        ]), list("abcdefghijkm"))
+    x, y = rand((2, 3, 4), 8), rand((2, 3, 4), 9)
+    lo = np.array([[-1.0, 0.0, -0.3]], "float32")
+    hi = np.array([[0.5, 1.0, 0.2]], "float32")
+    a, b, c, d, e, f, g, h, i, j, k, m = run_nnef(text, {"x": x, "y": y, "lo": lo, "hi": hi})
+    np.testing.assert_allclose(a, x + 1.5)
+    np.testing.assert_allclose(b, 2.0 - x)
+    np.testing.assert_array_equal(c, x < y)
+    np.testing.assert_array_equal(d, x > 0)
+    np.testing.assert_array_equal(e, (x < y) & (x > 0))
+    np.testing.assert_array_equal(f, (x < y) | (x > 0))
+    np.testing.assert_array_equal(g, ~(x < y))
+    np.testing.assert_array_equal(h, np.where(x < y, x, y))
+    np.testing.assert_array_equal(i, np.where(x > 0, x, -1.0))
+    lo3, hi3 = lo.reshape(1, 3, 1), hi.reshape(1, 3, 1)
+    np.testing.assert_array_equal(j, np.where(np.minimum(x, hi3) > lo3, np.minimum(x, hi3), lo3))
+    np.testing.assert_array_equal(k, np.full_like(x, 0.5))
+    np.testing.assert_array_equal(m, x)
