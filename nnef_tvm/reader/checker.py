@@ -271,6 +271,8 @@ class ExprChecker:
         sig: Optional[Signature] = self.sigs.get(e.op)
         if sig is None:
             raise _err(f"undeclared operation '{e.op}'", e)
+        if sig.broken:
+            raise Poisoned()
         if e.op in GRAPH_ONLY and not self.in_graph:
             raise _err(f"operation '{e.op}' is not allowed inside fragments", e)
         if e.op == "external" and not top:

@@ -35,6 +35,7 @@ Decisions where the spec leaves room (SPEC-NOTES §3, §9):
 """
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from typing import Callable, Optional
 
@@ -49,6 +50,7 @@ from ..errors import NNEFError
 
 FRAGMENTS_EXTENSION = "KHR_enable_fragment_definitions"
 KNOWN_EXTENSIONS = (FRAGMENTS_EXTENSION, EXPRESSIONS_EXTENSION)
+_RECURSION_LIMIT = 20000
 
 
 # ---------------------------------------------------------------- stdlib --
@@ -71,6 +73,7 @@ def standard_signatures() -> tuple[dict, dict]:
 # ------------------------------------------------------- fragment bodies --
 def _check_fragment_body(sig: Signature, sigs, plans, errors, *, allow_expr: bool) -> None:
     frag = sig.fragment
+    n_errors = len(errors)
     checker = ExprChecker(sigs, plans, in_graph=False, generic=sig.generic)
     scope = checker.scope
     for p in sig.params:
@@ -116,6 +119,8 @@ def _check_fragment_body(sig: Signature, sigs, plans, errors, *, allow_expr: boo
     for r, _ in sig.results:
         if r not in scope:
             errors.append(NNEFError(f"result '{r}' of fragment '{sig.name}' is not assigned", frag.pos))
+    if len(errors) > n_errors or any(t is T.UNKNOWN for t in scope.values()):
+        sig.broken = True
 
 
 def _require_flat(stmt) -> None:
@@ -285,9 +290,21 @@ def _run(doc: ast.Document, lower) -> tuple[Optional[Graph], dict, list]:
     return graph, build.custom, errors
 
 
+def _run_guarded(doc, lower):
+    # deep (but bounded, MAX_EXPANSION_DEPTH) recursive expansions need more Python frames
+    old = sys.getrecursionlimit()
+    if old < _RECURSION_LIMIT:
+        sys.setrecursionlimit(_RECURSION_LIMIT)
+    try:
+        return _run(doc, lower)
+    finally:
+        if old < _RECURSION_LIMIT:
+            sys.setrecursionlimit(old)
+
+
 def build_graph(doc: ast.Document, *, lower=None) -> tuple[Graph, dict]:
     """Check ``doc`` and return ``(graph, custom_fragments)``; raise all errors at once."""
-    graph, custom, errors = _run(doc, lower)
+    graph, custom, errors = _run_guarded(doc, lower)
     if errors:
         raise NNEFError.collect(errors)
     return graph, custom
@@ -295,4 +312,4 @@ def build_graph(doc: ast.Document, *, lower=None) -> tuple[Graph, dict]:
 
 def check(doc: ast.Document) -> list:
     """All semantic errors of ``doc`` (empty when it is valid)."""
-    return _run(doc, None)[2]
+    return _run_guarded(doc, None)[2]

@@ -42,6 +42,7 @@ class Signature:
     fragment: Optional[ast.Fragment] = None
     standard: bool = False
     index: dict = field(default_factory=dict)       # param name -> position
+    broken: bool = False    # declaration or body had errors (already reported): invocations are skipped
 
     @property
     def has_body(self) -> bool:
@@ -92,6 +93,7 @@ def literal_value(e: ast.Expr):
 # -------------------------------------------------------- prototype rules --
 def check_prototype(frag: ast.Fragment, errors: list, *, standard: bool = False) -> Signature:
     """Build the signature of ``frag``, appending declaration errors to ``errors``."""
+    n_errors = len(errors)
     params: list[ParamInfo] = []
     seen: set = set()
     mentions_generic = False
@@ -147,4 +149,5 @@ def check_prototype(frag: ast.Fragment, errors: list, *, standard: bool = False)
                                 f"type mentions '?'", frag.pos))
     sig = Signature(frag.name, params, results, frag.generic, frag.generic_default, frag, standard)
     sig.index = {p.name: i for i, p in enumerate(params)}
+    sig.broken = len(errors) > n_errors
     return sig
