@@ -20,6 +20,8 @@ Layout written (``OUT_DIR`` is git-ignored, ``./zoo`` by convention)::
                                        source-runtime outputs under its output names
     OUT_DIR/NAME/source.onnx|.tflite   the source model that was converted
     OUT_DIR/NAME/tensor_mapping.json   source tensor name -> NNEF tensor name
+    OUT_DIR/NAME/reference_nnef_tools.npz  outputs of NNEF-Tools' interpreter on the NNEF
+                                       folder (when torch is installed)
 
 Exact converter commands (the first that succeeds is used; ``zoo.json`` records
 the one used and the error text of every failed attempt)::
@@ -106,18 +108,20 @@ def _randomize_batchnorm(model) -> None:
 
 
 def _export_torch(model, input_shapes: dict[str, tuple], output_names: list[str],
-                  path: str, description: str) -> Source:
+                  path: str, description: str, opset: int = OPSET) -> Source:
     """torch.nn.Module -> ONNX file (legacy TorchScript exporter, static shapes) + ORT reference."""
     import torch
     model.eval()
     inputs = _random_inputs(input_shapes)
     args = tuple(torch.from_numpy(a) for a in inputs.values())
     kwargs = dict(input_names=list(inputs), output_names=output_names,
-                  opset_version=OPSET, do_constant_folding=True)
+                  opset_version=opset, do_constant_folding=True)
     with torch.no_grad():
         try:
             torch.onnx.export(model, args, path, dynamo=False, **kwargs)
-        except TypeError:            # older torch without the `dynamo` switch
+        except TypeError as e:       # older torch without the `dynamo` switch
+            if "dynamo" not in str(e):
+                raise
             torch.onnx.export(model, args, path, **kwargs)
     return Source("onnx", path, description, inputs, _run_onnxruntime(path, inputs))
 
@@ -217,20 +221,46 @@ def build_transformer_encoder(path: str) -> Source:
     torch.manual_seed(SEED)
     if hasattr(torch.backends, "mha"):       # keep the fused fast path out of the trace
         torch.backends.mha.set_fastpath_enabled(False)
-    model = torch.nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=128,
-                                             dropout=0.0, batch_first=True)
-    return _export_torch(model, {"tokens": (1, 16, 64)}, ["encoded"], path,
+
+    class Encoder(torch.nn.Module):
+        """Passes is_causal as a Python bool: the tracer otherwise turns it into a tensor."""
+
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=128,
+                                                          dropout=0.0, batch_first=True)
+
+        def forward(self, tokens):
+            return self.layer(tokens, is_causal=False)
+
+    # opset 14: the first with scaled_dot_product_attention; < 17 keeps LayerNorm decomposed
+    # (NNEF-Tools 1.0.11 has no LayerNormalization converter).
+    return _export_torch(Encoder(), {"tokens": (1, 16, 64)}, ["encoded"], path,
                          "torch.nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=128, "
-                         "batch_first=True), ONNX opset %d (LayerNorm decomposed)" % OPSET)
+                         "batch_first=True), ONNX opset 14 (LayerNorm decomposed)", opset=14)
 
 
 def build_lstm(path: str) -> Source:
     import torch
     torch.manual_seed(SEED)
-    model = torch.nn.LSTM(input_size=16, hidden_size=32, num_layers=1)
-    return _export_torch(model, {"sequence": (8, 1, 16)}, ["output", "h_n", "c_n"], path,
-                         "torch.nn.LSTM(input_size=16, hidden_size=32), sequence 8 x batch 1, "
-                         "zero initial state, ONNX opset %d" % OPSET)
+
+    class FinalState(torch.nn.Module):
+        """Returns only the final (h, c): NNEF-Tools cannot convert an ONNX LSTM whose Y
+        sequence output is used; the initial state is an input (a zero state made inside
+        the model becomes a dynamic Expand the converter rejects)."""
+
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(input_size=16, hidden_size=32, num_layers=1)
+
+        def forward(self, sequence, h0, c0):
+            _, (h, c) = self.lstm(sequence, (h0, c0))
+            return h, c
+
+    return _export_torch(FinalState(), {"sequence": (8, 1, 16), "h0": (1, 1, 32), "c0": (1, 1, 32)},
+                         ["h_n", "c_n"], path,
+                         "torch.nn.LSTM(input_size=16, hidden_size=32), 8 steps x batch 1, initial "
+                         "state as inputs, final (h, c) as outputs, ONNX opset %d" % OPSET)
 
 
 # ---- TFLite sources (Keras -> TFLiteConverter)
@@ -323,7 +353,7 @@ MODELS: dict[str, tuple[str, Callable[[str], Source], str]] = {
     "se_net": ("onnx", build_se_net, "small SE-ResNet with squeeze-excitation gates, 1x3x32x32"),
     "efficientnet_b0": ("onnx", build_efficientnet_b0, "torchvision EfficientNet-B0 (SiLU, SE), 1x3x224x224"),
     "transformer_encoder": ("onnx", build_transformer_encoder, "nn.TransformerEncoderLayer, 1x16x64"),
-    "lstm": ("onnx", build_lstm, "nn.LSTM 16->32, 8 steps, outputs y/h_n/c_n"),
+    "lstm": ("onnx", build_lstm, "nn.LSTM 16->32, 8 steps; inputs x/h0/c0, outputs h_n/c_n"),
     "tflite_float": ("tflite", build_tflite_float, "Keras CNN -> TFLite float32, 1x32x32x3 NHWC"),
     "tflite_int8": ("tflite", build_tflite_int8, "same CNN, full-integer int8 TFLite"),
 }
@@ -379,14 +409,20 @@ def map_names(source_names: list[str], nnef_names: list[str], mapping: dict) -> 
 
 
 def nnef_tools_check(nnef_dir: str, inputs: list[np.ndarray], outputs: dict[str, np.ndarray],
-                     tolerance: dict, quant: dict) -> dict:
-    """Run NNEF-Tools' PyTorch interpreter on the converted model and compare with the reference."""
+                     tolerance: dict, quant: dict, save_to: str) -> dict:
+    """Run NNEF-Tools' PyTorch interpreter on the converted model and compare with the reference.
+
+    Its outputs are saved to ``save_to`` (npz, NNEF output names): where the converter
+    changed the meaning of the model, they are what the NNEF document itself says.
+    """
     try:
         from nnef_tools.interpreter.pytorch import Interpreter
     except Exception as e:  # torch missing
         return {"ran": False, "reason": f"{type(e).__name__}: {e}"}
     try:
-        interp = Interpreter(nnef_dir, device="cpu")
+        with open(os.path.join(nnef_dir, "graph.nnef")) as f:
+            fragments = re.findall(r"^\s*fragment\s+(\w+)", f.read(), re.M)
+        interp = Interpreter(nnef_dir, device="cpu", decomposed=fragments or None)
         feed = [a.astype(np.float32) if a.dtype != np.float32 else a for a in inputs]
         if quant:   # the interpreter computes on real values: dequantize the input
             feed = [(a.astype(np.float32) - q["zero_point"]) * q["scale"]
@@ -394,6 +430,7 @@ def nnef_tools_check(nnef_dir: str, inputs: list[np.ndarray], outputs: dict[str,
         got = interp(feed)
     except Exception as e:
         return {"ran": False, "reason": f"{type(e).__name__}: {str(e)[:400]}"}
+    np.savez(save_to, **{name: np.asarray(got[name]) for name in outputs})
     report, ok = {}, True
     for name, ref in outputs.items():
         out = np.asarray(got[name])
@@ -474,10 +511,14 @@ def make_model(name: str, out_root: str) -> dict:
         operations=_count_ops(nnef_dir),
     )
     check = nnef_tools_check(nnef_dir, [src.inputs[k] for k in src.inputs],
-                             {out_map[k]: v for k, v in src.outputs.items()}, src.tolerance, quant)
+                             {out_map[k]: v for k, v in src.outputs.items()}, src.tolerance, quant,
+                             os.path.join(mdir, "reference_nnef_tools.npz"))
     entry["nnef_tools_check"] = check
     if check.get("ran") and not check.get("ok"):
         entry["status"] = "converted-mismatch"
+        entry["reason"] = ("NNEF-Tools' interpreter disagrees with the source runtime on the converted "
+                           "model: the conversion changed its meaning; reference_nnef_tools.npz holds "
+                           "what the NNEF document computes")
     entry["seconds"] = round(time.time() - t0, 1)
     return entry
 
