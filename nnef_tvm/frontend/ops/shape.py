@@ -230,7 +230,8 @@ def pad(ctx, op):
             x = ctx.emit(R.strided_slice(
                 x, axes, [max(-p, 0) for p, _ in padding],
                 [n - max(-q, 0) for n, (_, q) in zip(shape, padding)]))
-        widths = [max(p, 0) for p, _ in padding] + [max(q, 0) for _, q in padding]
+        # Relax pad_width interleaves (before, after) per axis
+        widths = [w for p, q in padding for w in (max(p, 0), max(q, 0))]
         if not any(widths):
             return x
         return R.nn.pad(x, widths, pad_mode="constant", pad_value=float(op.attribs.get("value", 0.0)))
