@@ -46,25 +46,32 @@ def flat_violation(e: ast.Expr, top: bool = True) -> Optional[ast.Expr]:
     of those.
     """
     if top:
-        if not isinstance(e, ast.Invocation):
+        if type(e) is not ast.Invocation:
             return e
         for a in e.args:
-            bad = flat_violation(a.value, False)
-            if bad is not None:
-                return bad
+            v = a.value
+            if type(v) not in _FLAT_LEAVES:
+                bad = flat_violation(v, False)
+                if bad is not None:
+                    return bad
         return None
-    if isinstance(e, (ast.Name, ast.Literal)):
+    cls = type(e)
+    if cls in _FLAT_LEAVES:
         return None
-    if isinstance(e, ast.UnaryOp) and e.op == "-" and isinstance(e.operand, ast.Literal) \
+    if cls is ast.UnaryOp and e.op == "-" and type(e.operand) is ast.Literal \
             and e.operand.kind in ("integer", "scalar"):
         return None
-    if isinstance(e, (ast.ArrayExpr, ast.TupleExpr)):
+    if cls is ast.ArrayExpr or cls is ast.TupleExpr:
         for i in e.items:
-            bad = flat_violation(i, False)
-            if bad is not None:
-                return bad
+            if type(i) not in _FLAT_LEAVES:
+                bad = flat_violation(i, False)
+                if bad is not None:
+                    return bad
         return None
     return e
+
+
+_FLAT_LEAVES = frozenset((ast.Name, ast.Literal))
 
 
 def _describe(e) -> str:
@@ -80,6 +87,9 @@ class ExprChecker:
     """Type-checks expressions in one scope (the graph body or one fragment body)."""
 
     def __init__(self, sigs: dict, plans: dict, *, in_graph: bool, generic: bool):
+        self._dispatch = {cls: getattr(self, "_" + cls.__name__) for cls in
+                          (ast.Literal, ast.Name, ast.ArrayExpr, ast.TupleExpr, ast.UnaryOp, ast.BinaryOp,
+                           ast.IfElse, ast.Comprehension, ast.Subscript, ast.Builtin)}
         self.sigs = sigs
         self.plans = plans
         self.in_graph = in_graph
@@ -88,8 +98,12 @@ class ExprChecker:
 
     # ---------------------------------------------------------------- entry
     def expr(self, e, top: bool = False) -> T.Type:
-        method = getattr(self, "_" + type(e).__name__)
-        return method(e, top) if isinstance(e, ast.Invocation) else method(e)
+        cls = type(e)
+        if cls is ast.Literal:
+            return T.prim(e.kind)
+        if cls is ast.Invocation:
+            return self._Invocation(e, top)
+        return self._dispatch[cls](e)
 
     # ------------------------------------------------------------ leaves ---
     def _Literal(self, e):
@@ -104,8 +118,13 @@ class ExprChecker:
         return t
 
     def _ArrayExpr(self, e):
+        items = e.items
+        if items and type(items[0]) is ast.Literal:
+            kind = items[0].kind
+            if all(type(i) is ast.Literal and i.kind == kind for i in items):
+                return T.ArrayT(T.prim(kind))
         typ = T.EMPTY
-        for item in e.items:
+        for item in items:
             t = self.expr(item)
             c = t if typ is T.EMPTY else T.common_type(typ, t)
             if c is None:

@@ -63,6 +63,9 @@ class Evaluator:
         self.lower = lower
         self.reserved = reserved
         self.graph_params = graph_params
+        self._dispatch = {cls: getattr(self, "_" + cls.__name__) for cls in
+                          (ast.Literal, ast.Name, ast.ArrayExpr, ast.TupleExpr, ast.UnaryOp, ast.BinaryOp,
+                           ast.IfElse, ast.Comprehension, ast.Subscript, ast.Builtin, ast.Invocation)}
         self.counters: dict = {}
         self.variables: set = set()
         self.updated: set = set()
@@ -149,7 +152,10 @@ class Evaluator:
 
     # ------------------------------------------------------ expressions ---
     def eval(self, e, frame: Frame, target=None):
-        return getattr(self, "_" + type(e).__name__)(e, frame, target)
+        cls = type(e)
+        if cls is ast.Literal:
+            return e.value
+        return self._dispatch[cls](e, frame, target)
 
     def _Literal(self, e, frame, target):
         return e.value
@@ -160,7 +166,8 @@ class Evaluator:
     def _ArrayExpr(self, e, frame, target):
         if isinstance(target, list) and len(target) == len(e.items):
             return [self.eval(i, frame, t) for i, t in zip(e.items, target)]
-        return [self.eval(i, frame) for i in e.items]
+        lit = ast.Literal
+        return [i.value if type(i) is lit else self.eval(i, frame) for i in e.items]
 
     def _TupleExpr(self, e, frame, target):
         if isinstance(target, tuple) and len(target) == len(e.items):

@@ -35,6 +35,7 @@ Decisions where the spec leaves room (SPEC-NOTES §3, §9):
 """
 from __future__ import annotations
 
+import gc
 import sys
 from functools import lru_cache
 from typing import Callable, Optional
@@ -292,12 +293,17 @@ def _run(doc: ast.Document, lower) -> tuple[Optional[Graph], dict, list]:
 
 def _run_guarded(doc, lower):
     # deep (but bounded, MAX_EXPANSION_DEPTH) recursive expansions need more Python frames
+    # and the cyclic GC only slows down building a graph of many small acyclic objects
     old = sys.getrecursionlimit()
     if old < _RECURSION_LIMIT:
         sys.setrecursionlimit(_RECURSION_LIMIT)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         return _run(doc, lower)
     finally:
+        if gc_was_enabled:
+            gc.enable()
         if old < _RECURSION_LIMIT:
             sys.setrecursionlimit(old)
 
