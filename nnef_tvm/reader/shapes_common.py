@@ -75,9 +75,10 @@ def broadcast_to(param: Shape, target: Shape, param_name: str, target_name: str 
     pp, pt = padded(param, rank), padded(target, rank)
     for axis, (p, t) in enumerate(zip(pp, pt)):
         if p != t and p != 1:
+            allowed = "1" if t == 1 else f"{t} or 1"
             raise ShapeMismatch(
                 f"{param_name} shape {fmt(param)} cannot be broadcast to {target_name} shape "
-                f"{fmt(target)} (left-aligned): extent {p} at axis {axis} must be {t} or 1")
+                f"{fmt(target)} (left-aligned): extent {p} at axis {axis} must be {allowed}")
 
 
 # ---------------------------------------------------------------------------

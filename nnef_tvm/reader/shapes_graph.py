@@ -10,6 +10,8 @@ tensors of one shape (literals, being singletons, may join them).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .shapes_common import ShapeMismatch, attr, fmt, int_list, int_value, volume
 
 
@@ -32,7 +34,14 @@ def variable_shape(op, shape_of):
 def constant_shape(op, shape_of):
     shape = _declared_shape(op)
     value = attr(op, "value")
-    count = len(value) if isinstance(value, (list, tuple)) else getattr(value, "size", 1)
+    if isinstance(value, (list, tuple)):
+        count = len(value)
+    elif isinstance(value, np.ndarray):
+        count = value.size
+    elif isinstance(value, (bool, int, float)):
+        count = 1
+    else:
+        raise ShapeMismatch(f"'value' must be an array of literals, found {value!r}")
     n = volume(shape)
     if count not in (1, n):
         raise ShapeMismatch(f"'value' has {count} items but shape {fmt(shape)} needs {n} "

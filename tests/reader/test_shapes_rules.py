@@ -109,7 +109,7 @@ def test_bias_broadcasts_left_aligned_to_the_output():
     # a rank-1 [C] bias would broadcast along the batch axis (Khronos accepts it)
     msg = error({"x": [1, 2, 5], "w": [4, 2, 3], "b": [4]}, "y = conv(x, w, b)")
     assert msg.startswith("conv: bias shape [4] cannot be broadcast to output shape [1,4,5]")
-    assert "extent 4 at axis 0 must be 1 or 1" in msg or "axis 0" in msg
+    assert msg.endswith("(left-aligned): extent 4 at axis 0 must be 1")
 
 
 def test_separable_conv_groups_follow_the_compound_body():
@@ -303,7 +303,7 @@ ERRORS = [
     ({"x": [2, 3, 4], "m": [1, 3], "v": [3]}, "y = batch_normalization(x, m, v, 0.0, 1.0, epsilon = 0.1)",
      r"^batch_normalization: variance shape \[3\] cannot be broadcast to input shape \[2,3,4\].*extent 3 at axis 0 must be 2 or 1$"),
     ({"x": [2, 3, 4], "m": [2, 3, 4, 2]}, "y = linear_quantize(x, 0.0, m, bits = 8)",
-     r"^linear_quantize: max shape \[2,3,4,2\] cannot be broadcast to x shape \[2,3,4\].*axis 3 must be 1 or 1$"),
+     r"^linear_quantize: max shape \[2,3,4,2\] cannot be broadcast to x shape \[2,3,4\].*axis 3 must be 1$"),
     ({"x": [2, 3]}, "y = logarithmic_quantize(x, 1.0, bits = 0)", r"^logarithmic_quantize: 'bits' must be positive, found 0$"),
     ({"x": [2, 3]}, "v = variable(shape = [3, 2], label = 'v'); u = update(v, x)",
      r"^update: value shape \[2,3\] differs from variable shape \[3,2\]$"),
