@@ -9,6 +9,8 @@ _FAMILIES: list[str] = [
     "elementwise",
     "activation",
     "conv",
+    "window",
+    "pooling",
     "reduce",
     "shape",
     "linear",
