@@ -27,9 +27,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from ..errors import NNEFError
+import numpy as np
+
+from ..errors import NNEFError, SourcePos
 from .graph import Graph, Identifier, Operation
-from .shapes_common import ShapeMismatch, fmt
+from .shapes_common import ShapeMismatch, broadcast_to, fmt
 from . import shapes_elementwise, shapes_graph, shapes_layout, shapes_reduce, shapes_window
 
 ShapeFunction = Callable[[Operation, Callable[[Any], Any]], list]
@@ -116,6 +118,22 @@ def infer_shapes(graph: Graph, custom_shapes: Optional[dict[str, Callable]] = No
     for name, tensor in graph.tensors.items():
         if name in shapes:
             tensor.shape = shapes[name]
+            _check_quantization(tensor)
+
+
+def _check_quantization(tensor) -> None:
+    """Per-channel ``graph.quant`` parameters must broadcast (left-aligned) to the tensor."""
+    for key, value in (tensor.quantization or {}).items():
+        if isinstance(value, (list, tuple, np.ndarray)):
+            try:
+                param = np.shape(value)
+            except ValueError:  # jagged: the quantization reader reports it
+                continue
+            try:
+                broadcast_to(tuple(int(e) for e in param), tensor.shape, key, f"tensor '{tensor.name}'")
+            except ShapeMismatch as e:
+                op = tensor.quantization.get("op-name", "quantization")
+                raise NNEFError(f"{op} of '{tensor.name}': {e}", SourcePos(file="graph.quant")) from None
 
 
 def _run_shape_function(op: Operation, shape_of, custom_shapes: dict) -> list:

@@ -425,3 +425,20 @@ def test_custom_shape_function_failures_become_located_errors():
         raise AssertionError("groups must divide channels")
     with pytest.raises(NNEFError, match=r"shuffle: custom shape function failed: groups must divide channels"):
         infer_shapes(_custom_graph(), custom_shapes={"shuffle": failing})
+
+
+def test_quantization_parameters_must_broadcast_to_their_tensor():
+    # graph.quant per-channel arrays: [C] varies along axis 0, [[...]] along axis 1 (left-aligned)
+    g = khronos_graph(doc({"x": [1, 3, 4, 4], "w": [2, 3, 1, 1]}, "y = conv(x, w)"), infer_shapes=False)
+    g.tensors["w"].quantization = {"op-name": "zero_point_linear_quantize", "scale": [0.5, 0.25],
+                                   "zero_point": 0, "bits": 8}
+    g.tensors["y"].quantization = {"op-name": "min_max_linear_quantize", "min": [[-1.0, -2.0]], "max": 1.0}
+    infer_shapes(g)
+    assert g.tensors["y"].shape == (1, 2, 4, 4)
+    g.tensors["x"].quantization = {"op-name": "zero_point_linear_quantize", "scale": [0.5, 0.25, 0.1]}
+    with pytest.raises(NNEFError) as info:
+        infer_shapes(g)
+    assert info.value.message == (
+        "zero_point_linear_quantize of 'x': scale shape [3] cannot be broadcast to tensor 'x' shape "
+        "[1,3,4,4] (left-aligned): extent 3 at axis 0 must be 1")
+    assert info.value.file == "graph.quant"
