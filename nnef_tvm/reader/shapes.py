@@ -47,7 +47,7 @@ del _family, _overlap
 
 def _error_pos(op: Operation):
     """Where to report: the user's invocation for lowered ops, else the op itself."""
-    if op.origin:
+    if op.origin and op.origin[0] is not None:
         return op.origin[0]
     return op.pos
 

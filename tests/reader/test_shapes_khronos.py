@@ -491,3 +491,38 @@ def test_every_standard_op_is_compared_with_khronos():
     standard = {op["name"] for op in json.loads(OPS_JSON.read_text())["operations"]}
     missing = standard - _covered_ops()
     assert not missing, f"ops without a differential case: {sorted(missing)}"
+
+
+# ---------------------------------------------------------------------------
+# the shared example documents (valid ones), as written and fully lowered
+
+EXAMPLES = Path(OPS_JSON).parent / "examples"
+COMPOUNDS = [op["name"] for op in json.loads(OPS_JSON.read_text())["operations"] if op["kind"] == "compound"]
+KHRONOS_CUSTOM = {"channel_shuffle": lambda input, groups: input}
+OUR_CUSTOM = {"channel_shuffle": lambda op, shape_of: [shape_of(op.inputs["input"])]}
+
+
+def _example_texts():
+    if not EXAMPLES.exists():
+        return []
+    files = sorted(p for p in EXAMPLES.glob("0*.nnef")) + sorted(EXAMPLES.glob("0*/graph.nnef"))
+    return [pytest.param(p, id=p.parent.name if p.name == "graph.nnef" else p.stem) for p in files]
+
+
+@pytest.mark.parametrize("path", _example_texts())
+def test_example_documents(path):
+    text = path.read_text()
+    custom = [line.split()[1].split("(")[0].split("<")[0]
+              for line in text.splitlines() if line.startswith("fragment ")]
+    with_body = [c for c in custom if c != "channel_shuffle"]
+    ref = khronos_graph(text, lowered=with_body, custom_shapes=KHRONOS_CUSTOM)
+    g = khronos_graph(text, lowered=with_body, infer_shapes=False)
+    infer_shapes(g, custom_shapes=OUR_CUSTOM)
+    expected = {n: t.shape for n, t in ref.tensors.items()}
+    assert {n: t.shape for n, t in g.tensors.items()} == expected
+    # fully lowered: Khronos may fail (O3: lowered strided max_pool); ours must not, and the
+    # graph-level tensors keep their shapes
+    low = khronos_graph(text, lowered=with_body + COMPOUNDS, infer_shapes=False)
+    infer_shapes(low, custom_shapes=OUR_CUSTOM)
+    for name in list(low.inputs) + list(low.outputs):
+        assert low.tensors[name].shape == expected[name], name
