@@ -222,8 +222,13 @@ def _entry(entry: Tree, file: str, signatures: dict):
     return key, pos, ordered
 
 
-def _literal(node, file: str) -> _Lit:
+_MAX_NESTING = 32
+
+
+def _literal(node, file: str, depth: int = 0) -> _Lit:
     pos = _pos(file, node)
+    if depth > _MAX_NESTING:
+        raise NNEFError(f"array/tuple literals nested deeper than {_MAX_NESTING} levels", pos)
     kind = node.data
     if kind == "number":
         text = str(node.children[0])
@@ -237,7 +242,7 @@ def _literal(node, file: str) -> _Lit:
     if kind == "identifier":
         raise NNEFError(f"identifier '{node.children[0]}' not allowed in graph.quant: "
                         f"arguments must be literals", pos)
-    items = [_literal(c, file) for c in node.children if c is not None]
+    items = [_literal(c, file, depth + 1) for c in node.children if c is not None]
     return _Lit(kind, items, pos)
 
 
