@@ -94,6 +94,7 @@ class Container:
         self._maps: list = list(keep_alive or [])
         self._names: Optional[list[str]] = None
         self._folder_real = os.path.realpath(folder) if folder else None
+        self._closed = False
 
     # -- context manager ---------------------------------------------------
     def __enter__(self) -> "Container":
@@ -103,14 +104,26 @@ class Container:
         self.close()
 
     def close(self) -> None:
-        """Close the memory maps that no array still uses (those stay valid until freed)."""
+        """Release member views and close the memory maps that no array still uses.
+
+        Arrays made from :meth:`buffer` stay valid: a map they still reference is
+        left open and freed together with the last such array.
+        """
+        views = [v for v in (self._members or {}).values() if isinstance(v, memoryview)]
+        for v in views + [m for m in self._maps if isinstance(m, memoryview)]:
+            try:
+                v.release()
+            except BufferError:
+                pass          # exported to a numpy array: stays alive with it
         for m in self._maps:
             if isinstance(m, mmap.mmap):
                 try:
                     m.close()
                 except BufferError:
-                    pass      # a numpy view still references it; freed with the view
+                    pass
         self._maps = []
+        self._members = {} if self._members is not None else None
+        self._closed = True
 
     # -- queries -------------------------------------------------------------
     @property
@@ -142,6 +155,8 @@ class Container:
 
     def buffer(self, name: str):
         """The member's bytes without copying: an mmap (folder) or a memoryview (archive)."""
+        if self._closed:
+            raise ValueError(f"container {self.source} is closed")
         real = self._resolve(name)
         if real is None:
             raise NNEFError(f"'{name}' is not in {self.source}", SourcePos(self.source))
@@ -471,7 +486,7 @@ def _read_plain_tar(path: str, lim: Limits):
             raise NNEFError(f"tar archive is truncated inside member '{name}'", SourcePos(path, offset=len(view)))
         members[name] = view[at:at + size]
         pos[0] = at + size + _tar_pad(size)
-    return members, [m]
+    return members, [view, m]
 
 
 class _Inflater:

@@ -462,3 +462,23 @@ def test_container_zip_encrypted_and_unsupported_method(private_tmp):
     refused(write(private_tmp / "enc.zip", bytes(blob)), "encrypted")
     blob = bytearray(zip_bytes([("graph.nnef", GRAPH)], method=zipfile.ZIP_LZMA))
     refused(write(private_tmp / "lzma.zip", bytes(blob)), "unsupported compression")
+
+
+@pytest.mark.parametrize("kind", ["folder", "tar"])
+def test_container_close_releases_maps_but_keeps_arrays_valid(kind, tmp_path):
+    import mmap
+    path = make_folder(tmp_path / "m") if kind == "folder" else write(tmp_path / "m.tar", files_tar())
+    with open_container(path) as c:
+        kept, _ = tf.read_tensor(c.buffer("conv1/filter.dat"))
+        c.read_bytes("graph.nnef")
+        maps = [m for m in c._maps if isinstance(m, mmap.mmap)]
+    assert maps and any(m.closed for m in maps) == (kind == "folder")   # unused maps are closed
+    assert not all(m.closed for m in maps)                               # the one in use is not
+    assert kept.tolist() == [[0, 1, 2], [3, 4, 5]]
+    with pytest.raises(ValueError, match="closed"):
+        c.buffer("graph.nnef")
+    with open_container(path) as c:
+        maps = [m for m in c._maps if isinstance(m, mmap.mmap)]
+        c.read_bytes("graph.nnef")
+        maps = [m for m in c._maps if isinstance(m, mmap.mmap)]
+    assert maps and all(m.closed for m in maps)
