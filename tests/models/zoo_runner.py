@@ -1,0 +1,123 @@
+"""Run a real NNEF model through nnef-tvm and compare with an independent reference.
+
+Shared by the model tests (``from models.zoo_runner import ...``; ``tests/`` is on
+``sys.path`` via the top conftest). The path through our pipeline is the most
+complete one that exists:
+
+* ``nnef_tvm.compile(model, target='x86').run(inputs)`` once ``nnef_tvm.compiler``
+  is there (the end-to-end path users take);
+* otherwise ``nnef_tvm.from_nnef`` + ``relax.build`` for llvm + the Relax VM.
+
+Quantized models (NNEF ``graph.quant``): NNEF tensors hold real values and the
+quantization is a property of the tensor, so the real (dequantized) input is
+fed; an output that comes back as float is re-quantized with the output's own
+parameters before the comparison in quantization steps.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from typing import Optional
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPTS = os.path.join(REPO, "scripts")
+
+
+def has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def zoo_dir() -> str:
+    """``$NNEF_TVM_ZOO``, else ``./zoo`` (cwd), else the repository's ``zoo/``."""
+    env = os.environ.get("NNEF_TVM_ZOO")
+    if env:
+        return env
+    return "zoo" if os.path.isdir("zoo") else os.path.join(REPO, "zoo")
+
+
+def zoo_index() -> dict:
+    path = os.path.join(zoo_dir(), "zoo.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_cli_check(model_path: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``nnef-compile MODEL --check`` through the console entry point's function."""
+    code = "import sys; from nnef_tvm.cli.compile import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", code, model_path, "--check"],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _run_with_compiler(model, inputs: dict) -> dict:
+    import nnef_tvm
+    compiled = nnef_tvm.compile(model, target="x86")
+    return {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in compiled.run(inputs).items()}
+
+
+def _run_with_frontend(model, inputs: dict) -> dict:
+    import tvm
+    from tvm import relax
+
+    import nnef_tvm
+    mod = nnef_tvm.from_nnef(model)
+    vm = relax.VirtualMachine(relax.build(mod, target="llvm"), tvm.cpu())
+    args = [tvm.runtime.tensor(np.ascontiguousarray(inputs[n])) for n in model.graph.inputs]
+    result = vm["main"](*args)
+    values = [result] if hasattr(result, "numpy") else list(result)
+    return {name: v.numpy() for name, v in zip(model.graph.outputs, values)}
+
+
+def run_model(model, inputs: dict) -> dict:
+    """Outputs by NNEF output name for ``inputs`` by NNEF input name."""
+    if has_module("nnef_tvm.compiler"):
+        return _run_with_compiler(model, inputs)
+    return _run_with_frontend(model, inputs)
+
+
+def dequantize(array: np.ndarray, q: dict) -> np.ndarray:
+    return ((array.astype(np.float64) - q["zero_point"]) * q["scale"]).astype(np.float32)
+
+
+def in_steps(out: np.ndarray, ref: np.ndarray, q: dict) -> float:
+    """Largest difference in quantization steps between ``out`` (int or real) and int ``ref``."""
+    if np.issubdtype(out.dtype, np.integer):
+        got = out.astype(np.int64)
+    else:
+        info = np.iinfo(np.dtype(q["dtype"]))
+        got = np.clip(np.round(out.astype(np.float64) / q["scale"]) + q["zero_point"], info.min, info.max)
+    return float(np.max(np.abs(got - ref.astype(np.int64))))
+
+
+def compare(outputs: dict, reference: dict, quantization: Optional[dict] = None,
+            rel: float = 1e-4, steps: float = 1.0) -> list[str]:
+    """Problems (empty when fine): float max abs error <= rel * max|ref|; quantized <= ``steps``."""
+    problems = []
+    for name, ref in reference.items():
+        if name not in outputs:
+            problems.append(f"{name}: missing from outputs {sorted(outputs)}")
+            continue
+        out = np.asarray(outputs[name])
+        if out.shape != ref.shape:
+            problems.append(f"{name}: shape {out.shape} != reference {ref.shape}")
+            continue
+        q = (quantization or {}).get(name)
+        if q is not None:
+            err = in_steps(out, ref, q)
+            if not err <= steps:
+                problems.append(f"{name}: {err} quantization steps off (allowed {steps})")
+        else:
+            err = float(np.max(np.abs(out.astype(np.float64) - ref.astype(np.float64))))
+            bound = rel * float(np.max(np.abs(ref)))
+            if not err <= bound:
+                problems.append(f"{name}: max abs error {err:.3g} > {bound:.3g} (= {rel} * max|ref|)")
+    return problems
