@@ -17,9 +17,10 @@ has no converter, so only supported primitives reach the converters.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Iterable, Optional, Union
 
-from ..errors import NNEFError
 from ..reader.graph import Graph, Model
 from .context import ConvertContext, ConvertOptions
 from .convert import check_supported, convert_graph
@@ -32,36 +33,33 @@ __all__ = ["from_nnef", "check_supported", "supported_ops", "converter", "lookup
 def relower_graph(model: Model, extensions: Iterable[str] = ()) -> Optional[Graph]:
     """Rebuild ``model``'s graph from its document, lowering unsupported compounds.
 
-    Returns None when that is impossible (no document, or the reader's
-    semantics module is not available), so the caller keeps ``model.graph``.
+    Every fragment with a body whose name has no converter is expanded (custom
+    fragments and standard compounds alike). Shapes are re-inferred with the
+    model's external shapes (so earlier ``input_shapes`` overrides survive), and
+    the variable data / quantization already attached are carried over.
+    Returns None when that is impossible (no document, or the reader modules are
+    not available), so the caller keeps ``model.graph``.
     """
     if getattr(model, "document", None) is None:
         return None
-    try:
-        from ..reader import semantics  # written by the reader; optional until it lands
+    try:  # the reader's semantic and shape modules (optional until they land)
+        from ..reader import semantics
+        from ..reader.shapes import infer_shapes
     except ImportError:
         return None
-    build = getattr(semantics, "build_graph", None)
-    if build is None:
-        return None
     supported = supported_ops(extensions)
-    graph = build(model.document, lower=lambda name: name not in supported)
-    if isinstance(graph, Model):
-        graph = graph.graph
-    # carry over what the reader attached to the tensors (data, quantization)
+    graph = semantics.build_graph(model.document, lower=lambda name: name not in supported)
+    if isinstance(graph, tuple):
+        graph = graph[0]
+    old = model.graph.tensors
+    shapes = {n: old[n].shape for n in graph.inputs if n in old and old[n].shape is not None}
+    infer_shapes(graph, input_shapes=shapes or None)
     for name, t in graph.tensors.items():
-        old = model.graph.tensors.get(name)
-        if old is not None:
+        if name in old:
             if t.data is None:
-                t.data = old.data
-            if t.shape is None:
-                t.shape = old.shape
-    if any(t.shape is None for t in graph.tensors.values()):
-        try:
-            from ..reader.shapes import infer_shapes
-        except ImportError:
-            return None
-        infer_shapes(graph)
+                t.data = old[name].data
+            if t.quantization is None:
+                t.quantization = old[name].quantization
     return graph
 
 
@@ -70,27 +68,15 @@ def _needs_lowering(graph: Graph, extensions) -> bool:
     return any(op.name not in supported for op in graph.operations)
 
 
-def _override_input_shapes(graph: Graph, input_shapes: dict) -> None:
-    unknown = [n for n in input_shapes if n not in graph.inputs]
-    if unknown:
-        raise NNEFError(f"input_shapes names unknown graph inputs: {', '.join(unknown)} "
-                        f"(inputs are: {', '.join(graph.inputs)})")
-    for op in graph.operations:
-        if op.name == "external" and str(op.outputs["output"]) in input_shapes:
-            shape = [int(s) for s in input_shapes[str(op.outputs["output"])]]
-            if any(s <= 0 for s in shape):
-                raise NNEFError(f"input shape for '{op.outputs['output']}' must be positive: {shape}")
-            op.attribs["shape"] = shape
-    try:
-        from ..reader.shapes import infer_shapes
-    except ImportError as e:  # pragma: no cover - until the shapes module lands
-        raise NNEFError("input_shapes needs shape inference (nnef_tvm.reader.shapes)") from e
-    for t in graph.tensors.values():
-        if t.name not in input_shapes:
-            t.shape = None
-        else:
-            t.shape = tuple(int(s) for s in input_shapes[t.name])
-    infer_shapes(graph)
+def _with_input_shapes(graph: Graph, input_shapes: dict) -> Graph:
+    """A copy of ``graph`` (tensors copied, data shared) re-shaped for new input shapes."""
+    from ..reader.shapes import infer_shapes
+
+    copy = Graph(name=graph.name, inputs=list(graph.inputs), outputs=list(graph.outputs),
+                 operations=list(graph.operations),
+                 tensors={n: dataclasses.replace(t) for n, t in graph.tensors.items()})
+    infer_shapes(copy, input_shapes={k: tuple(int(s) for s in v) for k, v in input_shapes.items()})
+    return copy
 
 
 def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: str = "float32",
@@ -98,7 +84,8 @@ def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: s
               input_shapes: Optional[dict] = None):
     """Convert an NNEF model to a Relax ``IRModule``.
 
-    ``model``: a Model (from the reader) or a Graph whose shapes are inferred.
+    ``model``: a Model (from the reader), a path to load, or a Graph whose shapes
+    are inferred.
     ``keep_params``: variables become extra ``main`` parameters (after the inputs)
     instead of bound constants; then ``(mod, params)`` is returned, ``params``
     mapping variable names to numpy arrays.
@@ -110,6 +97,9 @@ def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: s
     Raises NNEFError (listing every unsupported op) before any conversion work.
     """
     extensions = tuple(extensions)
+    if isinstance(model, (str, os.PathLike)):
+        from ..reader.loader import load
+        model = load(model)
     graph = model.graph if isinstance(model, Model) else model
     if isinstance(model, Model) and _needs_lowering(graph, extensions):
         relowered = relower_graph(model, extensions)
@@ -117,7 +107,7 @@ def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: s
             graph = relowered
     check_supported(graph, extensions)
     if input_shapes:
-        _override_input_shapes(graph, dict(input_shapes))
+        graph = _with_input_shapes(graph, dict(input_shapes))
     options = ConvertOptions(dtype=dtype, int_dtype=int_dtype, keep_params=keep_params,
                              extensions=extensions)
     mod, params = convert_graph(graph, options)
