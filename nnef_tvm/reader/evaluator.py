@@ -379,11 +379,15 @@ def binary_attribute(op, a, b, node):
             return seq * max(count, 0)
         return a * b
     if op == "/":
-        if b == 0:
-            raise _err("division by zero in a compile-time expression", node)
         if isinstance(a, int) and isinstance(b, int):
+            if b == 0:
+                raise _err("integer division by zero in a compile-time expression", node)
             q = abs(a) // abs(b)
             return q if (a >= 0) == (b >= 0) else -q
+        if b == 0.0:      # scalars follow IEEE 754 (as the Khronos parser's float arithmetic)
+            if a == 0.0 or math.isnan(a):
+                return math.nan
+            return math.copysign(math.inf, a) * math.copysign(1.0, b)
         return a / b
     if op == "^":
         if isinstance(a, int) and isinstance(b, int):
@@ -395,10 +399,11 @@ def binary_attribute(op, a, b, node):
                 raise _err(f"integer power {a} ^ {b} is too large", node)
             return a ** b
         try:
-            r = math.pow(a, b)
-        except (ValueError, OverflowError, ZeroDivisionError):
-            raise _err(f"invalid power {a} ^ {b}", node) from None
-        return r
+            return math.pow(a, b)
+        except ValueError:          # negative base, fractional exponent: NaN as in C pow()
+            return math.nan
+        except (OverflowError, ZeroDivisionError):
+            return math.inf
     if op == "<":
         return a < b
     if op == "<=":
