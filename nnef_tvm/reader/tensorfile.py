@@ -281,21 +281,33 @@ def _unpack_ints(raw: np.ndarray, count: int, bits: int, signed: bool) -> np.nda
             acc |= groups[:, k].astype(np.uint64) << np.uint64(8 * k)
         _store(out, acc, bits, signed)
         return out
-    # MSB-first continuous bit stream, decoded in chunks to bound temporaries
-    weights = np.uint64(1) << np.arange(bits - 1, -1, -1, dtype=np.uint64)
-    step = max(1, (1 << 17) // bits) * 8       # items per chunk; multiple of 8 keeps byte alignment
-    for start in range(0, count, step):
-        n = min(step, count - start)
-        first_bit = start * bits
-        nbits = n * bits
-        chunk = raw[first_bit // 8: (first_bit + nbits + 7) // 8]
-        stream = np.unpackbits(chunk, count=nbits, bitorder="big").reshape(n, bits)
+    # MSB-first continuous bit stream, decoded in chunks to bound temporaries. Item i
+    # starts at bit i*bits; it lies within the big-endian window of the 2 (bits <= 8)
+    # or 8 (bits <= 57) bytes from its first byte; wider items go through a bit matrix.
+    padded = np.concatenate([raw, np.zeros(8, np.uint8)])
+    mask = np.uint64((1 << bits) - 1)
+    for start in range(0, count, _CHUNK_ITEMS):
+        n = min(_CHUNK_ITEMS, count - start)
+        bitpos = (np.arange(start, start + n, dtype=np.uint64) * np.uint64(bits))
+        first = (bitpos >> np.uint64(3)).astype(np.intp)
+        skew = bitpos & np.uint64(7)
         if bits <= 8:
-            acc = (stream.astype(np.uint8) * weights.astype(np.uint8)).sum(axis=1, dtype=np.uint64)
+            window = (padded[first].astype(np.uint64) << np.uint64(8)) | padded[first + 1]
+            acc = (window >> (np.uint64(16 - bits) - skew)) & mask
+        elif bits <= 57:
+            window = np.lib.stride_tricks.sliding_window_view(padded, 8)[first].view(">u8").reshape(n)
+            acc = (window.astype(np.uint64) >> (np.uint64(64 - bits) - skew)) & mask
         else:
-            acc = np.bitwise_or.reduce(stream.astype(np.uint64) * weights, axis=1)
+            first_bit = start * bits
+            chunk = raw[first_bit // 8: (first_bit + n * bits + 7) // 8]
+            full = np.zeros((n, 64), np.uint8)
+            full[:, 64 - bits:] = np.unpackbits(chunk, count=n * bits, bitorder="big").reshape(n, bits)
+            acc = np.packbits(full, axis=1, bitorder="big").view(">u8").reshape(n).astype(np.uint64)
         _store(out[start:start + n], acc, bits, signed)
     return out
+
+
+_CHUNK_ITEMS = 1 << 16       # items per chunk of bit-stream (un)packing: <= 4 MiB temporaries
 
 
 def _store(out: np.ndarray, acc: np.ndarray, bits: int, signed: bool) -> None:
@@ -368,13 +380,17 @@ def encode_payload(array: np.ndarray, item_type: ItemType, bits: int) -> Union[b
         acc = acc & np.uint64((1 << bits) - 1)
     if bits % 8 == 0:
         return acc.astype("<u8").view(np.uint8).reshape(-1, 8)[:, : bits // 8].tobytes()
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint64)
     out = []
-    step = max(1, (1 << 17) // bits) * 8
-    for start in range(0, acc.size, step):
-        part = acc[start:start + step]
-        stream = ((part[:, None] >> shifts) & np.uint64(1)).astype(np.uint8)
-        out.append(np.packbits(stream.reshape(-1), bitorder="big"))
+    for start in range(0, acc.size, _CHUNK_ITEMS):
+        part = acc[start:start + _CHUNK_ITEMS]
+        # big-endian bytes -> bits MSB first -> keep the low ``bits`` of each item -> one stream
+        if bits <= 8:
+            allbits = np.unpackbits(part.astype(np.uint8)[:, None], axis=1, bitorder="big")
+            keep = allbits[:, 8 - bits:]
+        else:
+            allbits = np.unpackbits(part.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1, bitorder="big")
+            keep = allbits[:, 64 - bits:]
+        out.append(np.packbits(keep.reshape(-1), bitorder="big"))
     return np.concatenate(out).tobytes() if out else b""
 
 

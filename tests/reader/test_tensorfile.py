@@ -360,3 +360,18 @@ def test_tensorfile_check_against_variable():
     _, bheader = tf.read_tensor(tf.tensor_bytes(np.zeros(3, bool)))
     with pytest.raises(NNEFError):
         tf.check_against_variable(bheader, (3,), "scalar", "b", "b.dat")
+
+
+@pytest.mark.parametrize("bits,signed", [(1, False), (3, True), (7, False), (13, True), (41, False), (60, True)])
+def test_tensorfile_bit_stream_across_chunk_boundaries(bits, signed):
+    """Large tensors are (un)packed in chunks: the stream around each boundary matches the spec packing."""
+    n = 2 * 65536 + 37
+    a = random_ints(np.random.default_rng(bits), (n,), bits, signed)
+    blob = tf.tensor_bytes(a, item_type="int" if signed else "uint", bits=bits)
+    payload = blob[128:]
+    assert len(payload) == (n * bits + 7) // 8
+    for k in (0, 65536 - 16, 65536 * 2 - 8, n - 37 - 8 + 5 - (n - 37 - 8 + 5) % 8):
+        m = min(32, (n - k) // 8 * 8)
+        assert payload[k * bits // 8:(k + m) * bits // 8] == ref_pack_bits(a[k:k + m], bits), k
+    back, _ = tf.read_tensor(blob)
+    assert np.array_equal(back.astype(a.dtype), a)
