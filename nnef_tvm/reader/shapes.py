@@ -52,6 +52,10 @@ def _error_pos(op: Operation):
     return op.pos
 
 
+def _is_extent(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v > 0
+
+
 def _check_override(graph: Graph, input_shapes: dict) -> dict[str, tuple[int, ...]]:
     """Validate ``input_shapes`` (consumer overrides of external shapes, spec §2.2)."""
     externals = {}
@@ -72,9 +76,10 @@ def _check_override(graph: Graph, input_shapes: dict) -> dict[str, tuple[int, ..
         except TypeError:
             raise NNEFError(f"input shape for '{name}' must be a sequence of integers, found {shape!r}",
                             _error_pos(op)) from None
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        if not all(_is_extent(s) for s in shape):
             raise NNEFError(f"input shape for '{name}' must hold positive integers, found {list(shape)!r}",
                             _error_pos(op))
+        shape = tuple(int(s) for s in shape)
         declared = op.attribs.get("shape", [])
         if len(shape) != len(declared):
             raise NNEFError(f"input shape {fmt(shape)} for '{name}' has rank {len(shape)} but the "
@@ -168,10 +173,10 @@ def _check_custom_result(op: Operation, result) -> list:
             t = tuple(s)
         except TypeError:
             t = None
-        if t is None or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in t):
+        if t is None or not all(_is_extent(v) for v in t):
             raise NNEFError(f"{op.name}: custom shape function returned {s!r}, "
                             f"expected a sequence of positive integers", _error_pos(op))
-        return t
+        return tuple(int(v) for v in t)
 
     if not isinstance(result, (list, tuple)):
         raise NNEFError(f"{op.name}: custom shape function must return a list with one shape "
@@ -179,7 +184,7 @@ def _check_custom_result(op: Operation, result) -> list:
     fixed = []
     for out, s in zip(op.outputs.values(), result):
         if isinstance(out, (list, tuple)):
-            if not isinstance(s, (list, tuple)) or any(isinstance(v, int) for v in s):
+            if not isinstance(s, (list, tuple)) or any(isinstance(v, (int, np.integer)) for v in s):
                 raise NNEFError(f"{op.name}: custom shape function must return a list of shapes "
                                 f"for the array result, got {s!r}", _error_pos(op))
             fixed.append([as_shape(x) for x in s])

@@ -442,3 +442,13 @@ def test_quantization_parameters_must_broadcast_to_their_tensor():
         "zero_point_linear_quantize of 'x': scale shape [3] cannot be broadcast to tensor 'x' shape "
         "[1,3,4,4] (left-aligned): extent 3 at axis 0 must be 1")
     assert info.value.file == "graph.quant"
+
+
+def test_numpy_integers_are_accepted_from_consumers():
+    import numpy as np
+    g = _custom_graph()
+    infer_shapes(g, input_shapes={"x": np.array([2, 6, 4, 4])},
+                 custom_shapes={"shuffle": lambda op, s: [np.array(s(op.inputs["input"])),
+                                                          [np.array([1, 2]), (np.int64(3),)]]})
+    assert g.tensors["z"].shape == (2, 6, 4, 4) and g.tensors["e2"].shape == (3,)
+    assert all(type(e) is int for t in g.tensors.values() for e in t.shape)
