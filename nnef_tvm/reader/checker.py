@@ -238,7 +238,7 @@ class ExprChecker:
                 if ct != T.LOGICAL:
                     raise _err(f"comprehension condition must be logical, found '{ct}'", e.cond)
             bt = self.expr(e.body)
-            return T.ArrayT(bt) if bt is not T.EMPTY else T.ArrayT(T.EMPTY)
+            return T.ArrayT(bt) if bt is not T.EMPTY else T.EMPTY
         finally:
             for name in added:
                 del saved[name]

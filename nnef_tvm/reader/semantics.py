@@ -84,9 +84,10 @@ def _check_fragment_body(sig: Signature, sigs, plans, errors, *, allow_expr: boo
     for stmt in frag.body:
         declared_here: list = []
         try:
+            names = lvalue_names(stmt.lvalue)
+            declared_here = [n.name for n in names if n.name not in scope and n.name not in params]
             if not allow_expr:
                 _require_flat(stmt)
-            names = lvalue_names(stmt.lvalue)
             seen: set = set()
             for n in names:
                 if n.name in params:
@@ -95,7 +96,6 @@ def _check_fragment_body(sig: Signature, sigs, plans, errors, *, allow_expr: boo
                     what = "result" if n.name in result_types else "identifier"
                     raise NNEFError(f"{what} '{n.name}' is already assigned", n.pos)
                 seen.add(n.name)
-            declared_here = [n.name for n in names]
             typ = checker.expr(stmt.rvalue, top=True)
             out: dict = {}
             destructure(stmt.lvalue, typ, out, graph=False)
@@ -221,15 +221,15 @@ class _Build:
         for stmt in gd.body:
             declared_here: list = []
             try:
+                names = lvalue_names(stmt.lvalue)
+                declared_here = [n.name for n in names if n.name not in scope]
                 if not allow_expr:
                     _require_flat(stmt)
-                names = lvalue_names(stmt.lvalue)
                 seen: set = set()
                 for n in names:
                     if n.name in scope or n.name in seen:
                         raise NNEFError(f"identifier '{n.name}' is already declared", n.pos)
                     seen.add(n.name)
-                declared_here = [n.name for n in names]
                 rv = stmt.rvalue
                 is_external = isinstance(rv, ast.Invocation) and rv.op == "external"
                 if is_external:
