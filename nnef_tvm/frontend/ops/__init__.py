@@ -11,6 +11,7 @@ _FAMILIES: list[str] = [
     "conv",
     "window",
     "pooling",
+    "resampling",
     "reduce",
     "shape",
     "linear",
