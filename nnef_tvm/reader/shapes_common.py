@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 Shape = tuple[int, ...]
 ShapeOf = Callable[[Any], Any]
 
@@ -94,14 +96,14 @@ def attr(op, name: str, default: Any = None) -> Any:
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def int_value(op, name: str, default: Any = None) -> int:
     v = attr(op, name, default)
     if not _is_int(v):
         raise ShapeMismatch(f"'{name}' must be an integer, found {v!r}")
-    return v
+    return int(v)
 
 
 def int_list(op, name: str, default: Any = None, *, length: int | None = None,
@@ -114,7 +116,7 @@ def int_list(op, name: str, default: Any = None, *, length: int | None = None,
     v = attr(op, name, default)
     if not isinstance(v, (list, tuple)) or not all(_is_int(x) for x in v):
         raise ShapeMismatch(f"'{name}' must be an array of integers, found {v!r}")
-    v = list(v)
+    v = [int(x) for x in v]
     if allow_empty and not v:
         return v
     if length is not None and len(v) != length:
