@@ -381,6 +381,8 @@ def test_input_shapes_override_and_repropagate():
         infer_shapes(g, input_shapes={"x": [1, 3, 0, 8]})
     with pytest.raises(NNEFError, match=r"^.*conv: input has 5 channels but filter expects 3 x groups 1"):
         infer_shapes(g, input_shapes={"x": [1, 5, 8, 8]})
+    # a failed re-propagation leaves the previous shapes in place
+    assert g.tensors["x"].shape == (2, 3, 32, 20) and g.tensors["z"].shape == (2, 640)
 
 
 FRAGMENT = "fragment shuffle( input: tensor<scalar>, groups: integer ) -> ( output: tensor<scalar>, extra: tensor<scalar>[] );\n"
