@@ -44,7 +44,7 @@ class Limits:
 
     max_member_size: int = 4 * GiB       # bytes of one member, uncompressed
     max_members: int = 10_000            # entries (files and folders)
-    max_total_size: int = 16 * GiB       # bytes of all members, uncompressed
+    max_total_size: int = 8 * GiB        # bytes of all members, uncompressed (held in memory)
     max_ratio: float = 200.0             # uncompressed / compressed bytes ...
     ratio_floor: int = 16 * MiB          # ... checked once this much has been inflated
     max_meta_size: int = 1 * MiB         # one pax / GNU long-name header
@@ -641,10 +641,21 @@ def _read_zip(path: str, lim: Limits) -> dict:
     members = {}
     with open(path, "rb") as f:
         file_size = os.fstat(f.fileno()).st_size
-        for clean, info in files:
-            start = _zip_data_offset(f, info, path, file_size)
+        starts = [_zip_data_offset(f, info, path, file_size) for _, info in files]
+        _check_no_overlap(files, starts, path)
+        for (clean, info), start in zip(files, starts):
             members[clean] = memoryview(_zip_member(f, info, start, path, lim))
     return members
+
+
+def _check_no_overlap(files, starts, path: str) -> None:
+    """Members whose data ranges overlap (a known zip-bomb construction) are refused."""
+    spans = sorted((info.header_offset, start + info.compress_size, info.orig_filename)
+                   for (_, info), start in zip(files, starts))
+    for (a0, a1, a), (b0, b1, b) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise NNEFError(f"archive members '{a}' and '{b}' overlap (zip bomb construction)",
+                            SourcePos(path, offset=b0))
 
 
 def _zip_data_offset(f, info: zipfile.ZipInfo, path: str, file_size: int) -> int:

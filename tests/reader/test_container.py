@@ -482,3 +482,21 @@ def test_container_close_releases_maps_but_keeps_arrays_valid(kind, tmp_path):
         c.read_bytes("graph.nnef")
         maps = [m for m in c._maps if isinstance(m, mmap.mmap)]
     assert maps and all(m.closed for m in maps)
+
+
+def test_container_zip_overlapping_members(private_tmp):
+    blob = bytearray(zip_bytes([("a.dat", bytes(range(200)) * 5), ("graph.nnef", GRAPH)]))
+    central = blob.index(b"PK\x01\x02")                      # first central entry: a.dat
+    size = struct.unpack_from("<I", blob, central + 20)[0]
+    struct.pack_into("<I", blob, central + 20, size + 40)    # its data now runs into graph.nnef's header
+    refused(write(private_tmp / "overlap.zip", bytes(blob)), "overlap", "a.dat")
+
+
+def test_container_folder_symlinked_subfolder_leaving_the_folder(tmp_path):
+    outside = make_folder(tmp_path / "outside", {"w.dat": W})
+    folder = make_folder(tmp_path / "m")
+    os.symlink(outside, os.path.join(folder, "sub"))
+    with open_container(folder) as c:
+        assert c.has("sub/w.dat")
+        with pytest.raises(NNEFError, match="outside the model folder"):
+            c.read_bytes("sub/w.dat")
