@@ -347,12 +347,18 @@ def build_tflite_int8(path: str) -> Source:
 
 
 # name -> (source format, builder, one-line summary for --list)
-# Converter defects we diagnosed, recorded in zoo.json next to a mismatching model.
+# Converter defects we diagnosed, recorded in zoo.json as the entry's "converter_issue".
 KNOWN_CONVERTER_ISSUES = {
     "lstm": "NNEF-Tools 1.0.11 passes the ONNX LSTM weights through unchanged, so W/R/B keep "
             "ONNX's gate order (i, o, f, c), but its lstm_step fragment splits them as (i, f, g, o). "
             "A numpy LSTM reading the converted weights as i,o,f,c reproduces onnxruntime to 6e-8; "
             "read as the fragment says, it is off by ~0.9.",
+    "tflite_int8": "graph.quant gives per-channel parameters as flat [C] arrays also for tensors whose "
+                   "channel is not axis 0: biases of shape [1, C] and the depthwise filter kept in TFLite "
+                   "layout [1, 3, 3, C]. Under NNEF's left-aligned broadcasting a [C] array varies along "
+                   "axis 0, so these entries do not fit their tensors as written (they mean the last "
+                   "axis); NNEF-Tools' own interpreter trips over the [1, C] biases (bias of size "
+                   "[8, 8]). The activation and [C_out, ...] filter entries are fine.",
 }
 
 MODELS: dict[str, tuple[str, Callable[[str], Source], str]] = {
@@ -416,6 +422,24 @@ def map_names(source_names: list[str], nnef_names: list[str], mapping: dict) -> 
     raise RuntimeError(f"cannot map source names {source_names} onto NNEF names {nnef_names}")
 
 
+def _numpy2_shim() -> None:
+    """NNEF-Tools 1.0.11's interpreter calls ``np.reshape(a, newshape=...)`` (dequantizing
+    per-channel parameters), which numpy 2.1 removed: give its modules a numpy whose
+    reshape still takes that keyword. Touches only NNEF-Tools' module globals."""
+    import types
+
+    from nnef_tools.interpreter.pytorch import nnef_module, nnef_operators
+    shim = types.ModuleType("numpy_for_nnef_tools")
+    shim.__dict__.update(np.__dict__)
+
+    def reshape(a, shape=None, *args, newshape=None, **kwargs):
+        return np.reshape(a, newshape if newshape is not None else shape, *args, **kwargs)
+
+    shim.reshape = reshape
+    for module in (nnef_module, nnef_operators):
+        module.np = shim
+
+
 def nnef_tools_check(nnef_dir: str, inputs: list[np.ndarray], outputs: dict[str, np.ndarray],
                      tolerance: dict, quant: dict, save_to: str) -> dict:
     """Run NNEF-Tools' PyTorch interpreter on the converted model and compare with the reference.
@@ -425,6 +449,7 @@ def nnef_tools_check(nnef_dir: str, inputs: list[np.ndarray], outputs: dict[str,
     """
     try:
         from nnef_tools.interpreter.pytorch import Interpreter
+        _numpy2_shim()
     except Exception as e:  # torch missing
         return {"ran": False, "reason": f"{type(e).__name__}: {e}"}
     try:
@@ -462,7 +487,7 @@ def folder_bytes(path: str) -> int:
 
 def make_model(name: str, out_root: str) -> dict:
     fmt, builder, _ = MODELS[name]
-    mdir = os.path.join(out_root, name)
+    mdir = os.path.join(os.path.abspath(out_root), name)
     shutil.rmtree(mdir, ignore_errors=True)
     os.makedirs(mdir)
     entry: dict = {"model": name, "source_format": fmt}
@@ -527,15 +552,18 @@ def make_model(name: str, out_root: str) -> dict:
         entry["reason"] = ("NNEF-Tools' interpreter disagrees with the source runtime on the converted "
                            "model: the conversion changed its meaning; reference_nnef_tools.npz holds "
                            "what the NNEF document computes")
-        if name in KNOWN_CONVERTER_ISSUES:
-            entry["converter_issue"] = KNOWN_CONVERTER_ISSUES[name]
+
+    if name in KNOWN_CONVERTER_ISSUES:
+        entry["converter_issue"] = KNOWN_CONVERTER_ISSUES[name]
     entry["seconds"] = round(time.time() - t0, 1)
     return entry
 
 
 def _count_ops(nnef_dir: str) -> dict:
     with open(os.path.join(nnef_dir, "graph.nnef")) as f:
-        body = f.read().split("{", 1)[-1]
+        text = f.read()
+    graph_at = re.search(r"^graph\s", text, re.M)
+    body = text[graph_at.start():] if graph_at else text
     counts: dict[str, int] = {}
     for op in re.findall(r"=\s*([a-z_][a-z_0-9]*)\s*(?:<[^>]*>)?\s*\(", body):
         counts[op] = counts.get(op, 0) + 1
