@@ -212,7 +212,7 @@ class Container:
         path = os.path.join(self._folder, *name.split("/"))
         real = os.path.realpath(path)
         if not self._inside(real):
-            raise NNEFError(f"'{name}' is a symbolic link leading outside the model folder "
+            raise NNEFError(f"'{name}' leads outside the model folder through a symbolic link "
                             f"(to {real})", SourcePos(path))
         try:
             st = os.stat(real)
