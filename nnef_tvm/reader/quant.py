@@ -368,7 +368,10 @@ def _signature_of(spec) -> Optional[list[tuple[str, str, Any]]]:
     if isinstance(spec, (list, tuple)):
         sig = [(str(p), str(t), d) for p, t, d in spec]
     else:   # ast.Fragment (duck-typed: .params with .name, .type, .default)
-        sig = [(p.name, _type_string(p.type), _ast_default(p.default)) for p in spec.params]
+        try:
+            sig = [(p.name, _type_string(p.type), _ast_default(p.default)) for p in spec.params]
+        except (NNEFError, AttributeError, TypeError):
+            return None     # not literal-only: the semantic checker reports bad defaults itself
     if not sig or _split_type(sig[0][1])[0] != "tensor":
         return None
     return sig
