@@ -12,6 +12,7 @@ _FAMILIES: list[str] = [
     "window",
     "pooling",
     "resampling",
+    "local_norm",
     "reduce",
     "shape",
     "linear",
