@@ -526,3 +526,29 @@ def test_example_documents(path):
     infer_shapes(low, custom_shapes=OUR_CUSTOM)
     for name in list(low.inputs) + list(low.outputs):
         assert low.tensors[name].shape == expected[name], name
+
+
+# The roi_align bodies pass spatial-only size/stride to full-rank pools (O4): the lowered graph
+# is invalid, Khronos fails on it and so must we (the reader should keep these ops atomic).
+INVALID_BODIES = {"avg_roi_align", "max_roi_align"}
+
+
+def _compound_cases():
+    compounds = set(COMPOUNDS)
+    out = []
+    for p in CASES:
+        op = p.id.rsplit("-", 1)[0]
+        if op in compounds:
+            out.append(pytest.param(op, *p.values, id=p.id))
+    return out
+
+
+@pytest.mark.parametrize("op, inputs, body", _compound_cases())
+def test_each_compound_lowered_matches_khronos(op, inputs, body):
+    text = doc(inputs, body)
+    if op in INVALID_BODIES:
+        assert khronos_shapes(text, lowered=[op]) is None
+        with pytest.raises(NNEFError, match=r"_pool: 'size' must have 4 entries \(one per input axis"):
+            ours(text, lowered=[op])
+        return
+    assert ours(text, lowered=[op]) == khronos_shapes(text, lowered=[op])
