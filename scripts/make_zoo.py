@@ -37,7 +37,8 @@ the one used and the error text of every failed attempt)::
         --keep-io-names --tensor-mapping NAME/tensor_mapping.json
     ... then the same with  --optimize
 
-The converted model is also run through NNEF-Tools' own (PyTorch) interpreter
+The Khronos parser must accept every converted folder (``khronos_check``, custom
+fragments lowered). The converted model is also run through NNEF-Tools' own (PyTorch) interpreter
 when torch is installed, and the error against the source reference is stored as
 ``nnef_tools_check``: a model whose conversion is already wrong is marked
 ``status: "converted-mismatch"`` so tests do not blame our compiler for it.
@@ -263,6 +264,50 @@ def build_lstm(path: str) -> Source:
                          "state as inputs, final (h, c) as outputs, ONNX opset %d" % OPSET)
 
 
+def build_onnx_cnn(path: str) -> Source:
+    """A CNN written with the onnx helper API: needs neither torch nor tensorflow (CI-friendly).
+
+    Covers what the torchvision nets do not: grouped strided conv, LeakyRelu, average
+    pooling with padding excluded from the count, channel concat, Tanh, a Gemm with
+    transposed weights, two outputs.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(SEED)
+
+    def init(name, shape, scale=0.3):
+        return numpy_helper.from_array((scale * rng.standard_normal(shape)).astype(np.float32), name)
+
+    inits = [init("w1", (8, 3, 3, 3)), init("b1", (8,), 0.1),
+             init("w2", (8, 4, 3, 3)), init("b2", (8,), 0.1),
+             init("fc_w", (10, 16 * 4 * 4), 0.1), init("fc_b", (10,), 0.1)]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("LeakyRelu", ["c1"], ["a1"], alpha=0.1),
+        helper.make_node("Conv", ["a1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2], group=2),
+        helper.make_node("Tanh", ["c2"], ["a2"]),
+        helper.make_node("AveragePool", ["a1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1], count_include_pad=0),
+        helper.make_node("Concat", ["a2", "p1"], ["cat"], axis=1),
+        helper.make_node("MaxPool", ["cat"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p2"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["scores"], transB=1),
+        helper.make_node("Sigmoid", ["scores"], ["gates"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "onnx_cnn", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 10]),
+         helper.make_tensor_value_info("gates", TensorProto.FLOAT, [1, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    inputs = _random_inputs({"image": (1, 3, 16, 16)})
+    return Source("onnx", path, "hand-written ONNX CNN (onnx.helper): grouped strided conv, LeakyRelu, "
+                  "Tanh, AveragePool excluding padding, Concat, MaxPool, Gemm, Sigmoid; opset %d" % OPSET,
+                  inputs, _run_onnxruntime(path, inputs))
+
+
 # ---- TFLite sources (Keras -> TFLiteConverter)
 
 def _keras_cnn():
@@ -368,6 +413,7 @@ MODELS: dict[str, tuple[str, Callable[[str], Source], str]] = {
     "efficientnet_b0": ("onnx", build_efficientnet_b0, "torchvision EfficientNet-B0 (SiLU, SE), 1x3x224x224"),
     "transformer_encoder": ("onnx", build_transformer_encoder, "nn.TransformerEncoderLayer, 1x16x64"),
     "lstm": ("onnx", build_lstm, "nn.LSTM 16->32, 8 steps; inputs x/h0/c0, outputs h_n/c_n"),
+    "onnx_cnn": ("onnx", build_onnx_cnn, "hand-written ONNX CNN, no torch needed, 1x3x16x16, 2 outputs"),
     "tflite_float": ("tflite", build_tflite_float, "Keras CNN -> TFLite float32, 1x32x32x3 NHWC"),
     "tflite_int8": ("tflite", build_tflite_int8, "same CNN, full-integer int8 TFLite"),
 }
@@ -422,6 +468,25 @@ def map_names(source_names: list[str], nnef_names: list[str], mapping: dict) -> 
     raise RuntimeError(f"cannot map source names {source_names} onto NNEF names {nnef_names}")
 
 
+def _fragment_names(nnef_dir: str) -> list[str]:
+    with open(os.path.join(nnef_dir, "graph.nnef")) as f:
+        return re.findall(r"^\s*fragment\s+(\w+)", f.read(), re.M)
+
+
+def khronos_check(nnef_dir: str) -> dict:
+    """Does the Khronos parser accept the folder (custom fragments lowered) and infer its shapes?"""
+    try:
+        import nnef
+    except ImportError as e:
+        return {"ran": False, "reason": str(e)}
+    try:
+        graph = nnef.load_graph(nnef_dir, lowered=_fragment_names(nnef_dir))
+        nnef.infer_shapes(graph)
+    except Exception as e:
+        return {"ran": True, "ok": False, "error": f"{type(e).__name__}: {str(e)[:400]}"}
+    return {"ran": True, "ok": True, "operations": len(graph.operations)}
+
+
 def _numpy2_shim() -> None:
     """NNEF-Tools 1.0.11's interpreter calls ``np.reshape(a, newshape=...)`` (dequantizing
     per-channel parameters), which numpy 2.1 removed: give its modules a numpy whose
@@ -453,8 +518,7 @@ def nnef_tools_check(nnef_dir: str, inputs: list[np.ndarray], outputs: dict[str,
     except Exception as e:  # torch missing
         return {"ran": False, "reason": f"{type(e).__name__}: {e}"}
     try:
-        with open(os.path.join(nnef_dir, "graph.nnef")) as f:
-            fragments = re.findall(r"^\s*fragment\s+(\w+)", f.read(), re.M)
+        fragments = _fragment_names(nnef_dir)
         interp = Interpreter(nnef_dir, device="cpu", decomposed=fragments or None)
         feed = [a.astype(np.float32) if a.dtype != np.float32 else a for a in inputs]
         if quant:   # the interpreter computes on real values: dequantize the input
@@ -543,6 +607,7 @@ def make_model(name: str, out_root: str) -> dict:
         nnef_bytes=folder_bytes(nnef_dir),
         operations=_count_ops(nnef_dir),
     )
+    entry["khronos_check"] = khronos_check(nnef_dir)
     check = nnef_tools_check(nnef_dir, [src.inputs[k] for k in src.inputs],
                              {out_map[k]: v for k, v in src.outputs.items()}, src.tolerance, quant,
                              os.path.join(mdir, "reference_nnef_tools.npz"))

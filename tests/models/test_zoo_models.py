@@ -26,7 +26,7 @@ import pytest
 from models.zoo_runner import compare, dequantize, has_module, run_cli_check, run_model, zoo_dir, zoo_index
 
 KNOWN = ["resnet18", "mobilenet_v2", "se_net", "efficientnet_b0", "transformer_encoder", "lstm",
-         "tflite_float", "tflite_int8"]
+         "onnx_cnn", "tflite_float", "tflite_int8"]
 INDEX = zoo_index()
 NAMES = KNOWN + sorted(set(INDEX) - set(KNOWN))
 

@@ -1,0 +1,135 @@
+"""scripts/make_zoo.py itself: index, files, name mapping and failure records.
+
+Runs the torch-free ``onnx_cnn`` model end to end (ONNX helper -> onnxruntime
+reference -> NNEF-Tools conversion -> zoo.json), so CI exercises the same code
+path that builds the big models.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from models.zoo_runner import SCRIPTS
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("nnef_tools")
+
+
+def _make_zoo():
+    name = "nnef_tvm_scripts_make_zoo"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(SCRIPTS, "make_zoo.py"))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod          # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def zoo_script():
+    return _make_zoo()
+
+
+@pytest.fixture(scope="module")
+def onnx_cnn_zoo(zoo_script, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo")
+    assert zoo_script.main([str(out), "--models", "onnx_cnn"]) == 0
+    with open(out / "zoo.json") as f:
+        return str(out), json.load(f)
+
+
+def test_zoo_script_list(zoo_script, capsys):
+    assert zoo_script.main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("resnet18", "mobilenet_v2", "se_net", "transformer_encoder", "lstm",
+                 "tflite_float", "tflite_int8", "onnx_cnn"):
+        assert name in listed
+
+
+def test_zoo_script_unknown_model(zoo_script, tmp_path):
+    with pytest.raises(SystemExit):
+        zoo_script.main([str(tmp_path), "--models", "no_such_model"])
+
+
+def test_zoo_script_onnx_cnn_entry(onnx_cnn_zoo):
+    root, index = onnx_cnn_zoo
+    entry = index["onnx_cnn"]
+    assert entry["status"] == "ok", entry
+    assert entry["input_order"] == ["image"] and entry["output_order"] == ["scores", "gates"]
+    assert entry["inputs"]["image"]["shape"] == [1, 3, 16, 16]
+    assert entry["khronos_check"]["ok"], entry["khronos_check"]
+    assert "--input-format onnx --output-format nnef" in entry["converter_command"]
+    assert {"conv", "avg_pool", "concat", "linear"} <= set(entry["operations"])
+    assert os.path.isfile(os.path.join(root, entry["nnef"], "graph.nnef"))
+    ref = np.load(os.path.join(root, entry["reference"]))
+    assert sorted(ref.files) == ["gates", "image", "scores"]
+    assert ref["scores"].shape == (1, 10)
+    # gates = sigmoid(scores) in the source model: the saved pair is consistent
+    np.testing.assert_allclose(ref["gates"], 1 / (1 + np.exp(-ref["scores"])), rtol=1e-5, atol=1e-6)
+
+
+def test_zoo_script_merges_index(zoo_script, onnx_cnn_zoo, monkeypatch):
+    """Re-running for one model keeps the other entries; a missing library is a 'skipped' entry."""
+    root, _ = onnx_cnn_zoo
+
+    def needs_missing_library(path):
+        raise ImportError("No module named 'not_installed_anywhere'")
+
+    monkeypatch.setitem(zoo_script.MODELS, "fake", ("onnx", needs_missing_library, "test only"))
+    assert zoo_script.main([root, "--models", "fake"]) == 1        # every requested model failed
+    with open(os.path.join(root, "zoo.json")) as f:
+        index = json.load(f)
+    assert index["onnx_cnn"]["status"] == "ok"
+    assert index["fake"]["status"] == "skipped"
+    assert "not_installed_anywhere" in index["fake"]["reason"]
+
+
+def test_zoo_script_records_converter_errors(zoo_script, tmp_path, monkeypatch):
+    """An op NNEF-Tools cannot convert ends as 'converter-failed' with its error text."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def unsupported(path):
+        node = helper.make_node("Hardmax", ["x"], ["y"], axis=1)
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.save(model, path)
+        x = np.arange(10, dtype=np.float32).reshape(2, 5)
+        return zoo_script.Source("onnx", path, "unsupported op", {"x": x}, {"y": x})
+
+    monkeypatch.setitem(zoo_script.MODELS, "bad", ("onnx", unsupported, "test only"))
+    monkeypatch.setattr(zoo_script, "ONNX_ATTEMPTS", [[]])
+    zoo_script.main([str(tmp_path), "--models", "bad"])
+    with open(tmp_path / "zoo.json") as f:
+        entry = json.load(f)["bad"]
+    assert entry["status"] == "converter-failed"
+    assert "Hardmax" in entry["reason"]
+    assert entry["converter_failures"][0]["options"] == []
+
+
+def test_zoo_script_map_names(zoo_script):
+    mapped, how = zoo_script.map_names(["a:0", "b"], ["a_0", "b"], {"a:0": "a_0", "b": "b"})
+    assert mapped == {"a:0": "a_0", "b": "b"} and how == "tensor-mapping"
+    mapped, how = zoo_script.map_names(["x", "y"], ["in1", "in2"], {})
+    assert mapped == {"x": "in1", "y": "in2"} and how == "position"
+    with pytest.raises(RuntimeError):
+        zoo_script.map_names(["x"], ["a", "b"], {})
+
+
+def test_zoo_script_graph_interface(zoo_script, tmp_path):
+    (tmp_path / "graph.nnef").write_text(
+        "version 1.0;\ngraph g( a, b ) -> ( c )\n{\n"
+        "    a = external<scalar>(shape = [1, 2]);\n    b = external<integer>(shape = [3]);\n"
+        "    c = add(a, 1.0);\n}\n")
+    ins, outs, ext = zoo_script.graph_interface(str(tmp_path))
+    assert ins == ["a", "b"] and outs == ["c"]
+    assert ext == {"a": ("scalar", (1, 2)), "b": ("integer", (3,))}
