@@ -101,3 +101,70 @@ graph G( x ) -> ( y )
     np.testing.assert_allclose(y, x + a)          # readers see the old value
     np.testing.assert_array_equal(a_next, b)      # swap semantics
     np.testing.assert_array_equal(b_next, a)
+
+
+def test_machine_types_float16_and_int64():
+    text = """version 1.0;
+graph G( x, i ) -> ( y, j, b, k )
+{
+    x = external(shape = [2, 3]);
+    i = external<integer>(shape = [2]);
+    y = mul(add(x, 1.5), x);
+    f = cast<scalar>(i);
+    j = select(lt(f, 1.0), i, 7);
+    b = gt(x, 0.0);
+    k = argmax_reduce(x, axes = [1]);
+}
+"""
+    x = rand((2, 3), 5, dtype="float16")
+    i = np.array([0, 3], "int64")
+    y, j, b, k = run_graph(graph_of(text), {"x": x, "i": i}, dtype="float16", int_dtype="int64")
+    assert y.dtype == np.float16 and j.dtype == np.int64 and b.dtype == np.bool_
+    assert k.dtype == np.int64
+    np.testing.assert_allclose(y, (x.astype(np.float32) + 1.5) * x, rtol=2e-3)
+    np.testing.assert_array_equal(j, [0, 7])
+    np.testing.assert_array_equal(k[:, 0], x.argmax(1))
+
+
+def test_degenerate_attributes_and_constant_fill():
+    text = """version 1.0;
+graph G( x ) -> ( s, sm, am, mv, c, cf, ci, cl )
+{
+    x = external(shape = [2, 3]);
+    s = sum_reduce(x, axes = []);
+    sm = softmax(x, axes = []);
+    am = argmax_reduce(x, axes = []);
+    m, mv = moments(x, axes = []);
+    c = constant(shape = [2, 2], value = [1.0, 2.0, 3.0, 4.0]);
+    cf = constant(shape = [2, 3], value = [0.5]);
+    ci = constant<integer>(shape = [3], value = [1, -2, 3]);
+    cl = constant<logical>(shape = [2], value = [true, false]);
+}
+"""
+    x = rand((2, 3), 6)
+    s, sm, am, mv, c, cf, ci, cl = run_graph(graph_of(text), {"x": x})
+    np.testing.assert_array_equal(s, x)                 # reducing no axis is the identity
+    np.testing.assert_array_equal(sm, np.ones_like(x))  # exp(x - x) / exp(x - x)
+    np.testing.assert_array_equal(am, np.zeros((2, 3), np.int32))
+    np.testing.assert_array_equal(mv, np.zeros_like(x))
+    np.testing.assert_array_equal(c, [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(cf, np.full((2, 3), 0.5))
+    np.testing.assert_array_equal(ci, [1, -2, 3])
+    assert ci.dtype == np.int32
+    np.testing.assert_array_equal(cl, [True, False])
+
+
+def test_converter_user_errors_are_located():
+    g = graph_of("""version 1.0;
+graph G( x ) -> ( y )
+{
+    x = external(shape = [2, 3]);
+    y = pad(x, padding = [(0, 0), (1, 1)], border = 'replicate');
+}
+""")
+    pad_op = g.operations[-1]
+    pad_op.attribs["border"] = "ignore"   # the Khronos parser lets it through
+    pad_op.pos = SourcePos("graph.nnef", 5, 9)
+    with pytest.raises(NNEFError, match="ignore") as info:
+        from_nnef(g)
+    assert info.value.line == 5
