@@ -13,6 +13,7 @@ _FAMILIES: list[str] = [
     "pooling",
     "resampling",
     "local_norm",
+    "roi",
     "reduce",
     "shape",
     "linear",
