@@ -71,11 +71,12 @@ class Evaluator:
         self.updated: set = set()
 
     # ---------------------------------------------------------------- names
-    def fresh(self, op: str) -> Identifier:
+    def fresh(self, op: str, suffix: str = "") -> Identifier:
+        """``<op><n><suffix>`` with a per-operation counter, avoiding every user and earlier name."""
         n = self.counters.get(op, 0)
         while True:
             n += 1
-            name = f"{op}{n}"
+            name = f"{op}{n}{suffix}"
             if name not in self.reserved and name not in self.tensors:
                 break
         self.counters[op] = n
@@ -291,6 +292,9 @@ class Evaluator:
             return self.declare(self.fresh(op_name), typ.item)
         if isinstance(typ, T.ArrayT):
             if isinstance(target, list):
+                if isinstance(typ.item, T.TensorT):   # unnamed items: <op><n>_<k> (Khronos convention)
+                    return [self.declare(t if isinstance(t, str) else self.fresh(op_name, f"_{k + 1}"),
+                                         typ.item.item) for k, t in enumerate(target)]
                 return [self._outputs(typ.item, t, op_name, pos) for t in target]
             raise NNEFError(f"could not determine the length of the array result of '{op_name}'; "
                             f"list the items on the left-hand side ([a, b] = {op_name}(...))", pos)

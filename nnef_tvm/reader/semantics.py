@@ -99,7 +99,8 @@ def _check_fragment_body(sig: Signature, sigs, plans, errors, *, allow_expr: boo
             typ = checker.expr(stmt.rvalue, top=True)
             out: dict = {}
             destructure(stmt.lvalue, typ, out, graph=False)
-            if isinstance(stmt.lvalue, ast.Name) and isinstance(stmt.rvalue, ast.Invocation):
+            if isinstance(stmt.lvalue, ast.Name) and isinstance(stmt.rvalue, ast.Invocation) \
+                    and stmt.lvalue.name not in result_types:
                 plan = plans.get(id(stmt.rvalue))
                 if plan is not None and not plan.sig.has_body and isinstance(typ, T.ArrayT):
                     raise NNEFError(f"the array result of primitive '{plan.sig.name}' has unknown length; "

@@ -126,7 +126,7 @@ def test_flat_accepts_negative_literals_and_tuples():
      "not allowed inside fragments"),
     ("fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { y = update(x, x); }", "not allowed inside"),
     ("fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { y = x > 0.0; }", "cannot be assigned a value"),
-    ("fragment f(x: tensor<scalar>) -> (y: tensor<scalar>[]) { y = split(x, axis = 0, ratios = [1, 1]); }",
+    ("fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { c = split(x, axis = 0, ratios = [1, 1]); y = c[0]; }",
      "unknown length"),
     ("fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { y = copy<?>(x); }", "only allowed inside a generic"),
 ])
@@ -415,6 +415,10 @@ def test_compound_array_result_into_single_identifier_is_expanded():
 
 def test_primitive_array_results_need_a_list():
     error("  y = concat(split(x, axis = 0, ratios = [1, 1]), axis = 0);", "could not determine the length")
+    frag = "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>[]) { y = split(x, axis = 0, ratios = [1, 1]); }\n"
+    g = build("  [a, b] = f(x);\n  y = add(a, b);", frags=frag)       # the caller names the items
+    assert g.operations[1].outputs == {"values": ["a", "b"]}
+    error("  y = relu(f(x)[0]);", "could not determine the length", frags=frag)
 
 
 def test_zero_point_linear_quantize_bounds():
