@@ -1,0 +1,156 @@
+"""Load a compiled library and run it, here or on a remote board over TVM RPC.
+
+Only ``tvm.runtime`` (and ``tvm.rpc`` for remote runs) is used: a deployment
+machine needs the TVM runtime, numpy and this module, not the compiler.
+
+Inputs are checked against the metadata embedded in the library (names,
+dtypes, static dimensions) and problems are reported as :class:`NNEFError`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+from .artifact import metadata_from_module, read_metadata
+from .errors import NNEFError
+
+DEVICES = ("cpu", "cuda", "vulkan", "opencl", "rocm", "metal")
+
+
+class LoadedModel:
+    """A Relax VM over a loaded library: ``.run({name: array}) -> {name: array}``."""
+
+    def __init__(self, lib, device, metadata: dict, session=None):
+        from tvm.runtime.vm import VirtualMachine
+        self.lib = lib
+        self.device = device
+        self.metadata = metadata
+        self.session = session
+        self.vm = VirtualMachine(lib, device)
+        self._main = self.vm[metadata.get("entry", "main")]
+
+    @property
+    def inputs(self) -> list[dict]:
+        return self.metadata["inputs"]
+
+    @property
+    def outputs(self) -> list[dict]:
+        return self.metadata["outputs"]
+
+    def _arguments(self, inputs: dict, where: Optional[str]) -> list:
+        import tvm
+        names = [s["name"] for s in self.inputs]
+        unknown = sorted(set(inputs) - set(names))
+        if unknown:
+            raise NNEFError(f"unknown input(s) {', '.join(unknown)}; the model takes "
+                            f"{', '.join(names)}", file=where)
+        args = []
+        for spec in self.inputs:
+            name = spec["name"]
+            if name not in inputs:
+                raise NNEFError(f"missing input '{name}' (shape {spec['shape']}, "
+                                f"{spec['dtype']})", file=where)
+            arr = np.asarray(inputs[name])
+            want = np.dtype(spec["dtype"])
+            if arr.dtype != want:
+                if not np.can_cast(arr.dtype, want, casting="same_kind"):
+                    raise NNEFError(f"input '{name}': expected {want}, got {arr.dtype}",
+                                    file=where)
+                arr = arr.astype(want)
+            shape = spec["shape"]
+            if len(shape) != arr.ndim or any(isinstance(d, int) and d != a
+                                             for d, a in zip(shape, arr.shape)):
+                raise NNEFError(f"input '{name}': expected shape {tuple(shape)}, got "
+                                f"{tuple(arr.shape)}", file=where)
+            args.append(tvm.runtime.tensor(np.ascontiguousarray(arr), self.device))
+        return args
+
+    def run(self, inputs: dict, *, where: Optional[str] = None) -> dict[str, np.ndarray]:
+        """Run once. ``where`` names the inputs' source (a .npz) in error messages."""
+        result = self._main(*self._arguments(inputs, where))
+        values = _flatten(result)
+        names = [s["name"] for s in self.outputs]
+        if len(values) != len(names):
+            raise RuntimeError(f"library returned {len(values)} values for outputs {names}")
+        return {n: v for n, v in zip(names, values)}
+
+
+def _flatten(value) -> list[np.ndarray]:
+    if hasattr(value, "numpy"):
+        return [value.numpy()]
+    if isinstance(value, (list, tuple)) or hasattr(value, "__len__"):
+        out = []
+        for v in value:
+            out.extend(_flatten(v))
+        return out
+    return [np.asarray(value)]
+
+
+def load(path: str, device: str = "cpu", *, session=None, threads: Optional[int] = None
+         ) -> LoadedModel:
+    """Load an nnef-tvm library here, or on ``session`` (from :func:`connect`)."""
+    import tvm
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise NNEFError("no such library", file=path)
+    metadata = read_metadata(path)
+    if device not in DEVICES:
+        raise NNEFError(f"unknown device '{device}'; use one of {', '.join(DEVICES)}")
+    built_for = metadata.get("device", "cpu")
+    if built_for != device:
+        raise NNEFError(f"library was compiled for device '{built_for}' "
+                        f"(target {metadata.get('target', {}).get('name')}), not '{device}'",
+                        file=path)
+    if session is not None:
+        session.upload(path)
+        lib = session.load_module(os.path.basename(path))
+        dev = session.device(device, 0)
+        return LoadedModel(lib, dev, metadata, session)
+    if threads:
+        tvm.get_global_func("runtime.config_threadpool")(0, int(threads))
+    dev = tvm.device(device, 0)
+    if not dev.exist:
+        raise NNEFError(f"no {device} device on this machine")
+    try:
+        lib = tvm.runtime.load_module(path)
+    except Exception as e:  # dlopen failure: wrong ISA, missing device runtime
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise NNEFError(f"cannot load library here ({metadata.get('target', {}).get('name')} "
+                        f"target): {msg}", file=path) from None
+    return LoadedModel(lib, dev, metadata)
+
+
+def _host_port(text: str, flag: str) -> tuple[str, int]:
+    host, sep, port = (text or "").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise NNEFError(f"{flag} expects HOST:PORT, got '{text}'")
+    return host, int(port)
+
+
+def connect(rpc: Optional[str] = None, *, tracker: Optional[str] = None,
+            key: Optional[str] = None, session_timeout: int = 0, priority: int = 1):
+    """An RPC session: direct (``rpc='host:port'``) or through a tracker (+ ``key``)."""
+    from tvm import rpc as tvm_rpc
+    if (rpc is None) == (tracker is None):
+        raise NNEFError("give either --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
+    try:
+        if rpc is not None:
+            host, port = _host_port(rpc, "--rpc")
+            return tvm_rpc.connect(host, port, session_timeout=session_timeout)
+        if not key:
+            raise NNEFError("--tracker needs --key (the device key the servers registered)")
+        host, port = _host_port(tracker, "--tracker")
+        return tvm_rpc.connect_tracker(host, port).request(key, priority=priority,
+                                                            session_timeout=session_timeout)
+    except NNEFError:
+        raise
+    except Exception as e:  # connection refused, no such key, ...
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise NNEFError(f"RPC connection failed: {msg}") from None
+
+
+def module_metadata(lib) -> dict[str, Any]:
+    """Metadata through the library's own packed function (works on remote modules too)."""
+    return metadata_from_module(lib)

@@ -1,0 +1,126 @@
+"""Which NNEF operations ended up in which fused kernel.
+
+The mechanism is a *name map*: the frontend names every Relax variable it emits
+after the NNEF tensor it computes (``bb.emit(expr, name_hint=tensor)``; helper
+values of a multi-step converter may add a suffix, ``<tensor>_<suffix>``).
+Relax spans do not survive ``LegalizeOps`` in TVM 0.27, variable names do.
+FuseOps keeps the names of the bindings it moves into a fused function except
+the group's output (renamed ``gv``); that one is recovered by matching the
+callee and argument names against the module before fusion.
+
+A tensor name is traced back to the NNEF operation that produced it through
+``origins`` ({tensor name: (op name, SourcePos or None)}), built from the Graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class Kernel:
+    name: str                                   # fused function / PrimFunc name
+    tensors: list[str] = field(default_factory=list)
+    ops: list[dict] = field(default_factory=list)   # {'op', 'tensor', 'pos'}
+
+
+def _bindings(func):
+    from tvm import relax
+    body = func.body
+    if not isinstance(body, relax.SeqExpr):
+        return []
+    return [b for blk in body.blocks for b in blk.bindings]
+
+
+def _callee_and_args(value):
+    """(callee name, [arg var names]) for call_tir / direct calls, else (None, [])."""
+    from tvm import relax
+    if not isinstance(value, relax.Call):
+        return None, []
+    args = list(value.args)
+    callee = None
+    if isinstance(value.op, relax.GlobalVar):
+        callee = value.op.name_hint
+    elif getattr(value.op, "name", "") in ("relax.call_tir", "relax.call_tir_inplace"):
+        callee = args[0].name_hint if isinstance(args[0], relax.GlobalVar) else None
+        args = list(args[1].fields) if len(args) > 1 and isinstance(args[1], relax.Tuple) else []
+    names = [a.name for a in args if isinstance(a, relax.Var)]
+    return callee, names
+
+
+def fusion_report(before, after, origins: Optional[dict] = None,
+                  entry: str = "main") -> list[Kernel]:
+    """Kernels of ``after`` (module after FuseOps) with the tensors/ops each contains.
+
+    ``before`` is the module right before FuseOps (legalized).
+    """
+    from tvm import relax
+    origins = origins or {}
+    pre = _bindings(before[entry]) if entry in [g.name_hint for g in before.get_global_vars()] else []
+    pre_names = [b.var.name for b in pre]
+    by_call = {}
+    for b in pre:
+        callee, args = _callee_and_args(b.value)
+        if callee is not None:
+            by_call.setdefault((callee, tuple(args)), b.var.name)
+
+    kernels: list[Kernel] = []
+    post_main = after[entry]
+    for b in _bindings(post_main):
+        callee, _ = _callee_and_args(b.value)
+        if callee is None:
+            continue
+        func = after[callee]
+        if isinstance(func, relax.Function):          # a fused group
+            k = Kernel(callee)
+            rename = {}                               # inner var name -> tensor name
+            for inner in _bindings(func):
+                c, args = _callee_and_args(inner.value)
+                args = tuple(rename.get(a, a) for a in args)
+                name = inner.var.name
+                if name not in pre_names:
+                    name = by_call.get((c, args), name)
+                rename[inner.var.name] = name
+                k.tensors.append(name)
+        else:                                         # a lone PrimFunc call in main
+            k = Kernel(callee, [b.var.name])
+        for t in k.tensors:
+            origin = _lookup(t, origins)
+            if origin is not None:
+                op, pos = origin
+                k.ops.append({"op": op, "tensor": t, "pos": str(pos) if pos else None})
+        kernels.append(k)
+    return kernels
+
+
+def _lookup(name: str, origins: dict):
+    if name in origins:
+        return origins[name]
+    # helper values: '<tensor>_<suffix>' -> the longest known tensor prefix
+    best = None
+    for t in origins:
+        if name.startswith(t + "_") and (best is None or len(t) > len(best)):
+            best = t
+    return origins[best] if best is not None else None
+
+
+def format_report(kernels: list[Kernel]) -> str:
+    lines = [f"{len(kernels)} kernels"]
+    for k in kernels:
+        lines.append(f"{k.name}:")
+        if not k.ops:
+            lines.append(f"  (tensors: {', '.join(k.tensors)})")
+        for op in k.ops:
+            where = f"  at {op['pos']}" if op["pos"] else ""
+            lines.append(f"  {op['op']} -> {op['tensor']}{where}")
+    return "\n".join(lines) + "\n"
+
+
+def origins_from_graph(graph) -> dict:
+    """{tensor name: (op name, pos)} for every output of every operation of a Graph."""
+    out = {}
+    for op in getattr(graph, "operations", []):
+        pos = op.origin[0] if getattr(op, "origin", ()) else op.pos
+        for name in op.output_names():
+            out[name] = (op.name, pos)
+    return out

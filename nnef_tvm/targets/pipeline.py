@@ -1,0 +1,87 @@
+"""The Relax pipeline, split into named phases so each can be dumped and reported.
+
+It runs the same passes as ``relax.get_default_pipeline(target)`` (library
+dispatch, legalization, FuseOps + FuseTIR, lowering, finalization), with three
+hooks in between:
+
+* BYOC partitions of the target (``FuseOpsByPattern`` + ``RunCodegen``) run first;
+* tuned schedules from a MetaSchedule database are applied right after FuseTIR;
+* the target's ``schedule_passes`` (dlight for GPUs) schedule what is left.
+
+Splitting FuseOps from FuseTIR is deliberate: between the two, each fused group
+is still a Relax function whose bindings carry the frontend's variable names,
+which is what the fusion report reads (see :mod:`.fusion_report`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+
+@dataclass
+class Phase:
+    name: str
+    passes: list
+
+
+def build_phases(target, *, database=None) -> list[Phase]:
+    """Phases for ``target`` (a :class:`~nnef_tvm.targets.base.Target`)."""
+    from tvm.relax import transform as T
+
+    t = target.tvm()
+    phases = []
+    if target.partitions:
+        byoc = []
+        for part in target.partitions:
+            byoc.append(T.FuseOpsByPattern(part.patterns(), bind_constants=False,
+                                           annotate_codegen=True))
+        byoc.append(T.RunCodegen())
+        phases.append(Phase("partition", byoc))
+    backend = _backend_pipeline(t)
+    dispatch = backend.library_dispatch_passes(t)
+    phases.append(Phase("legalize", dispatch + [T.LegalizeOps(), T.AnnotateTIROpPattern(),
+                                                T.FoldConstant()]))
+    phases.append(Phase("fuse", [T.FuseOps()]))
+    phases.append(Phase("fuse_tir", [T.FuseTIR()]))
+    sched = []
+    if database is not None:
+        sched.append(_apply_database(database))
+    sched.extend(target.schedule_passes())
+    phases.append(Phase("schedule", sched))
+    lower = backend.dataflow_lower_passes(t) + backend.finalize_passes(t)
+    phases.append(Phase("lower", lower))
+    return phases
+
+
+def _backend_pipeline(t):
+    """TVM's per-backend pass lists (the module behind get_default_pipeline)."""
+    import importlib
+    kind = t.kind.name
+    name = {"llvm": "cpu_generic", "cuda": "cuda", "rocm": "rocm"}.get(kind, "gpu_generic")
+    return importlib.import_module(f"tvm.relax.backend.{name}.pipeline")
+
+
+def _apply_database(database):
+    """A pass applying ``database`` (a MetaSchedule Database) to the fused PrimFuncs."""
+    import tvm
+    from tvm.relax import transform as T
+
+    @tvm.transform.module_pass(opt_level=0, name="NNEFApplyTuningDatabase")
+    def apply(mod, _ctx):
+        with database:
+            return T.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+    return apply
+
+
+def run_phases(mod, target, phases: list[Phase], *, opt_level: int = 3,
+               on_phase: Optional[Callable[[str, object], None]] = None):
+    """Run ``phases`` on ``mod`` under ``target``; ``on_phase(name, mod)`` after each."""
+    import tvm
+    t = target.tvm()
+    with t, tvm.transform.PassContext(opt_level=opt_level):
+        for phase in phases:
+            if phase.passes:
+                mod = tvm.transform.Sequential(phase.passes, name=phase.name)(mod)
+            if on_phase is not None:
+                on_phase(phase.name, mod)
+    return mod
