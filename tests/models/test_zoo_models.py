@@ -23,7 +23,8 @@ import os
 import numpy as np
 import pytest
 
-from models.zoo_runner import compare, dequantize, has_module, run_cli_check, run_model, zoo_dir, zoo_index
+from models.zoo_runner import (compare, dequantize, has_module, reader_missing, run_cli_check, run_model,
+                               zoo_dir, zoo_index)
 
 KNOWN = ["resnet18", "mobilenet_v2", "se_net", "efficientnet_b0", "transformer_encoder", "lstm",
          "onnx_cnn", "tflite_float", "tflite_int8"]
@@ -45,6 +46,12 @@ def _entry(name: str) -> dict:
     return entry
 
 
+def _need_reader():
+    why = reader_missing()
+    if why:
+        pytest.skip(why)
+
+
 def _path(entry: dict, key: str) -> str:
     return os.path.join(zoo_dir(), entry[key])
 
@@ -56,6 +63,7 @@ def loaded():
 
 
 def _load(name: str, entry: dict, cache: dict):
+    _need_reader()
     import nnef_tvm
     if name not in cache:
         cache[name] = nnef_tvm.load(_path(entry, "nnef"))

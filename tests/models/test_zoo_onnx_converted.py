@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from models.zoo_runner import compare, has_module, run_model
+from models.zoo_runner import compare, reader_missing, run_model
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -99,8 +99,8 @@ def test_onnx_converted_khronos_accepts(converted):
 
 
 def test_onnx_converted_loads(converted):
-    if not has_module("nnef_tvm.reader.loader"):
-        pytest.skip("the reader's loader (nnef_tvm.load) is not there yet")
+    if reader_missing():
+        pytest.skip(reader_missing())
     import nnef_tvm
     folder, names, _, _ = converted
     model = nnef_tvm.load(folder)
@@ -116,8 +116,8 @@ def test_onnx_converted_loads(converted):
 
 
 def test_onnx_converted_matches_onnxruntime(converted):
-    if not has_module("nnef_tvm.reader.loader"):
-        pytest.skip("the reader's loader (nnef_tvm.load) is not there yet")
+    if reader_missing():
+        pytest.skip(reader_missing())
     import nnef_tvm
     folder, names, x, ref = converted
     outputs = run_model(nnef_tvm.load(folder), {names["image"]: x})

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from models.zoo_runner import SCRIPTS, compare, has_module, run_model
+from models.zoo_runner import SCRIPTS, compare, reader_missing, run_model
 
 SCRIPT = os.path.join(SCRIPTS, "make_tiny_model.py")
 FILES = ["graph.nnef", "conv1/filter.dat", "conv1/bias.dat", "conv2/filter.dat", "conv2/bias.dat",
@@ -93,8 +93,9 @@ def test_tiny_model_seed_changes_weights():
 
 
 def _need_reader():
-    if not has_module("nnef_tvm.reader.loader"):
-        pytest.skip("the reader's loader (nnef_tvm.load) is not there yet")
+    why = reader_missing()
+    if why:
+        pytest.skip(why)
 
 
 def test_tiny_model_loads(tiny):
