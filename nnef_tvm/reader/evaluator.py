@@ -260,7 +260,11 @@ class Evaluator:
         sig = plan.sig
         values = []
         for p, a in zip(sig.params, arg_exprs):
-            values.append(self.eval(a, frame) if a is not None else p.default)
+            if a is not None:
+                values.append(self.eval(a, frame))
+            else:   # never share the signature's default objects with the graph
+                d = p.default
+                values.append(_copy_lists(d) if type(d) is list else d)
         binding = plan.binding
         if binding == T.GENERIC:
             binding = frame.binding
@@ -320,6 +324,9 @@ class Evaluator:
                                 f"'{out}' is not", pos)
         elif sig.name == "variable":
             self.variables.add(outputs["output"])
+            label = attribs.get("label")
+            if isinstance(label, str):
+                self.tensors[outputs["output"]].label = label
         elif sig.name == "update":
             var = inputs.get("variable")
             if not isinstance(var, Identifier) or var not in self.variables:
@@ -346,6 +353,7 @@ class Evaluator:
         for (rname, rtype), tg in zip(sig.results, self._result_targets(sig, target)):
             if tg is None and isinstance(rtype, T.TensorT):
                 tg = str(self.fresh(sig.name))
+                self.reserved.add(tg)
             targets[rname] = tg
         env = {p.name: v for p, v in zip(sig.params, values)}
         inner = Frame(env, binding, frame.origin + (pos,), targets, sig)
@@ -363,6 +371,10 @@ class Evaluator:
 
 
 # ------------------------------------------------------------ attributes ---
+def _copy_lists(v):
+    return [_copy_lists(x) if type(x) is list else x for x in v]
+
+
 def _deep_eq(a, b) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_deep_eq(x, y) for x, y in zip(a, b))

@@ -448,3 +448,30 @@ def test_outputs_are_identifiers_and_literals_stay_literals():
     assert not isinstance(op.inputs["bias"], Identifier)
     assert isinstance(op.outputs["output"], Identifier)
     assert op.attribs["border"] == "constant" and not isinstance(op.attribs["border"], Identifier)
+
+
+def test_variable_labels_and_defaults_not_shared():
+    g = build("  v = variable(shape = [2, 3], label = 'layer/v');\n  a = max_pool(v, size = [1, 1]);\n"
+              "  y = max_pool(a, size = [1, 1]);")
+    assert g.tensors["v"].label == "layer/v"
+    a, y = g.operations[2], g.operations[3]
+    assert a.attribs["padding"] == [] and a.attribs["padding"] is not y.attribs["padding"]
+    a.attribs["padding"].append((0, 0))         # a later stage mutating one op must not leak
+    assert build("  y = max_pool(x, size = [1, 1]);").operations[1].attribs["padding"] == []
+
+
+def test_custom_fragment_bodies_follow_the_flat_rule_too():
+    frag = "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { y = x * 2.0; }\n"
+    error("  y = f(x);", "operator_expressions", frags=frag, ext="extension KHR_enable_fragment_definitions;\n")
+    ok = "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { y = mul(x, 2.0); }\n"
+    g = build("  y = f(x);", frags=ok, ext="extension KHR_enable_fragment_definitions;\n")
+    assert [op.name for op in g.operations] == ["external", "mul"]
+
+
+def test_generic_fragment_binding_flows_into_expansion():
+    frag = ("fragment pick<?>(c: tensor<logical>, a: tensor<?>, b: tensor<?>) -> (y: tensor<?>) "
+            "{ t = select(c, a, b); y = copy<?>(t); }\n")
+    g = build("  m = x > 0.0;\n  i = constant<integer>(shape = [1], value = [1]);\n"
+              "  y = pick(m, i, 2);", frags=frag)
+    assert [(op.name, op.dtype) for op in g.operations[3:]] == [("select", "integer"), ("copy", "integer")]
+    assert g.tensors["y"].dtype == "integer" and g.tensors["select1"].dtype == "integer"
