@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable, Optional, Union
 
-from ..errors import NNEFError, SourcePos
+from ..errors import NNEFError
 from .graph import Model
 
 LowerSpec = Union[None, str, Iterable[str], Callable[[str], bool]]
@@ -80,11 +80,10 @@ def _load_variables(graph, box) -> list[str]:
             tensorfile.check_against_variable(header, tensor.shape, tensor.dtype, label,
                                               box.display_name(member))
             if header.is_quantized:
-                if not tensor.quantization:
-                    raise NNEFError(f"tensor file holds quantized codes but graph.quant has no entry "
-                                    f"for '{name}'", SourcePos(box.display_name(member), offset=48))
+                # codes -> reals through graph.quant (or the deprecated min/max in the header)
                 from .quant import dequantize
-                array = dequantize(array, header, tensor.quantization)
+                array = dequantize(array, header, tensor.quantization,
+                                   file=box.display_name(member), name=name)
         except NNEFError as e:
             errors.append(e)
             continue
