@@ -379,8 +379,8 @@ class Gen:
                     self.emit(f"{y} = {op}({self.t()}, {arg})", [y])
             else:
                 e = self.expr(3)
-                while re.fullmatch(r"[()\-]*[\w.\-]+\)*", e):
-                    e = self.expr(3)      # a bare identifier/literal RHS is E11 (Khronos emits nothing)
+                while re.fullmatch(r"[()\-]*[\w.\-]+\)*", e) or not set(re.findall(r"[a-z_]\w*", e)) & set(self.scalars):
+                    e = self.expr(3)      # bare identifier or attribute-only RHS: E11 (Khronos emits nothing)
                 self.emit(f"{y} = {e}", [y])
         return ("version 1.0;\nextension KHR_enable_operator_expressions;\n\ngraph G( x1, x2 ) -> ( "
                 + self.scalars[-1] + " )\n{\n" + "\n".join(self.lines) + "\n}\n")
@@ -566,3 +566,12 @@ def test_tuple_subscript_spec_answer():
             "graph G(x) -> (y) { x = external(shape = [2]); y = f(x); }")
     ops = _ops(text)
     assert [(op.name, op.inputs) for op in ops[1:]] == [("relu", {"x": "x"}), ("add", {"x": "x", "y": "relu1"})]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 400))
+def test_generated_documents_many(seed):
+    for kind in ("flat", "expr"):
+        g = Gen(seed * 7 + (0 if kind == "flat" else 1))
+        text = g.flat(30) if kind == "flat" else g.expressions(12)
+        assert compare(text, _random_lowering(random.Random(seed), text))
