@@ -32,9 +32,17 @@ def test_registered_names_are_standard_operations():
     assert not extra, f"converters registered under non-standard names: {sorted(extra)}"
 
 
-def test_every_converter_states_its_semantics():
+# the families of the frontend-core helper (the sliding-window families are checked by theirs)
+CORE_FAMILIES = {"tensors", "elementwise", "activation", "reduce", "shape", "linear", "misc",
+                 "normalization", "quantization"}
+
+
+def test_every_core_converter_states_its_semantics():
     registry._load_all()
-    missing = [n for n, fn in registry._CONVERTERS.items() if not (fn.__doc__ or "").strip()]
+    mine = {n: fn for n, fn in registry._CONVERTERS.items()
+            if fn.__module__.rsplit(".", 1)[-1] in CORE_FAMILIES}
+    assert len(mine) >= 90
+    missing = [n for n, fn in mine.items() if not (fn.__doc__ or "").strip()]
     assert not missing
 
 
