@@ -163,7 +163,7 @@ class ExprChecker:
             if lt == rt and lt in _NUMERIC:
                 return lt
             if op == "+":
-                if lt == rt == T.STRING:
+                if lt == rt and (lt == T.STRING or lt is T.EMPTY):
                     return lt
                 if isinstance(lt, T.ArrayT) or isinstance(rt, T.ArrayT):
                     c = T.common_type(lt, rt)

@@ -475,3 +475,17 @@ def test_generic_fragment_binding_flows_into_expansion():
               "  y = pick(m, i, 2);", frags=frag)
     assert [(op.name, op.dtype) for op in g.operations[3:]] == [("select", "integer"), ("copy", "integer")]
     assert g.tensors["y"].dtype == "integer" and g.tensors["select1"].dtype == "integer"
+
+
+def test_errors_inside_expansions_point_at_the_invocation():
+    frag = ("fragment f(x: tensor<scalar>, axes: integer[]) -> (y: tensor<scalar>) "
+            "{ y = sum_reduce(x, axes = [axes[2]]); }\n")
+    errs = error("  y = f(x, axes = [1]);", "index 2 out of range", frags=frag)
+    assert errs[0].line == 7 and errs[0].file == "t.nnef"
+    assert "while expanding 'f'" in errs[0].message and "t.nnef:3:" in errs[0].message
+
+
+def test_empty_array_operations():
+    assert attr("[] + [] + [1]") == [1]
+    assert attr("[] * 3") == []
+    assert attr("[1] if !(1 in []) else [0]") == [1]
