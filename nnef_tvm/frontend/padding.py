@@ -13,11 +13,10 @@ NNEF semantics implemented here (SPEC-NOTES §7.3, §7.4):
   'reflect' -> mirror without the edge, 'reflect-even' -> mirror with the edge,
   'ignore' -> excluded (handled by the ops themselves, never materialised).
 
-Non-constant borders are materialised with a ``take`` along each padded axis using
-an index vector computed here (numpy at conversion time), which covers any pad
-amount, including the multi-period reflections that Relax ``pad`` modes reject and
-'reflect-even' which Relax has no mode for. The gather is injective, so TVM fuses
-it into the consumer.
+'replicate' and single-mirror 'reflect' use Relax ``pad`` modes; 'reflect-even' (no
+Relax mode; Relax silently treats 'symmetric'/'edge' as constant) and multi-period
+reflections are a ``take`` along each padded axis with an index vector computed here
+(numpy, at conversion time). Both are injective, so TVM fuses them into the consumer.
 """
 from __future__ import annotations
 
@@ -157,11 +156,16 @@ def pad_with_border(ctx, x: relax.Expr, pads: Sequence[tuple[int, int]], border:
         flat = [v for pq in pads for v in pq]
         return ctx.emit(relax.op.nn.pad(x, flat, pad_mode="constant", pad_value=float(value)))
     shape = ctx.shape(x)
+    flat = [v for pq in pads for v in pq]
+    if border == "replicate" or (border == "reflect" and all(
+            p < z and q < z for (p, q), z in zip(pads, shape))):
+        # one native pad covers it ('reflect' only while a single mirror suffices)
+        return ctx.emit(relax.op.nn.pad(x, flat, pad_mode=border))
     for axis, (p, q) in enumerate(pads):
         if p == 0 and q == 0:
             continue
         idx = border_indices(shape[axis], p, q, border).astype("int64")
-        x = ctx.emit(relax.op.take(x, relax.const(idx, "int64"), axis=axis))
+        x = ctx.emit(relax.op.take(x, relax.const(idx, "int64"), axis=axis, mode="clip"))
     return x
 
 

@@ -95,10 +95,14 @@ def window_reduce(ctx, op, x, kind, size, border="constant", padding=(), stride=
     padded = any(p or q for p, q in pads)
     rescale = kind == "avg" and ignore and padded     # divide by the count of real cells
     prefix, spatial = _groups(active, shape)
+    if active[0] >= 2 and 3 <= rank <= 5:
+        spatial = [("a", k) for k in range(2, rank)]          # plain NC... layout, no reshape
+        prefix = None
     if len(spatial) <= 3:
         # native pools give max, or the average over the full window (zeros counted)
         out = _native_pool(ctx, x, kind, prefix, spatial, size, pads, stride, dilation)
-        out = ctx.emit(relax.op.reshape(out, win.small))
+        if prefix is not None:
+            out = ctx.emit(relax.op.reshape(out, win.small))
         if kind == "sum" or rescale:
             out = ctx.emit(relax.op.multiply(out, relax.const(volume, ctx.value_dtype(out))))
     else:
@@ -114,7 +118,7 @@ def window_reduce(ctx, op, x, kind, size, border="constant", padding=(), stride=
 
 
 def _native_pool(ctx, x, kind, prefix, spatial, size, pads, stride, dilation):
-    """Reshape to ``[prefix, 1, spatial...]`` and run a 1/2/3-D Relax pool."""
+    """Reshape to ``[prefix, 1, spatial...]`` (``prefix`` None: keep x) and run a 1/2/3-D Relax pool."""
     nd = len(spatial)
     ext, sz, st, dl, pd = [], [], [], [], []
     shape = ctx.shape(x)
@@ -131,7 +135,7 @@ def _native_pool(ctx, x, kind, prefix, spatial, size, pads, stride, dilation):
             st.append(1)
             dl.append(1)
             pd.append((0, 0))
-    xr = ctx.emit(relax.op.reshape(x, [prefix, 1] + ext))
+    xr = x if prefix is None else ctx.emit(relax.op.reshape(x, [prefix, 1] + ext))
     pool = _MAX_POOL[nd] if kind == "max" else _AVG_POOL[nd]
     extra = {} if kind == "max" else {"count_include_pad": True}
     return ctx.emit(pool(xr, pool_size=sz, strides=st, padding=relax_padding(pd), dilation=dl,
