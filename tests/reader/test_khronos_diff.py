@@ -575,3 +575,17 @@ def test_generated_documents_many(seed):
         g = Gen(seed * 7 + (0 if kind == "flat" else 1))
         text = g.flat(30) if kind == "flat" else g.expressions(12)
         assert compare(text, _random_lowering(random.Random(seed), text))
+
+
+ZOO = pathlib.Path(__file__).resolve().parents[2] / "zoo"
+
+
+@pytest.mark.parametrize("lowering", ["none", "all"])
+def test_zoo_models_match_khronos(lowering):
+    """Real converted models (scripts/make_zoo.py output, when built): identical operation lists."""
+    graphs = sorted(ZOO.glob("*/nnef/graph.nnef"))
+    if not graphs:
+        pytest.skip("model zoo not built (scripts/make_zoo.py)")
+    lowered = [] if lowering == "none" else [c for c in compounds() if c != "zero_point_linear_quantize"]
+    for path in graphs:
+        assert compare(path.read_text(), lowered), path
