@@ -589,3 +589,66 @@ def test_zoo_models_match_khronos(lowering):
     lowered = [] if lowering == "none" else [c for c in compounds() if c != "zero_point_linear_quantize"]
     for path in graphs:
         assert compare(path.read_text(), lowered), path
+
+
+class IntExprGen:
+    """Random integer/logical attribute expressions (compile-time folding), avoiding E1/E5 and int32 overflow."""
+
+    def __init__(self, seed):
+        self.r = random.Random(seed)
+
+    def integer(self, depth):
+        r = self.r
+        if depth <= 0 or r.random() < 0.2:
+            return str(r.randint(0, 9))
+        k = r.randrange(9)
+        if k < 3:
+            return f"({self.integer(depth - 1)} {r.choice(['+', '-', '*'])} {self.integer(depth - 1)})"
+        if k == 3:   # Khronos crashes (SIGFPE) on a zero divisor: divide by a positive literal only
+            return f"({self.integer(depth - 1)} / {r.randint(1, 9)})"
+        if k == 4:
+            return f"{r.randint(1, 9)} ^ {r.randint(0, 3)}"
+        if k == 5:
+            return f"({self.integer(depth - 1)} if {self.logical(depth - 1)} else {self.integer(depth - 1)})"
+        if k == 6:
+            return f"length_of({self.array(depth - 1)})"
+        if k == 7:
+            return f"([{self.integer(depth - 1)}] + {self.array(depth - 1)})[{r.randint(0, 1)}]"
+        return f"integer({self.logical(depth - 1)})"
+
+    def logical(self, depth):
+        r = self.r
+        if depth <= 0 or r.random() < 0.2:
+            return r.choice(["true", "false"])
+        k = r.randrange(5)
+        if k < 2:
+            return f"({self.integer(depth - 1)} {r.choice(['<', '<=', '>', '>=', '==', '!='])} {self.integer(depth - 1)})"
+        if k == 2:
+            return f"({self.logical(depth - 1)} {r.choice(['&&', '||'])} {self.logical(depth - 1)})"
+        if k == 3:
+            return f"({self.integer(depth - 1)} in {self.array(depth - 1)})"
+        # not 'logical == logical': Khronos raises 'kind mismatch' (E13)
+        return f"({self.logical(depth - 1)} || !{self.logical(depth - 1)})"
+
+    def array(self, depth):
+        r = self.r
+        k = r.randrange(4)
+        if depth <= 0 or k == 0:
+            return "[" + ", ".join(str(r.randint(0, 9)) for _ in range(r.randint(1, 4))) + "]"
+        if k == 1:
+            return f"({self.array(depth - 1)} + {self.array(depth - 1)})"
+        if k == 2:
+            return f"([for i in {self.array(depth - 1)} if i > {r.randint(0, 5)} yield i * 2] + [1])"
+        return f"({self.array(depth - 1)} * {r.randint(1, 3)})"
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_generated_attribute_expressions(seed):
+    g = IntExprGen(seed)
+    lines = ["  x = external(shape = [1]);"]
+    for k in range(8):
+        lines.append(f"  t{k} = pad(x, padding = [({g.integer(3)}, {g.integer(3)})], "
+                     f"value = scalar({g.integer(3)}) / 2.0 if {g.logical(3)} else 0.5);")
+    text = ("version 1.0;\nextension KHR_enable_operator_expressions;\ngraph G(x) -> (t7) {\n"
+            + "\n".join(lines) + "\n}\n")
+    assert compare(text)          # same folded values
