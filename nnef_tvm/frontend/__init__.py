@@ -69,13 +69,15 @@ def _needs_lowering(graph: Graph, extensions) -> bool:
 
 
 def _with_input_shapes(graph: Graph, input_shapes: dict) -> Graph:
-    """A copy of ``graph`` (tensors copied, data shared) re-shaped for new input shapes."""
+    """A copy of ``graph`` (tensors copied, data shared) with shapes (re-)inferred,
+    optionally for new input shapes; the caller's graph is left untouched."""
     from ..reader.shapes import infer_shapes
 
     copy = Graph(name=graph.name, inputs=list(graph.inputs), outputs=list(graph.outputs),
                  operations=list(graph.operations),
                  tensors={n: dataclasses.replace(t) for n, t in graph.tensors.items()})
-    infer_shapes(copy, input_shapes={k: tuple(int(s) for s in v) for k, v in input_shapes.items()})
+    infer_shapes(copy, input_shapes={k: tuple(int(s) for s in v) for k, v in input_shapes.items()}
+                 or None)
     return copy
 
 
@@ -84,8 +86,8 @@ def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: s
               input_shapes: Optional[dict] = None):
     """Convert an NNEF model to a Relax ``IRModule``.
 
-    ``model``: a Model (from the reader), a path to load, or a Graph whose shapes
-    are inferred.
+    ``model``: a Model (from the reader), a path to load, or a Graph (shapes are
+    inferred on a copy when missing).
     ``keep_params``: variables become extra ``main`` parameters (after the inputs)
     instead of bound constants; then ``(mod, params)`` is returned, ``params``
     mapping variable names to numpy arrays.
@@ -106,8 +108,8 @@ def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: s
         if relowered is not None:
             graph = relowered
     check_supported(graph, extensions)
-    if input_shapes:
-        graph = _with_input_shapes(graph, dict(input_shapes))
+    if input_shapes or any(t.shape is None for t in graph.tensors.values()):
+        graph = _with_input_shapes(graph, dict(input_shapes or {}))
     options = ConvertOptions(dtype=dtype, int_dtype=int_dtype, keep_params=keep_params,
                              extensions=extensions)
     mod, params = convert_graph(graph, options)

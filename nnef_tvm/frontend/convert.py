@@ -130,7 +130,15 @@ def convert_graph(graph: Graph, options: Optional[ConvertOptions] = None):
                 fn = registry.lookup(op.name, options.extensions)
                 if fn is None:  # check_supported was skipped
                     raise NNEFError(f"operation '{op.name}' is not supported", op.pos)
-                _bind_results(ctx, op, fn(ctx, op))
+                try:
+                    _bind_results(ctx, op, fn(ctx, op))
+                except NNEFError:
+                    raise
+                except Exception as e:  # converter bug: keep the traceback, say where
+                    where = op.pos or (op.origin[0] if op.origin else None)
+                    e.add_note(f"while converting NNEF operation '{op.name}'"
+                               + (f" at {where}" if where else ""))
+                    raise
             out_names = list(graph.outputs)
             updates = {}
             for var_name, result_name in ctx.updates:

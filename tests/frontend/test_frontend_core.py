@@ -168,3 +168,26 @@ graph G( x ) -> ( y )
     with pytest.raises(NNEFError, match="ignore") as info:
         from_nnef(g)
     assert info.value.line == 5
+
+
+def test_graph_without_shapes_is_shaped_on_a_copy():
+    g = graph_of(TEXT, {"v": rand((2, 3), 3)}, infer_shapes=False)
+    assert g.tensors["z"].shape is None
+    mod = from_nnef(g)
+    assert g.tensors["z"].shape is None
+    assert [int(s) for s in mod["main"].params[0].ty.shape.values] == [2, 3, 4, 5]
+
+
+def test_converter_bug_names_the_operation(monkeypatch):
+    from nnef_tvm.frontend import registry
+    registry._load_all()
+
+    def broken(ctx, op):
+        raise ZeroDivisionError("boom")
+    monkeypatch.setitem(registry._CONVERTERS, "relu", broken)
+    g = graph_of(TEXT, {"v": rand((2, 3), 3)})
+    g.operations[-3].pos = SourcePos("graph.nnef", 8, 9)   # relu(add(x, y))
+    assert g.operations[-3].name == "relu"
+    with pytest.raises(ZeroDivisionError) as info:
+        from_nnef(g)
+    assert any("'relu' at graph.nnef:8:9" in n for n in info.value.__notes__)
