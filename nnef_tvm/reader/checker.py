@@ -322,7 +322,21 @@ class ExprChecker:
         for p, a in zip(params, args):
             if a is None and not p.has_default:
                 raise _err(f"missing argument for required parameter '{p.name}' of '{sig.name}'", e)
-        arg_types = [self.expr(a) if a is not None else None for a in args]
+        scope = self.scope
+        arg_types = []
+        for a in args:          # inline the common flat cases (identifiers and literals)
+            cls = type(a)
+            if cls is ast.Name:
+                t = scope.get(a.name)
+                if t is None or t is T.UNKNOWN:
+                    t = self._Name(a)
+            elif cls is ast.Literal:
+                t = T.prim(a.kind)
+            elif a is None:
+                t = None
+            else:
+                t = self.expr(a)
+            arg_types.append(t)
         return self._finish_call(e, sig, args, arg_types, e.dtype)
 
     def _finish_call(self, e, sig: Signature, args, arg_types, explicit):
@@ -353,12 +367,10 @@ class ExprChecker:
         for p, a, t in zip(sig.params, args, arg_types):
             if a is None:
                 continue
-            want = T.bind(p.type, binding)
-            if not T.can_cast(t, want):
+            want = T.bind(p.type, binding) if binding is not None else p.type
+            if t is not want and not T.can_cast(t, want):
                 raise _err(f"argument of type '{t}' cannot be cast to type '{want}' for parameter "
                            f"'{p.name}' of '{sig.name}'", a)
-            if binding == T.GENERIC or binding is None:
-                continue
         self.plans[id(e)] = Plan(sig, args, binding, e.pos)
         return sig.result_type(binding)
 

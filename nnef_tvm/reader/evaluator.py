@@ -93,6 +93,12 @@ class Evaluator:
     # ------------------------------------------------------- statements ---
     def assign(self, stmt: ast.Assignment, frame: Frame, graph_level: bool) -> None:
         lv = stmt.lvalue
+        if graph_level and type(lv) is ast.Name:       # the common flat case
+            value = self.eval(stmt.rvalue, frame, lv.name)
+            if type(value) is not Identifier or value != lv.name:
+                value = self.materialize(value, lv.name, stmt, frame)
+            frame.env[lv.name] = value
+            return
         target = self._target_of(lv, frame, graph_level)
         value = self.eval(stmt.rvalue, frame, target)
         self._bind(lv, value, frame, graph_level, stmt)
@@ -259,8 +265,14 @@ class Evaluator:
     def call(self, plan: Plan, arg_exprs, frame: Frame, target):
         sig = plan.sig
         values = []
+        env = frame.env
         for p, a in zip(sig.params, arg_exprs):
-            if a is not None:
+            cls = type(a)
+            if cls is ast.Name:
+                values.append(env[a.name])
+            elif cls is ast.Literal:
+                values.append(a.value)
+            elif a is not None:
                 values.append(self.eval(a, frame))
             else:   # never share the signature's default objects with the graph
                 d = p.default
@@ -317,7 +329,9 @@ class Evaluator:
             out = self._outputs(T.bind(rtype, binding), tg, sig.name, pos)
             outputs[rname] = out
             results.append(out)
-        if sig.name == "external":
+        if sig.name not in _CHECKED_OPS:
+            pass
+        elif sig.name == "external":
             out = outputs["output"]
             if out not in self.graph_params:
                 raise NNEFError(f"identifiers assigned by operation 'external' must be graph parameters; "
@@ -368,6 +382,9 @@ class Evaluator:
                 raise NNEFError.collect(NNEFError(m, pos) for m in msgs) from None
         results = [env[r] for r, _ in sig.results]
         return results[0] if len(results) == 1 else tuple(results)
+
+
+_CHECKED_OPS = frozenset(("external", "variable", "update"))
 
 
 # ------------------------------------------------------------ attributes ---

@@ -209,20 +209,29 @@ class _Build:
         param_set = set(params)
         graph = Graph(name=gd.name, inputs=params, outputs=results)
         reserved = set(params) | set(results)
+        lvalues: list = []
         for stmt in gd.body:
-            try:
-                reserved.update(n.name for n in lvalue_names(stmt.lvalue))
-            except NNEFError:
-                pass
+            lv = stmt.lvalue
+            if type(lv) is ast.Name:
+                names = [lv]
+            else:
+                try:
+                    names = lvalue_names(lv)
+                except NNEFError as e:
+                    names = e
+            if type(names) is list:
+                reserved.update(n.name for n in names)
+            lvalues.append(names)
         evaluator = Evaluator(graph, plans, _lower_predicate(lower), reserved, param_set)
         checker = ExprChecker(sigs, plans, in_graph=True, generic=False)
         scope = checker.scope
         frame = Frame({})
         allow_expr = EXPRESSIONS_EXTENSION in enabled
-        for stmt in gd.body:
+        for stmt, names in zip(gd.body, lvalues):
             declared_here: list = []
             try:
-                names = lvalue_names(stmt.lvalue)
+                if type(names) is not list:
+                    raise names
                 declared_here = [n.name for n in names if n.name not in scope]
                 if not allow_expr:
                     _require_flat(stmt)

@@ -1,10 +1,12 @@
 """Performance of the semantic layer on a 10,000-operation flat document (parse time excluded).
 
 The requirement is "well under 0.5 s" for build_graph on a typical desktop CPU. The
-machines running the tests are shared and their speed varies by an order of
-magnitude, so the test compares against a fixed amount of plain Python work
-measured at the same time (10 million loop iterations, about 0.4 s on a typical
-desktop): build_graph must take less than that reference.
+machines running the tests are shared and their speed varies a lot, so the test
+measures CPU time (``time.process_time``) and compares it with a fixed amount of
+plain Python work measured the same way (a 10-million-iteration loop in a
+function, about 0.3-0.5 s on current CPUs): build_graph must take less than that
+reference. Measured on the (slow, shared) development machine: build_graph
+0.32-0.40 s CPU, reference 0.50-0.60 s.
 """
 from __future__ import annotations
 
@@ -80,22 +82,22 @@ def flat_document(n_ops: int) -> ast.Document:
 
 
 def _reference_seconds() -> float:
-    t = time.perf_counter()
+    t = time.process_time()
     s = 0
-    for i in range(5_000_000):
+    for i in range(10_000_000):
         s += i
-    return 2 * (time.perf_counter() - t)
+    return time.process_time() - t
 
 
 def test_build_graph_10k_operations_is_fast():
     doc = flat_document(10_000)
     semantics.standard_signatures()          # stdlib parsed and checked once per process
     best = float("inf")
-    for _ in range(2):
-        t = time.perf_counter()
+    for _ in range(3):
+        t = time.process_time()
         g, _ = semantics.build_graph(doc)
-        best = min(best, time.perf_counter() - t)
-    ref = _reference_seconds()
+        best = min(best, time.process_time() - t)
+    ref = min(_reference_seconds() for _ in range(2))
     assert len(g.operations) == 10_000
     assert g.operations[-1].outputs == {"y": "y"}
     print(f"build_graph(10k ops): {best:.3f} s; reference loop: {ref:.3f} s; ratio {best / ref:.2f}")
