@@ -123,3 +123,20 @@ def test_literal_operands_logical_ops_select_clamp():
     np.testing.assert_array_equal(j, np.where(np.minimum(x, hi3) > lo3, np.minimum(x, hi3), lo3))
     np.testing.assert_array_equal(k, np.full_like(x, 0.5))
     np.testing.assert_array_equal(m, x)
+
+
+def test_min_max_select_semantics_with_nan_and_identity_outputs():
+    # min = select(x < y, x, y): a comparison with NaN is false, so the result is y
+    text = graph_text({"x": [4], "y": [4]},
+                      "    a = min(x, y);\n    b = max(x, y);\n    c = copy(x);\n"
+                      "    k = constant(shape = [2], value = [4.0]);",
+                      ["a", "b", "c", "k"])
+    nan = np.float32("nan")
+    x = np.array([nan, 1.0, 2.0, -0.0], "float32")
+    y = np.array([1.0, nan, 2.0, 0.0], "float32")
+    a, b, c, k = run_nnef(text, {"x": x, "y": y})
+    np.testing.assert_array_equal(a, [1.0, nan, 2.0, 0.0])
+    np.testing.assert_array_equal(b, [1.0, nan, 2.0, 0.0])
+    assert not np.signbit(a[3]) and not np.signbit(b[3])   # ties pick y (+0, not -0)
+    np.testing.assert_array_equal(c, x)
+    np.testing.assert_array_equal(k, [4.0, 4.0])
