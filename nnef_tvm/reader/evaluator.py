@@ -38,7 +38,7 @@ _REAL_LITERAL = re.compile(r"^[+-]?\d+(\.\d*)?([eE][+-]?\d+)?$")
 
 
 def _err(msg, node):
-    return NNEFError(msg, getattr(node, "pos", node if not hasattr(node, "pos") else None))
+    return NNEFError(msg, getattr(node, "pos", None))
 
 
 class Frame:
@@ -426,7 +426,7 @@ def binary_attribute(op, a, b, node):
         if isinstance(a, int) and isinstance(b, int):
             if b < 0:
                 if a in (1, -1):
-                    return a ** b and int(a ** b)
+                    return 1 if a == 1 or b % 2 == 0 else -1
                 raise _err(f"negative integer exponent {b} (result is not an integer)", node)
             if b > 64 and a not in (0, 1, -1):
                 raise _err(f"integer power {a} ^ {b} is too large", node)
@@ -455,9 +455,11 @@ def binary_attribute(op, a, b, node):
 
 
 def format_scalar(v: float) -> str:
-    """NNEF literal spelling of a scalar (``1.5``, ``2.0``, ``1e-05``)."""
-    text = repr(float(v))
-    return text
+    """NNEF literal spelling of a scalar (``1.5``, ``2.0``, ``1e-05``): Python's shortest repr.
+
+    The spec intends the literal form; Khronos prints C++ ``to_string`` ("1.500000"), SPEC-NOTES E7.
+    """
+    return repr(float(v))
 
 
 def builtin(name, v, node):

@@ -489,3 +489,16 @@ def test_empty_array_operations():
     assert attr("[] + [] + [1]") == [1]
     assert attr("[] * 3") == []
     assert attr("[1] if !(1 in []) else [0]") == [1]
+
+
+def test_integer_power_edge_cases():
+    assert attr("[1 ^ -3, (0 - 1) ^ -3, (0 - 1) ^ -2, 0 ^ 0]") == [1, -1, 1, 1]
+    error("  y = sum_reduce(x, axes = [2 ^ -1]);", "negative integer exponent")
+    error("  y = sum_reduce(x, axes = [2 ^ 100]);", "too large")
+
+
+def test_scalar_arithmetic_follows_ieee():
+    import math
+    got = ops("  y = pad(x, padding = [], value = 1.0 / 0.0);\n  z = pad(x, padding = [], value = (0.0 - 8.0) ^ 0.5);",
+              outs="y, z")
+    assert got[0][3]["value"] == math.inf and math.isnan(got[1][3]["value"])
