@@ -156,3 +156,27 @@ def test_invalid_documents_rejected(name, line, text):
 def test_i06_structure_is_fine():
     g = build("i06_bad_dat_header/graph.nnef")
     assert g.operations
+
+
+VALID = ["01_flat_small_cnn.nnef", "02_flat_shape_and_logic.nnef", "03_fragments_generics.nnef",
+         "04_operator_expressions.nnef", "05_comprehension_ifelse.nnef", "07_tensor_array_results.nnef",
+         "06_quantized/graph.nnef", "d01_space_separated_extensions.nnef", "d02_logical_tensor_operators.nnef"]
+
+
+@pytest.mark.parametrize("name", VALID)
+@pytest.mark.parametrize("lower", [None, "all", frozenset()])
+def test_graph_invariants(name, lower):
+    """Every tensor is declared once with a dtype, produced before use, graph I/O exist."""
+    g = build(name, lower=lower)
+    produced: set = set()
+    for op in g.operations:
+        for t in op.input_names():
+            assert t in produced, (op.name, t)
+        for t in op.output_names():
+            assert t not in produced, t
+            produced.add(t)
+            assert g.tensors[t].dtype in ("scalar", "integer", "logical")
+            assert g.tensors[t].shape is None
+        assert op.pos is not None and op.pos.file == name
+    assert set(produced) == set(g.tensors)
+    assert set(g.inputs) <= produced and set(g.outputs) <= produced
