@@ -43,6 +43,7 @@ class CompiledModel:
     executable: Any                      # tvm.relax.VMExecutable
     metadata: dict
     kernels: list = field(default_factory=list)   # fusion report (targets.fusion_report.Kernel)
+    relax_module: Any = None             # the Relax IRModule before optimization
 
     @property
     def inputs(self) -> list[dict]:
@@ -245,7 +246,7 @@ def compile_relax(mod, target="x86", *, inputs: Optional[list[IOSpec]] = None,
         raise RuntimeError(f"TVM code generation failed for target {tgt.name}: {e}") from e
     meta = build_metadata(tgt, inputs, outputs, source, model_name, kernels)
     _say(progress, "compiled")
-    return CompiledModel(tgt, executable, meta, kernels)
+    return CompiledModel(tgt, executable, meta, kernels, mod)
 
 
 def build_metadata(tgt, inputs, outputs, source, model_name, kernels) -> dict:

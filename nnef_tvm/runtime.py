@@ -9,6 +9,7 @@ dtypes, static dimensions) and problems are reported as :class:`NNEFError`.
 from __future__ import annotations
 
 import os
+import platform
 from typing import Any, Optional
 
 import numpy as np
@@ -108,6 +109,12 @@ def load(path: str, device: str = "cpu", *, session=None, threads: Optional[int]
         lib = session.load_module(os.path.basename(path))
         dev = session.device(device, 0)
         return LoadedModel(lib, dev, metadata, session)
+    foreign = _foreign_isa(path)
+    if foreign:
+        raise NNEFError(f"library is built for {foreign} (target "
+                        f"{metadata.get('target', {}).get('name')}), this machine is "
+                        f"{platform.machine()}: run it on the device with --rpc HOST:PORT "
+                        "or --tracker HOST:PORT --key KEY", file=path)
     if threads:
         tvm.get_global_func("runtime.config_threadpool")(0, int(threads))
     dev = tvm.device(device, 0)
@@ -120,6 +127,30 @@ def load(path: str, device: str = "cpu", *, session=None, threads: Optional[int]
         raise NNEFError(f"cannot load library here ({metadata.get('target', {}).get('name')} "
                         f"target): {msg}", file=path) from None
     return LoadedModel(lib, dev, metadata)
+
+
+_ELF_MACHINES = {3: "x86", 40: "ARM (32-bit)", 62: "x86-64", 183: "AArch64", 243: "RISC-V"}
+_HOST_MACHINES = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183, "armv7l": 40,
+                  "i686": 3, "riscv64": 243}
+
+
+def elf_machine(path: str) -> Optional[int]:
+    """ELF ``e_machine`` of a file (None if not ELF)."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    order = "little" if head[5] == 1 else "big"
+    return int.from_bytes(head[18:20], order)
+
+
+def _foreign_isa(path: str) -> Optional[str]:
+    """Name of the library's ISA when it cannot run on this machine, else None."""
+    mine = _HOST_MACHINES.get(platform.machine().lower())
+    theirs = elf_machine(path)
+    if mine is None or theirs is None or mine == theirs:
+        return None
+    return _ELF_MACHINES.get(theirs, f"ELF machine {theirs}")
 
 
 def _host_port(text: str, flag: str) -> tuple[str, int]:
