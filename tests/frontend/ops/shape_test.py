@@ -156,3 +156,50 @@ def test_pad_border_modes():
     got = run_nnef(text, {"x": x})
     for k, (pd, bd, v) in enumerate(PADS):
         np.testing.assert_array_equal(got[k], _nnef_pad(x, pd, bd, v), err_msg=str(PADS[k]))
+
+
+def _random_slice(rng, shape):
+    axes = sorted(rng.choice(len(shape), size=rng.integers(1, len(shape) + 1), replace=False))
+    begin, end, stride = [], [], []
+    for a in axes:
+        n = shape[a]
+        s = int(rng.choice([1, 2, 3, -1, -2, -3]))
+        while True:
+            b, e = int(rng.integers(-n - 2, n + 2)), int(rng.integers(-n - 2, n + 2))
+            if e == 0:
+                continue                      # legacy meaning covered elsewhere
+            nb = min(max(b + n if b < 0 else b, -1), n)
+            ne = min(max(e + n if e < 0 else e, -1), n)
+            ok = (0 <= nb < ne) if s > 0 else (ne < nb < n)
+            if ok:
+                break
+        begin.append(b)
+        end.append(e)
+        stride.append(s)
+    return [int(a) for a in axes], begin, end, stride
+
+
+def test_random_slices_and_pads_in_one_graph():
+    rng = np.random.default_rng(1234)
+    shape = (3, 5, 6)
+    slices = [_random_slice(rng, shape) for _ in range(12)]
+    pads = []
+    for _ in range(8):
+        border = str(rng.choice(["constant", "replicate", "reflect", "reflect-even"]))
+        lim = 4 if border != "reflect" else 2   # numpy 'reflect' wants p < n per step
+        pd = [(int(rng.integers(-1 if border == "constant" else 0, lim)),
+               int(rng.integers(-1 if border == "constant" else 0, lim))) for _ in shape]
+        pads.append((pd, border, float(np.round(rng.uniform(-2, 2), 2))))
+    body = [f"    s{k} = slice(x, axes = {a}, begin = {b}, end = {e}, stride = {s});"
+            for k, (a, b, e, s) in enumerate(slices)]
+    body += [f"    p{k} = pad(x, padding = {[tuple(p) for p in pd]}, border = '{bd}', value = {v});"
+             for k, (pd, bd, v) in enumerate(pads)]
+    outs = [f"s{k}" for k in range(len(slices))] + [f"p{k}" for k in range(len(pads))]
+    text = graph_text({"x": list(shape)}, "\n".join(body), outs)
+    x = rand(shape, 5)
+    got = run_nnef(text, {"x": x})
+    for k, sl in enumerate(slices):
+        np.testing.assert_array_equal(got[k], _nnef_slice(x, *sl), err_msg=str(sl))
+    for k, (pd, bd, v) in enumerate(pads):
+        np.testing.assert_array_equal(got[len(slices) + k], _nnef_pad(x, pd, bd, v),
+                                      err_msg=str(pads[k]))
