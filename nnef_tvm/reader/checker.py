@@ -400,7 +400,7 @@ def destructure(lv, typ: T.Type, out: dict, *, graph: bool) -> None:
         return
     if isinstance(lv, ast.Name):
         if graph:
-            if isinstance(typ, T.Prim) and typ.name != T.GENERIC:
+            if isinstance(typ, T.Prim) and typ.name not in (T.GENERIC, "string"):
                 typ = T.tensor(typ.name)      # y = 1.0 in the graph body: emitted as copy
             elif not isinstance(typ, T.TensorT):
                 raise _err(f"identifier '{lv.name}' in the graph body must denote a single tensor, "

@@ -502,3 +502,7 @@ def test_scalar_arithmetic_follows_ieee():
     got = ops("  y = pad(x, padding = [], value = 1.0 / 0.0);\n  z = pad(x, padding = [], value = (0.0 - 8.0) ^ 0.5);",
               outs="y, z")
     assert got[0][3]["value"] == math.inf and math.isnan(got[1][3]["value"])
+
+
+def test_graph_identifiers_cannot_hold_strings():
+    error("  s = 'abc';\n  y = relu(x);", "must denote a single tensor")
