@@ -178,15 +178,15 @@ def slice_shape(op, shape_of):
         b = max(-1, min(extent, b + extent if b < 0 else b))
         e = max(-1, min(extent, e + extent if e < 0 else e))
         if s > 0 and not 0 <= b <= e:
-            raise ShapeMismatch(f"slice {b0}:{e0}:{s} of axis {axis} (extent {extent}) is invalid: "
+            raise ShapeMismatch(f"range {b0}:{e0}:{s} of axis {axis} (extent {extent}) is invalid: "
                                 f"after normalization begin {b} and end {e} need 0 <= begin <= end")
         if s < 0 and not e <= b < extent:
-            raise ShapeMismatch(f"slice {b0}:{e0}:{s} of axis {axis} (extent {extent}) is invalid: "
+            raise ShapeMismatch(f"range {b0}:{e0}:{s} of axis {axis} (extent {extent}) is invalid: "
                                 f"after normalization begin {b} and end {e} need end <= begin < {extent} "
                                 f"for a negative stride")
         size = -((b - e) // s)  # ceil((e - b) / s)
         if size < 1:
-            raise ShapeMismatch(f"slice {b0}:{e0}:{s} of axis {axis} (extent {extent}) is empty")
+            raise ShapeMismatch(f"range {b0}:{e0}:{s} of axis {axis} (extent {extent}) is empty")
         out[axis] = size
     return [tuple(out)]
 

@@ -126,9 +126,11 @@ def _conv(x, w, groups, padding, stride, dilation, filter_name="filter"):
     _filter_rank(x, w, filter_name)
     cin = x[1]
     g = cin if groups == 0 else groups
+    if groups == 0 and w[1] != 1:
+        raise ShapeMismatch(f"depthwise (groups = 0) needs {filter_name} [C_out, 1, ...] but "
+                            f"{filter_name} {fmt(w)} has {w[1]} input channels per group (input {fmt(x)})")
     if w[1] * g != cin:
-        gtext = f"{groups}" if groups else f"0 (depthwise, = {cin})"
-        raise ShapeMismatch(f"input has {cin} channels but {filter_name} expects {w[1]} x groups {gtext}"
+        raise ShapeMismatch(f"input has {cin} channels but {filter_name} expects {w[1]} x groups {g}"
                             f" (input {fmt(x)}, {filter_name} {fmt(w)})")
     if w[0] % g:
         raise ShapeMismatch(f"groups {g} does not divide the {w[0]} output channels of "
