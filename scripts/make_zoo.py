@@ -320,9 +320,10 @@ def _keras_cnn():
     x = tf.keras.layers.Conv2D(16, 3, strides=2, padding="valid", activation="relu")(x)
     x = tf.keras.layers.AveragePooling2D(2)(x)
     x = tf.keras.layers.Flatten()(x)
-    x = tf.keras.layers.Dense(10)(x)
-    out = tf.keras.layers.Softmax()(x)
-    return tf.keras.Model(inp, out)
+    logits = tf.keras.layers.Dense(10, name="logits")(x)
+    probs = tf.keras.layers.Softmax(name="probs")(logits)
+    # two outputs: the softmax's int8 scale (1/256) is coarse, the logits' is not
+    return tf.keras.Model(inp, [logits, probs])
 
 
 def _run_tflite(path: str, inputs_by_index: list[np.ndarray]):
@@ -391,6 +392,56 @@ def build_tflite_int8(path: str) -> Source:
                           "quantization (representative dataset, int8 input/output)", quantized=True)
 
 
+# ---- post-processing of a converted folder (documented in zoo.json as "postprocess")
+
+_QUANT_ENTRY = re.compile(r'^"(?P<name>[^"]+)"\s*:\s*(?P<op>\w+)\s*\((?P<args>.*)\)\s*;\s*$')
+_FLAT_ARRAY_ARG = re.compile(r"(?P<key>\w+)\s*=\s*(?P<array>\[[^\[\]]*\])")
+
+
+def conform_per_channel_quant(nnef_dir: str) -> dict:
+    """Rewrite flat per-channel graph.quant arrays so they broadcast as NNEF says.
+
+    NNEF broadcasting is left-aligned, so a flat ``[C]`` parameter array varies along
+    axis 0. NNEF-Tools writes ``[C]`` also for tensors whose channels lie on the LAST
+    axis (TFLite biases ``[1, C]``, depthwise filters ``[1, H, W, C]``). Where a flat
+    array does not broadcast against its tensor but matches the last axis, it becomes
+    a nested array of the tensor's rank (``[[...]]`` for rank 2) -- the form NNEF 1.0.5
+    defines for that axis. Returns {tensor name: new parameter shape} for what changed.
+    """
+    import nnef
+    graph = nnef.parse_file(os.path.join(nnef_dir, "graph.nnef"), lowered=_fragment_names(nnef_dir))
+    nnef.infer_shapes(graph)
+    path = os.path.join(nnef_dir, "graph.quant")
+    with open(path) as f:
+        lines = f.read().splitlines()
+    changed, out = {}, []
+    for line in lines:
+        m = _QUANT_ENTRY.match(line.strip())
+        tensor = graph.tensors.get(m.group("name")) if m else None
+        if tensor is not None and tensor.shape:
+            shape = list(tensor.shape)
+
+            def nest(am, shape=shape, name=m.group("name")):
+                count = len([v for v in am.group("array")[1:-1].split(",") if v.strip()])
+                fits_axis0 = count in (1, shape[0])
+                if fits_axis0 or len(shape) < 2 or count != shape[-1]:
+                    return am.group(0)
+                changed[name] = [1] * (len(shape) - 1) + [count]
+                depth = len(shape) - 1
+                return f"{am.group('key')} = {'[' * depth}{am.group('array')}{']' * depth}"
+
+            line = _FLAT_ARRAY_ARG.sub(nest, line)
+        out.append(line)
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+    return changed
+
+
+POSTPROCESS: dict[str, Callable[[str], dict]] = {
+    "tflite_int8_conformant": conform_per_channel_quant,
+}
+
+
 # name -> (source format, builder, one-line summary for --list)
 # Converter defects we diagnosed, recorded in zoo.json as the entry's "converter_issue".
 KNOWN_CONVERTER_ISSUES = {
@@ -398,7 +449,8 @@ KNOWN_CONVERTER_ISSUES = {
             "ONNX's gate order (i, o, f, c), but its lstm_step fragment splits them as (i, f, g, o). "
             "A numpy LSTM reading the converted weights as i,o,f,c reproduces onnxruntime to 6e-8; "
             "read as the fragment says, it is off by ~0.9.",
-    "tflite_int8": "graph.quant gives per-channel parameters as flat [C] arrays also for tensors whose "
+    "tflite_int8": "Khronos' infer_shapes rejects it (quantization parameters must broadcast to "
+                   "their tensor); tflite_int8_conformant is the repaired copy. graph.quant gives per-channel parameters as flat [C] arrays also for tensors whose "
                    "channel is not axis 0: biases of shape [1, C] and the depthwise filter kept in TFLite "
                    "layout [1, 3, 3, C]. Under NNEF's left-aligned broadcasting a [C] array varies along "
                    "axis 0, so these entries do not fit their tensors as written (they mean the last "
@@ -416,6 +468,8 @@ MODELS: dict[str, tuple[str, Callable[[str], Source], str]] = {
     "onnx_cnn": ("onnx", build_onnx_cnn, "hand-written ONNX CNN, no torch needed, 1x3x16x16, 2 outputs"),
     "tflite_float": ("tflite", build_tflite_float, "Keras CNN -> TFLite float32, 1x32x32x3 NHWC"),
     "tflite_int8": ("tflite", build_tflite_int8, "same CNN, full-integer int8 TFLite"),
+    "tflite_int8_conformant": ("tflite", build_tflite_int8,
+                               "tflite_int8 with graph.quant per-channel arrays made NNEF-conformant"),
 }
 
 
@@ -533,9 +587,9 @@ def nnef_tools_check(nnef_dir: str, inputs: list[np.ndarray], outputs: dict[str,
         out = np.asarray(got[name])
         if quant and name in quant:
             q = quant[name]
-            err = float(np.max(np.abs(out.astype(np.float64) / q["scale"] + q["zero_point"]
-                                      - ref.astype(np.float64))))
-            bound = 1.0 + 1e-6
+            steps = np.round(out.astype(np.float64) / q["scale"]) + q["zero_point"]
+            err = float(np.max(np.abs(steps - ref.astype(np.float64))))
+            bound = float(tolerance["value"])
         else:
             err = float(np.max(np.abs(out.astype(np.float64) - ref.astype(np.float64))))
             bound = tolerance["value"] * float(np.max(np.abs(ref)) or 1.0)
@@ -573,6 +627,10 @@ def make_model(name: str, out_root: str) -> dict:
     if options is None:
         entry.update(status="converter-failed", reason=failures[-1]["error"] if failures else "")
         return entry
+    if name in POSTPROCESS:
+        fix = POSTPROCESS[name]
+        entry["postprocess"] = {"function": fix.__name__, "why": fix.__doc__.strip().split("\n\n")[0],
+                                "changed": fix(nnef_dir)}
     entry["converter_options"] = ["--keep-io-names"] + options
     entry["converter_command"] = " ".join(
         converter_command(fmt, f"{name}/source.{fmt}", f"{name}/nnef", f"{name}/tensor_mapping.json",

@@ -133,3 +133,33 @@ def test_zoo_script_graph_interface(zoo_script, tmp_path):
     ins, outs, ext = zoo_script.graph_interface(str(tmp_path))
     assert ins == ["a", "b"] and outs == ["c"]
     assert ext == {"a": ("scalar", (1, 2)), "b": ("integer", (3,))}
+
+
+def test_zoo_script_conform_per_channel_quant(zoo_script, tmp_path):
+    """Flat [C] arrays meant for the last axis become nested; the Khronos tools then accept them."""
+    nnef = pytest.importorskip("nnef")
+    (tmp_path / "graph.nnef").write_text(
+        "version 1.0;\ngraph g( x ) -> ( y )\n{\n"
+        "    x = external<scalar>(shape = [4, 3]);\n"
+        "    b = variable<scalar>(shape = [1, 3], label = 'b');\n"
+        "    w = variable<scalar>(shape = [3, 2], label = 'w');\n"
+        "    y = add(x, b);\n}\n")
+    quant = ('"b": zero_point_linear_quantize(zero_point = [0, 0, 0], scale = [0.5, 0.25, 0.125], '
+             'bits = 32, signed = true, symmetric = false);\n'
+             '"w": zero_point_linear_quantize(zero_point = [0, 0, 0], scale = [0.1, 0.2, 0.3], '
+             'bits = 8, signed = true, symmetric = true);\n'
+             '"y": zero_point_linear_quantize(zero_point = 0, scale = 0.5, bits = 8, '
+             'signed = true, symmetric = false);\n')
+    (tmp_path / "graph.quant").write_text(quant)
+    from nnef_tvm.reader.tensorfile import write_tensor
+    write_tensor(str(tmp_path / "b.dat"), np.array([[1, 2, 3]], dtype=np.int32))
+    write_tensor(str(tmp_path / "w.dat"), np.ones((3, 2), dtype=np.int8))
+    with pytest.raises(AssertionError):          # as written: [3] varies along axis 0 of [1, 3]
+        nnef.infer_shapes(nnef.load_graph(str(tmp_path)))
+    changed = zoo_script.conform_per_channel_quant(str(tmp_path))
+    assert changed == {"b": [1, 3]}              # "w" already fits axis 0, "y" is per-tensor
+    text = (tmp_path / "graph.quant").read_text()
+    assert "scale = [[0.5, 0.25, 0.125]]" in text and "scale = [0.1, 0.2, 0.3]" in text
+    graph = nnef.load_graph(str(tmp_path))
+    nnef.infer_shapes(graph)
+    assert np.asarray(graph.tensors["b"].quantization["scale"]).shape == (1, 3)
