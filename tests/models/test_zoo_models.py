@@ -108,6 +108,7 @@ def test_zoo_model_cli_check(name):
     entry = _entry(name)
     if not has_module("nnef_tvm.cli.compile"):
         pytest.skip("nnef_tvm.cli.compile (nnef-compile) is not written yet")
+    _need_reader()
     proc = run_cli_check(_path(entry, "nnef"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
