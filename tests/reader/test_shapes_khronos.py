@@ -552,3 +552,58 @@ def test_each_compound_lowered_matches_khronos(op, inputs, body):
             ours(text, lowered=[op])
         return
     assert ours(text, lowered=[op]) == khronos_shapes(text, lowered=[op])
+
+
+
+# ---------------------------------------------------------------------------
+# a converter-produced graph: an ONNX model (conv, batch-norm, depthwise conv, max-pool,
+# conv-transpose, reflect pad, slice, avg-pool, resize, concat, transposes, split, reduce,
+# flatten, gemm, softmax, squeeze) written by NNEF-Tools 1.0.11 (onnx -> nnef). onnxruntime
+# reports output shapes (1, 10) and (8,) for the ONNX original.
+
+CONVERTED = """version 1.0;
+
+graph g(x) -> (probs, lr)
+{
+    x = external<scalar>(shape = [1, 3, 32, 32]);
+    variable1 = variable<scalar>(shape = [8, 3, 3, 3], label = 'variable1');
+    variable2 = variable<scalar>(shape = [1, 8], label = 'variable2');
+    variable3 = variable<scalar>(shape = [8, 1, 3, 3], label = 'variable3');
+    variable4 = variable<scalar>(shape = [8, 4, 2, 2], label = 'variable4');
+    variable5 = variable<scalar>(shape = [1, 8], label = 'variable5');
+    variable6 = variable<scalar>(shape = [1, 8], label = 'variable6');
+    variable7 = variable<scalar>(shape = [1, 8], label = 'variable7');
+    variable8 = variable<scalar>(shape = [1, 8], label = 'variable8');
+    variable9 = variable<scalar>(shape = [10, 8], label = 'variable9');
+    variable10 = variable<scalar>(shape = [1, 10], label = 'variable10');
+    conv1 = conv(x, variable1, variable2, stride = [2, 2], dilation = [1, 1], padding = [(1, 1), (1, 1)], groups = 1);
+    batch_normalization1 = batch_normalization(conv1, variable7, variable8, variable6, variable5, epsilon = 1e-05);
+    relu1 = relu(batch_normalization1);
+    conv2 = conv(relu1, variable3, stride = [1, 1], dilation = [1, 1], padding = [(1, 1), (1, 1)], groups = 8);
+    max_pool1 = max_pool(conv2, size = [1, 1, 3, 3], stride = [1, 1, 2, 2], dilation = [1, 1, 1, 1], padding = [(0, 0), (0, 0), (1, 1), (1, 1)], border = 'ignore');
+    deconv1 = deconv(max_pool1, variable4, stride = [2, 2], dilation = [1, 1], padding = [(0, 0), (0, 0)], groups = 1);
+    pad1 = pad(deconv1, padding = [(0, 0), (0, 0), (1, 1), (1, 1)], value = 0.0, border = 'reflect');
+    slice1 = slice(pad1, axes = [2], begin = [1], end = [7]);
+    avg_pool1 = avg_pool(slice1, size = [1, 1, 2, 2], stride = [1, 1, 2, 2], dilation = [1, 1, 1, 1], padding = [(0, 0), (0, 0), (0, 0), (0, 0)], border = 'ignore');
+    nearest_upsample1 = nearest_upsample(avg_pool1, factor = [2, 2]);
+    concat1 = concat([nearest_upsample1, nearest_upsample1], axis = 1);
+    transpose1 = transpose(concat1, axes = [0, 2, 3, 1]);
+    transpose2 = transpose(transpose1, axes = [0, 3, 1, 2]);
+    [split1, split2] = split(transpose2, axis = 2, ratios = [2, 4]);
+    mean_reduce1 = mean_reduce(split1, axes = [2, 3]);
+    reshape1 = reshape(mean_reduce1, shape = [0, -1]);
+    linear1 = linear(reshape1, variable9, variable10);
+    probs = softmax(linear1, axes = [1]);
+    mean_reduce2 = mean_reduce(split2, axes = [2, 3]);
+    squeeze1 = squeeze(mean_reduce2, axes = [0, 2, 3]);
+    lr = leaky_relu(squeeze1, alpha = 0.10000000149011612);
+}
+"""
+
+
+def test_converter_output_matches_khronos_and_onnxruntime():
+    assert assert_same_as_khronos(CONVERTED) == "accepted"
+    shapes = ours(CONVERTED)
+    assert shapes["probs"] == (1, 10) and shapes["lr"] == (8,)
+    lowered = ours(CONVERTED, lowered=COMPOUNDS)
+    assert lowered["probs"] == (1, 10) and lowered["lr"] == (8,)
