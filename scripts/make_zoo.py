@@ -10,7 +10,12 @@ interpreter) -- an oracle independent of both NNEF-Tools and nnef-tvm.
 
 Usage::
 
-    python scripts/make_zoo.py OUT_DIR [--models resnet18,lstm,...] [--list]
+    python scripts/make_zoo.py OUT_DIR [--models resnet18,lstm,...] [--list] [--slim]
+
+The committed fixture zoo (small models only, no torch/tensorflow needed to use it)::
+
+    python scripts/make_zoo.py tests/data/zoo --slim \
+        --models lstm,tflite_float,tflite_int8,tflite_int8_conformant
 
 Layout written (``OUT_DIR`` is git-ignored, ``./zoo`` by convention)::
 
@@ -693,12 +698,24 @@ def _count_ops(nnef_dir: str) -> dict:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def _drop_source(entry: dict, out_root: str) -> None:
+    import hashlib
+    path = os.path.join(out_root, entry["model"], "source." + entry["source_format"])
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            entry["source_sha256"] = hashlib.sha256(f.read()).hexdigest()
+        os.remove(path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out_dir", nargs="?", default="zoo")
     ap.add_argument("--models", default=",".join(MODELS),
                     help="comma-separated names; 'tflite_*' style globs allowed")
     ap.add_argument("--list", action="store_true", help="list the models and exit")
+    ap.add_argument("--slim", action="store_true",
+                    help="drop the source model files after conversion (keeps their sha256): for "
+                         "the small committed fixture zoo in tests/data/zoo")
     args = ap.parse_args(argv)
     if args.list:
         for name, (fmt, _, summary) in MODELS.items():
@@ -721,6 +738,8 @@ def main(argv=None) -> int:
     for name in wanted:
         print(f"[zoo] {name} ...", flush=True)
         entry = make_model(name, args.out_dir)
+        if args.slim:
+            _drop_source(entry, args.out_dir)
         index[name] = entry
         with open(index_path, "w") as f:
             json.dump(index, f, indent=2, sort_keys=False)

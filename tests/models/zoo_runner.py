@@ -135,3 +135,81 @@ def compare(outputs: dict, reference: dict, quantization: Optional[dict] = None,
             if not err <= bound:
                 problems.append(f"{name}: max abs error {err:.3g} > {bound:.3g} (= {rel} * max|ref|)")
     return problems
+
+
+# ---- the checks one zoo entry goes through (shared by the big zoo and the committed fixtures)
+
+def usable_entry(root: str, name: str, index: dict) -> dict:
+    """The zoo.json entry of ``name``, or a pytest skip saying why there is no model."""
+    import pytest
+    if not index:
+        pytest.skip(f"no zoo at {root!r}: build it with `python scripts/make_zoo.py zoo` "
+                    "(or set NNEF_TVM_ZOO)")
+    entry = index.get(name)
+    if entry is None:
+        pytest.skip(f"{name} is not in {root}/zoo.json (rebuild with make_zoo.py --models {name})")
+    if entry["status"] not in ("ok", "converted-mismatch"):
+        pytest.skip(f"{name} has no NNEF model: {entry['status']}: {entry.get('reason', '')[-300:]}")
+    return entry
+
+
+def need_reader() -> None:
+    import pytest
+    why = reader_missing()
+    if why:
+        pytest.skip(why)
+
+
+def load_entry(root: str, name: str, entry: dict, cache: dict):
+    """The loaded model (cached); skips when our reader rejects what the Khronos tools reject."""
+    import pytest
+    need_reader()
+    import nnef_tvm
+    if name not in cache:
+        try:
+            cache[name] = nnef_tvm.load(os.path.join(root, entry["nnef"]))
+        except nnef_tvm.NNEFError as e:
+            if entry.get("khronos_check", {}).get("ok", True):
+                raise
+            cache[name] = e
+    if isinstance(cache[name], Exception):
+        err = cache[name]
+        assert err.pos is not None and err.pos.file, f"rejection without a location: {err}"
+        pytest.skip(f"{name}: rejected like the Khronos tools do "
+                    f"({entry['khronos_check'].get('error')}): {err}")
+    return cache[name]
+
+
+def check_interface(model, entry: dict) -> None:
+    """Graph inputs/outputs, their shapes and the variables' data agree with the index."""
+    graph = model.graph
+    assert list(graph.inputs) == entry["input_order"]
+    assert list(graph.outputs) == entry["output_order"]
+    for key in ("inputs", "outputs"):
+        for tname, info in entry[key].items():
+            assert tuple(graph.tensors[tname].shape) == tuple(info["shape"]), tname
+    for op in graph.operations:
+        if op.name == "variable":
+            t = graph.tensors[op.output_names()[0]]
+            assert t.data is not None and tuple(t.data.shape) == tuple(t.shape), t.name
+
+
+def check_reference(root: str, name: str, entry: dict, model) -> None:
+    """Our outputs vs the source runtime (or NNEF-Tools' interpreter for a changed conversion)."""
+    import pytest
+    ref = np.load(os.path.join(root, entry["reference"]))
+    quant = entry.get("quantization") or {}
+    inputs = {t: dequantize(ref[t], quant[t]) if t in quant else ref[t] for t in entry["inputs"]}
+    expected = {t: ref[t] for t in entry["outputs"]}
+    if entry["status"] == "converted-mismatch":
+        alt = os.path.join(root, name, "reference_nnef_tools.npz")
+        if not os.path.isfile(alt):
+            pytest.skip(f"{name}: the conversion changed the model and no NNEF-Tools reference was saved")
+        expected = dict(np.load(alt))
+        quant = {}   # NNEF-Tools' interpreter computes in real numbers
+    outputs = run_model(model, inputs)
+    tol = entry.get("tolerance", {})
+    rel = tol.get("value", 1e-4) if tol.get("kind") == "relative-max" else 1e-4
+    steps = tol.get("value", 1) if tol.get("kind") == "lsb" else 1
+    problems = compare(outputs, expected, quant, rel=rel, steps=steps)
+    assert not problems, f"{name}: " + "; ".join(problems)
