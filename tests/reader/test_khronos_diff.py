@@ -652,3 +652,44 @@ def test_generated_attribute_expressions(seed):
     text = ("version 1.0;\nextension KHR_enable_operator_expressions;\ngraph G(x) -> (t7) {\n"
             + "\n".join(lines) + "\n}\n")
     assert compare(text)          # same folded values
+
+
+BAD_FRAGMENTS = [
+    "fragment relu(x: tensor<scalar>) -> (y: tensor<scalar>) { y = x; }",
+    "fragment f<?>(x: tensor<scalar>) -> (y: tensor<scalar>) { y = x; }",
+    "fragment f(x: tensor<?>) -> (y: tensor<?>) { y = x; }",
+    "fragment f(a: integer, x: tensor<scalar>) -> (y: tensor<scalar>) { y = x; }",
+    "fragment f(x: tensor<scalar>, a: integer = 1.0) -> (y: tensor<scalar>) { y = x; }",
+    "fragment f(x: tensor<scalar>, x: integer) -> (y: tensor<scalar>) { y = x; }",
+    "fragment f(x: tensor<scalar>) -> (x: tensor<scalar>) { x = x; }",
+    "fragment f(x: tensor<>) -> (y: tensor<>) { y = x; }",
+    "fragment f(x: (tensor<scalar>, integer)) -> (y: tensor<scalar>) { y = x[0]; }",
+    "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>, z: tensor<scalar>) { y = x; }",
+    "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { x = relu(x); y = x; }",
+    "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { y = relu(x); y = x; }",
+    "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { v = variable(shape = [1], label = 'v'); y = x; }",
+    "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { y = update(x, x); }",
+    "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { y = x > 0.0; }",
+    "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { c = split(x, axis = 0, ratios = [1, 1]); y = c[0]; }",
+    "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { y = add(x, q); }",
+    "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { y = x; }\n"
+    "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>) { y = x; }",
+    "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>[]) { y = [x, 1]; }",
+]
+
+
+@pytest.mark.parametrize("frag", BAD_FRAGMENTS)
+def test_bad_fragment_declarations_rejected_by_both(frag):
+    text = ("version 1.0;\nextension KHR_enable_fragment_definitions, KHR_enable_operator_expressions;\n"
+            + frag + "\ngraph G(x) -> (y) {\n  x = external(shape = [2]);\n  y = f(x);\n}\n")
+    assert compare(text, ["f"]) is False
+
+
+def test_mixed_array_default_spec_answer():
+    """Khronos accepts `a: integer[] = [1, 2.0]`; array items must have a common type (spec)."""
+    text = ("version 1.0;\nextension KHR_enable_fragment_definitions;\n"
+            "fragment f(x: tensor<scalar>, a: integer[] = [1, 2.0]) -> (y: tensor<scalar>) { y = copy(x); }\n"
+            "graph G(x) -> (y) { x = external(shape = [2]); y = f(x); }\n")
+    theirs(text)
+    with pytest.raises(NNEFError, match="no common type"):
+        ours(text)
