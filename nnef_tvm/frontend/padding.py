@@ -60,10 +60,6 @@ class Window:
     small: list[int]      # down-scaled extents (output of box/conv, input of debox/deconv)
     big: list[int]        # up-scaled extents (input of box/conv, output of debox/deconv)
 
-    def dim_is_trivial(self, k: int) -> bool:
-        """True when dim ``k`` passes through unchanged (window 1, stride 1, no padding)."""
-        return self.size[k] == 1 and self.stride[k] == 1 and tuple(self.padding[k]) == (0, 0)
-
 
 def _listed(values, n, default=1):
     values = list(values) if values else []

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-import tvm
 from tvm import te
 import tvm.tirx as tir
 

@@ -6,7 +6,6 @@ rtol 1e-5 / atol 1e-4 (sums of up to ~50 products of values in [-2, 2]).
 import os
 import sys
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))

@@ -20,7 +20,6 @@ BORDERS = ["constant", "ignore", "replicate", "reflect", "reflect-even"]
 
 def _random_window(rng, shape, allow_batch=True):
     """Random valid full-rank window attributes for ``shape``."""
-    rank = len(shape)
     while True:
         size, stride, dilation, padding = [], [], [], []
         for k, n in enumerate(shape):

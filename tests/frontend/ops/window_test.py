@@ -9,7 +9,6 @@ import os
 import sys
 
 import numpy as np
-import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import window_reference as ref  # noqa: E402
