@@ -124,6 +124,33 @@ def convert_graph(graph: Graph, options: Optional[ConvertOptions] = None):
                     else None
     fn_params = inputs + list(ctx.param_vars.values())
 
+    try:
+        out_names, updates = _build_main(ctx, bb, graph, fn_params, options)
+    except BaseException:
+        # close the binding block the failed function scope left open, so TVM does not
+        # warn "BlockBuilder destroyed with remaining blocks" on a reported error
+        try:
+            bb._end_block()
+        except Exception:  # pragma: no cover - nothing left to close
+            pass
+        raise
+    mod = bb.get()
+    attrs = {
+        "nnef_graph_name": graph.name,
+        "nnef_input_names": list(graph.inputs),
+        "nnef_output_names": out_names,
+        "nnef_param_names": list(ctx.param_vars),
+        "nnef_updates": updates,
+    }
+    main = mod["main"]
+    for k, v in attrs.items():
+        main = main.with_attr(k, v)
+    mod["main"] = main
+    return mod, params
+
+
+def _build_main(ctx, bb, graph, fn_params, options):
+    """Emit ``main``: every operation in statement order, then the outputs."""
     with bb.function("main", fn_params):
         with bb.dataflow():
             for op in graph.operations:
@@ -149,19 +176,7 @@ def convert_graph(graph: Graph, options: Optional[ConvertOptions] = None):
             result = outs[0] if len(outs) == 1 else relax.Tuple(outs)
             gv = bb.emit_output(result)
         bb.emit_func_output(gv)
-    mod = bb.get()
-    attrs = {
-        "nnef_graph_name": graph.name,
-        "nnef_input_names": list(graph.inputs),
-        "nnef_output_names": out_names,
-        "nnef_param_names": list(ctx.param_vars),
-        "nnef_updates": updates,
-    }
-    main = mod["main"]
-    for k, v in attrs.items():
-        main = main.with_attr(k, v)
-    mod["main"] = main
-    return mod, params
+    return out_names, updates
 
 
 def variable_value(ctx: ConvertContext, op: Operation) -> relax.Expr:
