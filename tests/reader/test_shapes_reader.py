@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pathlib
 import tempfile
 
@@ -37,7 +38,8 @@ def _use_stdlib_fallback():
     lines = ["version 1.0;", "extension KHR_enable_fragment_definitions, KHR_enable_operator_expressions;"]
     for o in ops:
         lines.append(o["signature"] + ("\n{\n" + o["body"] + "\n}" if o["kind"] == "compound" else ";"))
-    path = pathlib.Path(tempfile.gettempdir()) / "nnef_tvm_test_stdlib.nnef"
+    # a private file per process: other test processes may be rewriting their own copies
+    path = pathlib.Path(tempfile.gettempdir()) / f"nnef_tvm_shapes_stdlib_{os.getpid()}.nnef"
     path.write_text("\n".join(lines) + "\n")
     stdlib.STDLIB_PATH = path
 
