@@ -83,7 +83,7 @@ def _with_input_shapes(graph: Graph, input_shapes: dict) -> Graph:
 
 def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: str = "float32",
               int_dtype: str = "int32", extensions: Iterable[str] = (),
-              input_shapes: Optional[dict] = None):
+              input_shapes: Optional[dict] = None, fake_quantize: bool = False):
     """Convert an NNEF model to a Relax ``IRModule``.
 
     ``model``: a Model (from the reader), a path to load, or a Graph (shapes are
@@ -95,6 +95,8 @@ def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: s
     ``extensions``: converter extension sets to enable (e.g. ``('tract',)``).
     ``input_shapes``: optional ``{input name: shape}`` overriding ``external``
     shapes (re-runs shape inference).
+    ``fake_quantize``: simulate ``graph.quant`` by passing each quantized real
+    tensor through its fake-quantization operation (default: real arithmetic).
 
     Raises NNEFError (listing every unsupported op) before any conversion work.
     """
@@ -111,7 +113,7 @@ def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: s
     if input_shapes or any(t.shape is None for t in graph.tensors.values()):
         graph = _with_input_shapes(graph, dict(input_shapes or {}))
     options = ConvertOptions(dtype=dtype, int_dtype=int_dtype, keep_params=keep_params,
-                             extensions=extensions)
+                             extensions=extensions, fake_quantize=fake_quantize)
     mod, params = convert_graph(graph, options)
     if keep_params:
         return mod, params

@@ -76,6 +76,7 @@ class ConvertOptions:
     int_dtype: str = "int32"      # machine type of NNEF 'integer'
     keep_params: bool = False     # variables as function parameters instead of constants
     extensions: tuple = ()        # enabled converter extension sets (e.g. 'tract')
+    fake_quantize: bool = False   # simulate graph.quant with fake-quantization ops
 
 
 _NNEF_TYPES = ("scalar", "integer", "logical")

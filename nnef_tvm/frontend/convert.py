@@ -16,6 +16,9 @@ Graph interface of the produced ``main`` function
   between executions is the caller's job (feed it back as the variable
   parameter). The function attribute ``nnef_updates`` maps each variable name to
   the output index carrying its new value.
+* with ``fake_quantize=True`` every real tensor carrying quantization
+  (``graph.quant``) is passed through its fake-quantization op where it is
+  defined (see :mod:`nnef_tvm.frontend.fake_quant`).
 * function attributes: ``nnef_input_names``, ``nnef_output_names`` (names of all
   results, updates included), ``nnef_param_names`` (variables kept as params),
   ``nnef_updates``.
@@ -32,6 +35,7 @@ from ..errors import NNEFError
 from ..reader.graph import Graph, Identifier, Operation
 from . import registry
 from .context import ConvertContext, ConvertOptions
+from .fake_quant import fake_quantize
 
 
 def check_supported(graph: Graph, extensions: Iterable[str] = ()) -> None:
@@ -98,6 +102,8 @@ def _bind_one(ctx: ConvertContext, op: Operation, name: str, value: relax.Expr) 
     if ctx.value_dtype(value) != exp_dtype:
         raise RuntimeError(f"converter of {op.name} produced dtype {ctx.value_dtype(value)} for "
                            f"'{name}', expected {exp_dtype}")
+    if ctx.options.fake_quantize and expected.quantization and expected.dtype == "scalar":
+        value = fake_quantize(ctx, name, value, expected.quantization, op.pos)
     ctx.values[name] = value
 
 
