@@ -122,7 +122,7 @@ class ExprChecker:
         if items and type(items[0]) is ast.Literal:
             kind = items[0].kind
             if all(type(i) is ast.Literal and i.kind == kind for i in items):
-                return T.ArrayT(T.prim(kind))
+                return T.array_of(T.prim(kind))
         typ = T.EMPTY
         for item in items:
             t = self.expr(item)

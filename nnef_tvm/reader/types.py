@@ -90,6 +90,19 @@ def tensor(item: Optional[str]) -> TensorT:
     return _TENSORS[item]
 
 
+_ARRAYS: dict = {}
+
+
+def array_of(item: "Type") -> ArrayT:
+    """``item[]``, shared for primitive and tensor items so that equal types are usually identical."""
+    t = _ARRAYS.get(item)
+    if t is None:
+        t = ArrayT(item)
+        if isinstance(item, (Prim, TensorT)):
+            _ARRAYS[item] = t
+    return t
+
+
 def from_spec(spec: ast.TypeSpec) -> Type:
     """Convert a syntax-tree type to a semantic type."""
     if isinstance(spec, ast.PrimitiveType):
@@ -97,7 +110,7 @@ def from_spec(spec: ast.TypeSpec) -> Type:
     if isinstance(spec, ast.TensorType):
         return tensor(spec.item.name if spec.item is not None else None)
     if isinstance(spec, ast.ArrayType):
-        return ArrayT(from_spec(spec.item))
+        return array_of(from_spec(spec.item))
     if isinstance(spec, ast.TupleType):
         return TupleT(tuple(from_spec(t) for t in spec.items))
     raise TypeError(f"not a type spec: {spec!r}")
