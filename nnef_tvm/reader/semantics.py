@@ -32,6 +32,17 @@ Decisions where the spec leaves room (SPEC-NOTES §3, §9):
 * A compound whose array result is bound to a single identifier inside a
   fragment is expanded even when not asked for, since only expansion knows
   the array length (1.0.5 rule; Khronos rejects it when not lowered).
+* Compile-time values follow the spec where Khronos diverges: conventional
+  unary-minus precedence is the parser's job (E1); ``&& || !`` on
+  ``tensor<logical>`` map to and/or/not and ``==`` on logical tensors is a type
+  error (E3); string repetition/subscripts, tuple item access and empty
+  ranges ``i >= j`` work (E5); integer ``/`` truncates toward zero and
+  ``integer(-2.7)`` is -2 (E6); ``string(1.5)`` is ``'1.5'`` (E7); ``shape_of``
+  is rejected (E9); scalar division by zero gives inf/nan (IEEE), integer
+  division by zero is an error.
+* Intermediate tensors are named like Khronos (``<op><n>``, array items
+  ``<op><n>_<k>``, never colliding with user identifiers) so that graphs can be
+  compared operation by operation.
 """
 from __future__ import annotations
 
