@@ -110,3 +110,14 @@ def test_quantizers():
     assert got["z2"][0, 0] == -127.0 and got["z2"][1, 1] == 127.0
     assert got["z3"][0, 0] == 0.0 and got["z3"][1, 1] == 8.0      # q = 15, z = 7
     assert got["lq"][0, 0, 0] == 0.0                                # sign(0) = 0
+
+
+def test_log2_exact_on_powers_of_two_for_logarithmic_quantize():
+    # m = ceil(log2(max)) must not jump when max is a power of two (log2(16) = 4, not 4.0000005)
+    text = graph_text({"x": [8], "m": [8]},
+                      "    y = log2(m);\n    z = logarithmic_quantize(x, m, bits = 3);", ["y", "z"])
+    m = np.array([2, 4, 16, 256, 0.5, 0.25, 2.0 ** 20, 2.0 ** -10], "float32")
+    x = np.array([1.9, 3.0, 100.0, 7.0, 0.3, 0.01, -5.0e6, 1e-3], "float32")
+    y, z = run_nnef(text, {"x": x, "m": m})
+    np.testing.assert_array_equal(y, [1, 2, 4, 8, -1, -2, 20, -10])
+    np.testing.assert_array_equal(z, log_ref(x.astype(np.float64), m.astype(np.float64), 3))
