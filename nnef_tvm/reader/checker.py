@@ -123,14 +123,16 @@ class ExprChecker:
             kind = items[0].kind
             if all(type(i) is ast.Literal and i.kind == kind for i in items):
                 return T.array_of(T.prim(kind))
-        typ = T.EMPTY
-        for item in items:
+        if not items:
+            return T.EMPTY
+        typ = self.expr(items[0])
+        for item in items[1:]:
             t = self.expr(item)
-            c = t if typ is T.EMPTY else T.common_type(typ, t)
+            c = T.common_type(typ, t)
             if c is None:
                 raise _err(f"array items of types '{typ}' and '{t}' have no common type", item)
             typ = c
-        return T.ArrayT(typ) if typ is not T.EMPTY else T.EMPTY
+        return T.ArrayT(typ)
 
     def _TupleExpr(self, e):
         return T.TupleT(tuple(self.expr(i) for i in e.items))

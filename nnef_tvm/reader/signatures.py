@@ -75,15 +75,15 @@ def literal_value(e: ast.Expr):
             and e.operand.kind in ("integer", "scalar"):
         return -e.operand.value, T.prim(e.operand.kind)
     if isinstance(e, ast.ArrayExpr):
-        values, typ = [], T.EMPTY
+        values, typ = [], None
         for item in e.items:
             v, t = literal_value(item)
-            c = t if typ is T.EMPTY else T.common_type(typ, t)
+            c = t if typ is None else T.common_type(typ, t)
             if c is None:
                 raise NNEFError(f"array items of types '{typ}' and '{t}' have no common type", item.pos)
             values.append(v)
             typ = c
-        return values, (T.ArrayT(typ) if typ is not T.EMPTY else T.EMPTY)
+        return values, (T.ArrayT(typ) if typ is not None else T.EMPTY)
     if isinstance(e, ast.TupleExpr):
         pairs = [literal_value(i) for i in e.items]
         return tuple(v for v, _ in pairs), T.TupleT(tuple(t for _, t in pairs))

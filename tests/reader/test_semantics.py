@@ -506,3 +506,9 @@ def test_scalar_arithmetic_follows_ieee():
 
 def test_graph_identifiers_cannot_hold_strings():
     error("  s = 'abc';\n  y = relu(x);", "must denote a single tensor")
+
+
+def test_nested_empty_arrays():
+    assert attr("[[], [1]][1]") == [1]
+    error("  y = sum_reduce(x, axes = [[], 1][1]);", "no common type")
+    assert attr("[[] , []][0] + [2]") == [2]
