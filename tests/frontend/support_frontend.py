@@ -84,3 +84,35 @@ def graph_text(inputs: dict, body: str, outputs, version="1.0", extensions=""):
     ext = f"extension {extensions};\n" if extensions else ""
     return (f"version {version};\n{ext}graph G( {', '.join(inputs)} ) -> ( {', '.join(outputs)} )\n"
             "{\n" + "\n".join(decl) + "\n" + body + "\n}\n")
+
+
+def ensure_stdlib() -> bool:
+    """Make the reader's standard-fragment prelude available; True when it is.
+
+    Until ``nnef_tvm/reader/stdlib.nnef`` is committed, write an equivalent prelude
+    from the shared ops.json (signatures + compound bodies) to a per-process temp
+    file and point the reader at it (test-only fallback, as the reader tests do).
+    """
+    import json
+    import os
+    import pathlib
+    import tempfile
+
+    from nnef_tvm.reader import stdlib
+
+    if stdlib.STDLIB_PATH.exists():
+        return True
+    ops_json = pathlib.Path("/work/shared/nnef/ops.json")
+    if not ops_json.exists():
+        return False
+    ops = json.loads(ops_json.read_text())["operations"]
+    lines = ["version 1.0;",
+             "extension KHR_enable_fragment_definitions, KHR_enable_operator_expressions;"]
+    for o in ops:
+        body = o.get("body")
+        lines.append(o["signature"] + (f"\n{{\n{body}\n}}" if o["kind"] == "compound" and body else ";"))
+    path = pathlib.Path(tempfile.gettempdir()) / f"nnef_tvm_frontend_stdlib_{os.getpid()}.nnef"
+    path.write_text("\n".join(lines) + "\n")
+    stdlib.STDLIB_PATH = path
+    stdlib.standard_fragments.cache_clear()
+    return True

@@ -8,15 +8,11 @@ import pytest
 import nnef_tvm
 from nnef_tvm.frontend import from_nnef
 
-from frontend.support_frontend import run_module
+from frontend.support_frontend import ensure_stdlib, run_module
 
 EXAMPLES = Path("/work/shared/nnef/examples")
 
-try:
-    from nnef_tvm.reader.stdlib import STDLIB_PATH
-    _READY = STDLIB_PATH.exists() and EXAMPLES.exists()
-except ImportError:  # pragma: no cover
-    _READY = False
+_READY = ensure_stdlib() and EXAMPLES.exists()
 
 pytestmark = pytest.mark.skipif(not _READY, reason="reader stdlib.nnef or shared examples missing")
 

@@ -9,13 +9,9 @@ from nnef_tvm.reader import semantics, syntax
 from nnef_tvm.reader.graph import Model
 from nnef_tvm.reader.shapes import infer_shapes
 
-from frontend.support_frontend import rand, run_module
+from frontend.support_frontend import ensure_stdlib, rand, run_module
 
-try:
-    from nnef_tvm.reader.stdlib import STDLIB_PATH
-    _HAVE_STDLIB = STDLIB_PATH.exists()
-except ImportError:  # pragma: no cover
-    _HAVE_STDLIB = False
+_HAVE_STDLIB = ensure_stdlib()
 
 pytestmark = pytest.mark.skipif(not _HAVE_STDLIB, reason="reader stdlib.nnef not landed yet")
 
