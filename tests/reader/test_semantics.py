@@ -512,3 +512,17 @@ def test_nested_empty_arrays():
     assert attr("[[], [1]][1]") == [1]
     error("  y = sum_reduce(x, axes = [[], 1][1]);", "no common type")
     assert attr("[[] , []][0] + [2]") == [2]
+
+
+def test_errors_of_every_phase_collected_together():
+    text = ("version 1.1;\nextension KHR_enable_fragment_definitions, KHR_bogus;\n"
+            "fragment f(a: integer, x: tensor<scalar>) -> (y: tensor<scalar>) { y = copy(x); }\n"
+            "graph G(x) -> (y, z) {\n  x = external(shape = [1]);\n  y = f(x);\n  w = relu(nope);\n"
+            "  v = add(x, 1);\n}\n")
+    with pytest.raises(NNEFError) as info:
+        semantics.build_graph(syntax.parse(text, "all.nnef"))
+    got = [(e.line, e.message.split(" ")[0]) for e in info.value.errors]
+    assert [line for line, _ in got] == [1, 2, 3, 7, 8, 4]
+    assert "graph result 'z' is not assigned" in info.value.errors[-1].message
+    assert all(e.file == "all.nnef" for e in info.value.errors)
+    assert str(info.value).count("all.nnef:") == 6
