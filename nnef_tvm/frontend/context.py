@@ -20,6 +20,8 @@ What the context offers (stable API shared by all op families)
     parameter's NNEF type, guessed from the literal's Python type).
 ``ctx.inputs_list(op, param)``
     The same for an array parameter (``concat``'s ``values``).
+``ctx.operand(value, dtype=None)`` / ``ctx.value(name)``
+    The same for a raw operand (identifier, literal or Relax expr) / a tensor name.
 ``ctx.attr(op, name)``
     An attribute value (defaults are already filled in by the reader).
 ``ctx.shape(value)``
@@ -51,6 +53,10 @@ What the context offers (stable API shared by all op families)
     combinations): ``raise ctx.error(op, "...")``.
 ``ctx.nnef_round(expr)``
     NNEF ``round`` = ``floor(x + 0.5)`` (Relax ``round`` is half-to-even).
+``ctx.param_vars`` / ``ctx.updates``
+    Variables kept as ``main`` parameters; ``(variable, result)`` pairs of ``update``.
+``norm_axes(axes, rank)`` (module function)
+    Axes as non-negative ints.
 
 Machine types: NNEF ``scalar`` -> ``options.dtype`` (float32 by default),
 ``integer`` -> ``options.int_dtype`` (int32), ``logical`` -> ``bool``.
@@ -77,9 +83,6 @@ class ConvertOptions:
     keep_params: bool = False     # variables as function parameters instead of constants
     extensions: tuple = ()        # enabled converter extension sets (e.g. 'tract')
     fake_quantize: bool = False   # simulate graph.quant with fake-quantization ops
-
-
-_NNEF_TYPES = ("scalar", "integer", "logical")
 
 
 @dataclass
