@@ -1,22 +1,27 @@
-"""NNEF text -> syntax tree (:mod:`.ast`), with lark's LALR(1) parser.
+"""NNEF text -> syntax tree (:mod:`.ast`), on lark's LALR(1) tables.
 
-Implements the NNEF 1.0.5 grammar (spec section 3, Appendix A) as one
-*compositional superset*: version line, extension lines (names separated by
-commas or by whitespace, SPEC-NOTES E2), fragment definitions and operator
+Implements the NNEF 1.0.5 grammar (spec section 3, Appendix A; ``grammar.lark``)
+as one *compositional superset*: version line, extension lines (names separated
+by commas or by whitespace, SPEC-NOTES E2), fragment definitions and operator
 expressions are all accepted here. Whether a document is allowed to use them
 (flat syntax vs. the two extensions) is the semantic checker's decision, so that
 it can point at the exact offending node.
 
-The tree is built while parsing (lark ``transformer=`` in LALR mode): no lark
-parse tree is ever materialised, which keeps a 10,000-operation flat document
-well under half a second. The lark parser is built once per process (and its
-grammar analysis cached on disk by lark).
+lark analyses the grammar once per process and gives the LALR(1) tables and
+one callback per rule (our :class:`_Builder` methods, building the
+:mod:`.ast` nodes during the parse -- no lark tree is ever made). The tables
+are then run by :func:`_drive`, a minimal shift/reduce loop fed by a single
+master regular expression; lark's own generic lexer and loop cost a few
+microseconds more per token, too slow for 10,000-operation documents.
+``_parse_with_lark`` runs lark's loop with the same callbacks (tests compare
+the two).
 
 Every syntax error becomes an :class:`~nnef_tvm.errors.NNEFError` carrying the
 file, line and column and saying what was expected; no lark exception escapes.
 """
 from __future__ import annotations
 
+import gc
 import os
 import re
 import threading
@@ -37,7 +42,7 @@ KEYWORDS = frozenset(
     "version extension graph fragment tensor integer scalar logical string "
     "shape_of length_of range_of for in yield if else true false".split())
 
-# Binding strength of the binary operators handled by the flat operator chain
+# Binding strength of the binary operators of the flat operator chain
 # (spec 3.3.3; all left-associative). `^` is parsed by the grammar itself.
 _PRECEDENCE = {
     "in": 1,
@@ -51,11 +56,33 @@ _VERSION_RE = re.compile(r"^([0-9]+)\.([0-9]+)$")
 _GENERIC_RE = re.compile(r"[A-Za-z?]+")
 
 
-def _new_pos(file, line, column, _new=object.__new__, _set=object.__setattr__):
-    """A :class:`SourcePos` without the frozen-dataclass ``__init__`` cost (hot path)."""
-    p = _new(SourcePos)
-    _set(p, "__dict__", {"file": file, "line": line, "column": column, "offset": None})
+def _pos(file, tok, _new=object.__new__, _cls=SourcePos):
+    """``SourcePos(file, tok.line, tok.column)`` without the frozen-dataclass ``__init__``.
+
+    Called for almost every node, so it fills the instance dict directly.
+    """
+    p = _new(_cls)
+    d = p.__dict__
+    d["file"] = file
+    d["line"] = tok.line
+    d["column"] = tok.column
+    d["offset"] = None
     return p
+
+
+def _pos_at(file, line, column, _new=object.__new__, _cls=SourcePos):
+    """``SourcePos(file, line, column)``, built like :func:`_pos`."""
+    p = _new(_cls)
+    d = p.__dict__
+    d["file"] = file
+    d["line"] = line
+    d["column"] = column
+    d["offset"] = None
+    return p
+
+
+# pieces of a NUMERIC_ARRAY token
+_NUMERIC_PIECE_RE = re.compile(r"-?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|[\[\](),]")
 
 
 def _unescape(body: str) -> str:
@@ -73,10 +100,28 @@ def _unescape(body: str) -> str:
     return "".join(out)
 
 
-class _Builder(lark.Transformer):
-    """lark callbacks turning each reduced rule straight into an :mod:`.ast` node.
+class _Header:
+    """Version line and extension lines, collected before the definitions."""
+    __slots__ = ("version", "pos", "extensions")
 
-    ``file`` is set by :func:`parse` before each run (runs are serialised).
+    def __init__(self, version, pos):
+        self.version = version
+        self.pos = pos
+        self.extensions = []
+
+
+def _argument(item):
+    if type(item) is ast.Argument:
+        return item
+    return ast.Argument(item, None, item.pos)
+
+
+class _Builder(lark.Transformer):
+    """Rule callbacks turning each reduction straight into an :mod:`.ast` node.
+
+    Each method receives the children exactly as written in ``grammar.lark``
+    (tokens included). ``file`` is set by :func:`parse` before each run (runs
+    are serialised by a lock).
     """
 
     def __init__(self):
@@ -84,150 +129,211 @@ class _Builder(lark.Transformer):
         self.file: Optional[str] = None
         self.parenthesized: set = set()
 
-    def _pos(self, tok) -> SourcePos:
-        return _new_pos(self.file, tok.line, tok.column)
+    # ------------------------------------------------------------- generic
+    def list_first(self, c):
+        return [c[0]]
+
+    def list_append(self, c):
+        items = c[0]
+        items.append(c[-1])
+        return items
 
     # ------------------------------------------------------------ document
-    def start(self, c):
-        version_node = c[0]
-        extensions, fragments, graph = [], [], None
+    def document(self, c):
+        header = c[0]
+        fragments, graph = [], None
         for item in c[1:]:
-            if isinstance(item, list):
-                extensions.extend(item)
-            elif isinstance(item, ast.Fragment):
-                fragments.append(item)
-            elif isinstance(item, ast.GraphDef):
+            if type(item) is list:
+                fragments = item
+            else:
                 graph = item
-        version, version_pos = version_node
-        return ast.Document(version=version, extensions=extensions, fragments=fragments,
-                            graph=graph, file=self.file, version_pos=version_pos)
+        return ast.Document(version=header.version, extensions=header.extensions,
+                            fragments=fragments, graph=graph, file=self.file,
+                            version_pos=header.pos)
 
     def version(self, c):
-        kw, number = c
+        kw, number = c[0], c[1]
         m = _VERSION_RE.match(number.value)
         if m is None:
             raise NNEFError(f"expected a version number of the form 'major.minor' (like 1.0), "
-                            f"found '{number.value}'", self._pos(number))
-        return (int(m.group(1)), int(m.group(2))), self._pos(kw)
+                            f"found '{number.value}'", _pos(self.file, number))
+        return _Header((int(m.group(1)), int(m.group(2))), _pos(self.file, kw))
+
+    def add_extensions(self, c):
+        header = c[0]
+        header.extensions.extend(c[1])
+        return header
 
     def extension(self, c):
-        return [ast.Extension(tok.value, self._pos(tok)) for tok in c[1:]]
+        return c[1]
+
+    def extension_first(self, c):
+        return [ast.Extension(c[0].value, _pos(self.file, c[0]))]
+
+    def extension_append(self, c):
+        tok = c[-1]
+        c[0].append(ast.Extension(tok.value, _pos(self.file, tok)))
+        return c[0]
 
     # ----------------------------------------------------------- fragments
     def fragment(self, c):
-        kw, name, generic = c[0], c[1], c[2]
-        params = [x for x in c[3:-1] if isinstance(x, ast.Param)]
-        results = [x for x in c[3:-1] if isinstance(x, ast.Result)]
-        body = c[-1]
-        return ast.Fragment(name=name.value, params=params, results=results, body=body,
-                            generic=generic is not None,
-                            generic_default=generic[1] if generic is not None else None,
-                            pos=self._pos(kw))
+        # KW_FRAGMENT IDENT ( params ) -> ( results ) body
+        return ast.Fragment(name=c[1].value, params=c[3], results=c[7], body=c[9],
+                            pos=_pos(self.file, c[0]))
+
+    def generic_fragment(self, c):
+        # KW_FRAGMENT IDENT generic ( params ) -> ( results ) body
+        return ast.Fragment(name=c[1].value, params=c[4], results=c[8], body=c[10],
+                            generic=True, generic_default=c[2], pos=_pos(self.file, c[0]))
 
     def generic_plain(self, c):
         tok = c[0]
         (word,) = _GENERIC_RE.findall(tok.value)
         if word != "?":
             raise NNEFError(f"expected '<?>' or '<? = type>' to declare a generic fragment, "
-                            f"found '<{word}>'", self._pos(tok))
-        return (True, None)
+                            f"found '<{word}>'", _pos(self.file, tok))
+        return None
 
     def generic_default(self, c):
-        lt, _q, type_name = c
+        type_name = c[3]
         if type_name.name == "?":
             raise NNEFError("expected a type name (integer, scalar, logical or string) as "
                             "the default of the generic type, found '?'", type_name.pos)
-        return (True, type_name.name)
-
-    def fragment_body(self, c):
-        return c[0]
+        return type_name.name
 
     def no_body(self, c):
         return None
 
     def param(self, c):
-        name, type_spec, default = c
-        return ast.Param(name.value, type_spec, default, self._pos(name))
+        return ast.Param(c[0].value, c[2], None, _pos(self.file, c[0]))
+
+    def param_default(self, c):
+        return ast.Param(c[0].value, c[2], c[4], _pos(self.file, c[0]))
 
     def result(self, c):
-        name, type_spec = c
-        return ast.Result(name.value, type_spec, self._pos(name))
+        return ast.Result(c[0].value, c[2], _pos(self.file, c[0]))
 
     def type_name(self, c):
-        tok = c[0]
-        return ast.PrimitiveType(tok.value, self._pos(tok))
+        return ast.PrimitiveType(c[0].value, _pos(self.file, c[0]))
 
     def tensor_type(self, c):
-        kw, _lt, item = c
-        return ast.TensorType(item, self._pos(kw))
+        return ast.TensorType(c[2], _pos(self.file, c[0]))
+
+    def unbound_tensor_type(self, c):
+        return ast.TensorType(None, _pos(self.file, c[0]))
 
     def array_type(self, c):
-        item = c[0]
-        return ast.ArrayType(item, item.pos)
+        return ast.ArrayType(c[0], c[0].pos)
 
     def tuple_type(self, c):
-        return ast.TupleType(tuple(c[1:]), self._pos(c[0]))
+        return ast.TupleType(tuple([c[1]] + c[3]), _pos(self.file, c[0]))
 
     def negative_number(self, c):
-        minus, number = c
-        lit = self._number(number)
+        lit = self.number(c[1:])
         lit.value = -lit.value
-        lit.pos = self._pos(minus)
+        lit.pos = _pos(self.file, c[0])
         return lit
 
     # --------------------------------------------------------------- graph
     def graph(self, c):
-        kw, name, inputs, outputs, body = c
-        return ast.GraphDef(name.value, inputs, outputs, body, self._pos(kw))
+        # KW_GRAPH IDENT ( inputs ) -> ( outputs ) body
+        return ast.GraphDef(c[1].value, c[3], c[7], c[9], _pos(self.file, c[0]))
 
-    def ident_list(self, c):
-        return [ast.Name(tok.value, self._pos(tok)) for tok in c]
+    def name_list_first(self, c):
+        return [ast.Name(c[0].value, _pos(self.file, c[0]))]
+
+    def name_list_append(self, c):
+        tok = c[2]
+        c[0].append(ast.Name(tok.value, _pos(self.file, tok)))
+        return c[0]
 
     def body(self, c):
-        return c
+        return c[1]
 
     def assignment(self, c):
-        lvalue, rvalue = c
-        return ast.Assignment(lvalue, rvalue, lvalue.pos)
+        lvalue = c[0]
+        return ast.Assignment(lvalue, c[2], lvalue.pos)
 
-    def lvalue_bare_tuple(self, c):
-        return ast.TupleExpr(c, c[0].pos)
+    def bare_tuple(self, c):
+        first = c[0]
+        return ast.TupleExpr([first] + c[2], first.pos)
 
     # --------------------------------------------------------- expressions
     def name(self, c):
         tok = c[0]
-        return ast.Name(tok.value, _new_pos(self.file, tok.line, tok.column))
+        return ast.Name(tok.value, _pos(self.file, tok))
 
-    def literal(self, c):
+    def number(self, c):
         tok = c[0]
-        t = tok.type
-        if t == "NUMBER":
-            return self._number(tok)
-        if t == "STRING":
-            body = tok.value[1:-1]
-            if "\\" in body:
-                body = _unescape(body)
-            return ast.Literal(body, "string", _new_pos(self.file, tok.line, tok.column))
-        return ast.Literal(t == "KW_TRUE", "logical", _new_pos(self.file, tok.line, tok.column))
-
-    def _number(self, tok):
         text = tok.value
-        pos = _new_pos(self.file, tok.line, tok.column)
         if "." in text or "e" in text or "E" in text:
-            return ast.Literal(float(text), "scalar", pos)
-        return ast.Literal(int(text), "integer", pos)
+            return ast.Literal(float(text), "scalar", _pos(self.file, tok))
+        return ast.Literal(int(text), "integer", _pos(self.file, tok))
+
+    def string(self, c):
+        tok = c[0]
+        body = tok.value[1:-1]
+        if "\\" in body:
+            body = _unescape(body)
+        return ast.Literal(body, "string", _pos(self.file, tok))
+
+    def logical(self, c):
+        tok = c[0]
+        return ast.Literal(tok.value == "true", "logical", _pos(self.file, tok))
+
+    def numeric_array(self, c):
+        return self._expand_numeric_array(c[0])
+
+    def numeric_index(self, c):
+        # `x[0]`: the subscript was lexed as a one-item NUMERIC_ARRAY
+        base, tok = c
+        array = self._expand_numeric_array(tok)
+        if len(array.items) != 1:
+            depth = 0
+            for i, ch in enumerate(tok.value):
+                depth += ch in "[(" and 1 or ch in "])" and -1 or 0
+                if ch == "," and depth == 1:
+                    break
+            raise NNEFError("expected ']' or ':' after the subscript index, found ','",
+                            _pos_at(self.file, tok.line, tok.column + i))
+        return ast.Subscript(base, index=array.items[0], pos=base.pos)
+
+    def _expand_numeric_array(self, tok):
+        """The ArrayExpr of a NUMERIC_ARRAY token (same nodes as the general rules)."""
+        file, line, column = self.file, tok.line, tok.column
+        stack = []
+        node = None
+        for m in _NUMERIC_PIECE_RE.finditer(tok.value):
+            piece = m.group()
+            if piece == ",":
+                continue
+            if piece == "[" or piece == "(":
+                pos = _pos_at(file, line, column + m.start())
+                node = ast.ArrayExpr([], pos) if piece == "[" else ast.TupleExpr([], pos)
+                if stack:
+                    stack[-1].items.append(node)
+                stack.append(node)
+            elif piece == "]" or piece == ")":
+                node = stack.pop()
+            else:
+                pos = _pos_at(file, line, column + m.start())
+                if "." in piece or "e" in piece or "E" in piece:
+                    stack[-1].items.append(ast.Literal(float(piece), "scalar", pos))
+                else:
+                    stack[-1].items.append(ast.Literal(int(piece), "integer", pos))
+        return node
 
     def empty_array(self, c):
-        return ast.ArrayExpr([], self._pos(c[0]))
+        return ast.ArrayExpr([], _pos(self.file, c[0]))
 
     def array(self, c):
-        return ast.ArrayExpr(c[1:], self._pos(c[0]))
+        return ast.ArrayExpr(c[1], _pos(self.file, c[0]))
 
     def tuple(self, c):
-        return ast.TupleExpr(c[1:], self._pos(c[0]))
+        return ast.TupleExpr([c[1]] + c[3], _pos(self.file, c[0]))
 
     def paren(self, c):
-        inner = c[0]
+        inner = c[1]
         if type(inner) is ast.Literal:
             self.parenthesized.add(id(inner))
         return inner
@@ -238,26 +344,37 @@ class _Builder(lark.Transformer):
                 and operand.kind in ("integer", "scalar")
                 and id(operand) not in self.parenthesized):
             # flat syntax: a '-' directly before a number belongs to the literal
-            return ast.Literal(-operand.value, operand.kind, self._pos(op))
-        return ast.UnaryOp(op.value, operand, self._pos(op))
+            return ast.Literal(-operand.value, operand.kind, _pos(self.file, op))
+        return ast.UnaryOp(op.value, operand, _pos(self.file, op))
 
     def power_op(self, c):
-        left, _caret, right = c
-        return ast.BinaryOp("^", left, right, left.pos)
+        left = c[0]
+        return ast.BinaryOp("^", left, c[2], left.pos)
+
+    def chain_first(self, c):
+        return c
+
+    def chain_append(self, c):
+        items = c[0]
+        items.append(c[1])
+        items.append(c[2])
+        return items
 
     def operator_chain(self, c):
+        """Arrange ``operand (op operand)+`` by precedence (all left-associative)."""
+        items = c[0]
         prec = _PRECEDENCE
-        operands = [c[0]]
+        operands = [items[0]]
         ops = []
-        for i in range(1, len(c), 2):
-            op = c[i].value
+        for i in range(1, len(items), 2):
+            op = items[i].value
             p = prec[op]
             while ops and prec[ops[-1]] >= p:
                 right = operands.pop()
                 left = operands.pop()
                 operands.append(ast.BinaryOp(ops.pop(), left, right, left.pos))
             ops.append(op)
-            operands.append(c[i + 1])
+            operands.append(items[i + 1])
         while ops:
             right = operands.pop()
             left = operands.pop()
@@ -265,60 +382,191 @@ class _Builder(lark.Transformer):
         return operands[0]
 
     def if_else(self, c):
-        then, cond, otherwise = c
-        return ast.IfElse(cond, then, otherwise, then.pos)
+        then = c[0]
+        return ast.IfElse(c[2], then, c[4], then.pos)
 
     def index(self, c):
-        base, idx = c
-        return ast.Subscript(base, index=idx, pos=base.pos)
+        base = c[0]
+        return ast.Subscript(base, index=c[2], pos=base.pos)
 
     def range_index(self, c):
-        base, begin, end = c
-        return ast.Subscript(base, begin=begin, end=end, is_range=True, pos=base.pos)
+        base = c[0]
+        return ast.Subscript(base, begin=c[2], end=c[4], is_range=True, pos=base.pos)
+
+    def range_from(self, c):
+        base = c[0]
+        return ast.Subscript(base, begin=c[2], is_range=True, pos=base.pos)
+
+    def range_to(self, c):
+        base = c[0]
+        return ast.Subscript(base, end=c[3], is_range=True, pos=base.pos)
+
+    def range_all(self, c):
+        base = c[0]
+        return ast.Subscript(base, is_range=True, pos=base.pos)
 
     def builtin(self, c):
-        kw, arg = c
-        return ast.Builtin(kw.value, arg, self._pos(kw))
+        return ast.Builtin(c[0].value, c[2], _pos(self.file, c[0]))
 
     def invocation(self, c):
-        name, generic = c[0], c[1]
-        dtype = _GENERIC_RE.findall(generic.value)[0] if generic is not None else None
-        return ast.Invocation(name.value, c[2:], dtype, _new_pos(self.file, name.line, name.column))
+        # IDENT ( arguments )
+        name = c[0]
+        return ast.Invocation(name.value, [_argument(a) for a in c[2]], None,
+                              _pos(self.file, name))
 
-    def argument(self, c):
-        value = c[0]
-        return ast.Argument(value, None, value.pos)
+    def generic_invocation(self, c):
+        # IDENT GENERIC ( arguments )
+        name = c[0]
+        dtype = _GENERIC_RE.findall(c[1].value)[0]
+        return ast.Invocation(name.value, [_argument(a) for a in c[3]], dtype,
+                              _pos(self.file, name))
 
     def named_argument(self, c):
-        name, value = c
-        return ast.Argument(value, name.value, _new_pos(self.file, name.line, name.column))
+        name = c[0]
+        return ast.Argument(c[2], name.value, _pos(self.file, name))
 
     def comprehension(self, c):
-        bracket, iterators, cond, body = c[0], c[1:-2], c[-2], c[-1]
-        return ast.Comprehension(list(iterators), cond, body, self._pos(bracket))
+        # [ for iterators yield expr ]
+        return ast.Comprehension(c[2], None, c[4], _pos(self.file, c[0]))
+
+    def filtered_comprehension(self, c):
+        # [ for iterators if expr yield expr ]
+        return ast.Comprehension(c[2], c[4], c[6], _pos(self.file, c[0]))
 
     def iterator(self, c):
-        name, _in, iterable = c
-        return ast.Iterator(name.value, iterable, self._pos(name))
+        return ast.Iterator(c[0].value, c[2], _pos(self.file, c[0]))
+
+    def __default__(self, data, children, meta):  # pragma: no cover - grammar bug guard
+        raise AssertionError(f"grammar rule {data!r} has no callback in syntax._Builder")
 
 
 # ------------------------------------------------------------------ parser ----
+class _Tok:
+    """A token as the driver hands it to the callbacks (lighter than lark.Token)."""
+    __slots__ = ("type", "value", "line", "column")
+
+    def __init__(self, type, value, line, column):
+        self.type = type
+        self.value = value
+        self.line = line
+        self.column = column
+
+    def __repr__(self):  # pragma: no cover - debugging aid
+        return f"_Tok({self.type}, {self.value!r}, {self.line}:{self.column})"
+
+
+# Tokens whose value and position no callback reads: the driver pushes their
+# text instead of a _Tok object.
+_PLAIN_TOKENS = frozenset("SEMICOLON COMMA RPAR RSQB LBRACE RBRACE EQUAL COLON ARROW".split())
+
+
+class _PassThrough(dict):
+    """Parse action: reduce a one-child ``?rule`` whose value passes through unchanged.
+
+    Such reductions come in runs (``number`` -> ``postfix`` -> ... -> ``argument``)
+    that only replace the top state, and where the run ends depends only on the
+    state below it; that end state is remembered per state below
+    (``id(state) -> state``), so a whole run costs one lookup.
+    """
+    __slots__ = ("origin", "lookahead")
+
+    def __init__(self, origin, lookahead):
+        super().__init__()
+        self.origin = origin
+        self.lookahead = lookahead
+
+    def resolve(self, below):
+        top = below[self.origin]
+        action = top.get(self.lookahead)
+        while action.__class__ is _PassThrough:
+            top = below[action.origin]
+            action = top.get(self.lookahead)
+        self[id(below)] = top
+        return top
+
+
+class _Tables:
+    """lark's LALR(1) tables and rule callbacks, re-packed for :func:`_drive`.
+
+    Each state is a dict mapping a symbol to its action: the next state (a dict)
+    for a shift or goto, a :class:`_PassThrough`, or ``(size, callback, origin)``
+    for any other reduction.
+    """
+
+    def __init__(self, lk: lark.Lark):
+        from lark.parse_tree_builder import ExpandSingleChild
+        from lark.parsers.lalr_analysis import Shift
+
+        inner = lk.parser.parser.parser
+        table, callbacks = inner.parse_table, inner.callbacks
+        states = {state: {} for state in table.states}
+        for state, actions in table.states.items():
+            packed = states[state]
+            for symbol, (action, arg) in actions.items():
+                if action is Shift:
+                    packed[symbol] = states[arg]
+                elif len(arg.expansion) == 1 and type(callbacks[arg]) is ExpandSingleChild:
+                    packed[symbol] = _PassThrough(arg.origin.name, symbol)
+                else:
+                    packed[symbol] = (len(arg.expansion), callbacks[arg], arg.origin.name)
+        self.start_state = states[table.start_states["start"]]
+        self.end_state = states[table.end_states["start"]]
+
+        keywords, punctuation, patterns = {}, {}, {}
+        for t in lk.terminals:
+            if isinstance(t.pattern, lark.lexer.PatternStr):
+                if t.pattern.value.isidentifier():
+                    keywords[t.pattern.value] = t.name
+                else:
+                    punctuation[t.pattern.value] = t.name
+            else:
+                patterns[t.name] = t.pattern.to_regexp()
+        assert set(keywords) == KEYWORDS, set(keywords) ^ KEYWORDS
+        self.keywords = keywords
+        self.punctuation = punctuation
+        # Alternatives ordered by how often they occur in real documents; a
+        # punctuation mark that can start a longer token ('[' a NUMERIC_ARRAY,
+        # '<' a GENERIC) is only tried after that token.
+        by_length = sorted(punctuation, key=len, reverse=True)
+        late = [p for p in by_length if p[0] in "[<"]
+        early = [p for p in by_length if p[0] not in "[<"]
+        # Blanks before a token are matched with it (half as many matches);
+        # a line break ends a match of its own so that lines can be counted.
+        self.scanner = re.compile("[ \t\f\v\r]*(?:" + "|".join([
+            "(?P<P>" + "|".join(map(re.escape, early)) + ")",
+            f"(?P<IDENT>{patterns['IDENT']})",
+            r"(?P<N>\n[ \t\r\n\f\v]*)",
+            f"(?P<NUMERIC_ARRAY>{patterns['NUMERIC_ARRAY']})",
+            f"(?P<GENERIC>{patterns['GENERIC']})",
+            "(?P<Q>" + "|".join(map(re.escape, late)) + ")",
+            f"(?P<STRING>{patterns['STRING']})",
+            f"(?P<NUMBER>{patterns['NUMBER']})",
+            f"(?P<C>{patterns['COMMENT']})",
+            r"(?P<E>[\s\S])",
+            r"(?P<END>\Z)",
+        ]) + ")")
+
+
 _lock = threading.Lock()
 _builder = _Builder()
 _parser: Optional[lark.Lark] = None
+_tables: Optional[_Tables] = None
 
 
 def _get_parser() -> lark.Lark:
-    global _parser
+    """The lark object (built once; grammar analysis cached on disk by lark)."""
+    global _parser, _tables
     if _parser is None:
         with open(_GRAMMAR_PATH) as f:
             grammar = f.read()
         kwargs = dict(parser="lalr", lexer="basic", transformer=_builder,
-                      maybe_placeholders=True, propagate_positions=False)
+                      keep_all_tokens=True, maybe_placeholders=False)
         try:
-            _parser = lark.Lark(grammar, cache=True, **kwargs)
+            lk = lark.Lark(grammar, cache=True, **kwargs)
         except Exception:  # pragma: no cover - unwritable temp dir: analyse every time
-            _parser = lark.Lark(grammar, **kwargs)
+            lk = lark.Lark(grammar, **kwargs)
+        _tables = _Tables(lk)
+        _parser = lk
     return _parser
 
 
@@ -329,6 +577,26 @@ def parse(text: str, file: Optional[str] = None, *, allow_no_graph: bool = False
     ``allow_no_graph`` accepts a fragment-only file (the standard library prelude).
     Raises :class:`NNEFError` (located) for any syntax error.
     """
+    _get_parser()
+    with _lock:
+        _builder.file = file
+        _builder.parenthesized = set()
+        # The tree is acyclic and all of it stays alive: cyclic GC passes over
+        # the growing tree would only cost time (about a third of the parse).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            doc = _drive(_tables, text, file)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+            _builder.parenthesized = set()
+    return _check_graph(doc, text, file, allow_no_graph)
+
+
+def _parse_with_lark(text: str, file: Optional[str] = None, *,
+                     allow_no_graph: bool = False) -> ast.Document:
+    """The same parse through lark's own lexer and parser loop (reference for tests)."""
     parser = _get_parser()
     with _lock:
         _builder.file = file
@@ -337,15 +605,111 @@ def parse(text: str, file: Optional[str] = None, *, allow_no_graph: bool = False
             doc = parser.parse(text)
         except UnexpectedInput as e:
             raise _syntax_error(e, text, file, parser) from None
-        except NNEFError:
-            raise
         finally:
             _builder.parenthesized = set()
+    return _check_graph(doc, text, file, allow_no_graph)
+
+
+def _check_graph(doc, text, file, allow_no_graph):
     if doc.graph is None and not allow_no_graph:
         line, column = _end_position(text)
         raise NNEFError("expected a graph definition ('graph name( inputs ) -> ( outputs ) "
                         "{ ... }'), found end of file", SourcePos(file, line, column))
     return doc
+
+
+def _drive(tables: _Tables, text: str, file: Optional[str]):
+    """Lex ``text`` and run the LALR(1) automaton; returns the callbacks' Document."""
+    keywords = tables.keywords
+    punctuation = tables.punctuation
+    plain = _PLAIN_TOKENS
+    top = tables.start_state
+    state_stack = [top]
+    value_stack = []
+    push_state = state_stack.append
+    push_value = value_stack.append
+    line, line_start = 1, 0
+    Tok = _Tok
+    dict_ = dict
+    pass_through = _PassThrough
+    tuple_ = tuple
+
+    for m in tables.scanner.finditer(text):
+        kind = m.lastgroup
+        if kind == "P" or kind == "Q":
+            value = m.group(kind)
+            ttype = punctuation[value]
+            tok = (value if ttype in plain
+                   else Tok(ttype, value, line, m.end() - len(value) - line_start + 1))
+        elif kind == "IDENT":
+            value = m.group(kind)
+            tok = Tok(keywords.get(value, "IDENT"), value, line,
+                      m.end() - len(value) - line_start + 1)
+            ttype = tok.type
+        elif kind == "N":
+            value = m.group(kind)
+            line += value.count("\n")
+            line_start = m.end() - len(value) + value.rindex("\n") + 1
+            continue
+        elif kind == "C":
+            continue
+        elif kind == "E":
+            column = m.start(kind) - line_start + 1
+            raise NNEFError(_lexer_error_message(text, m.start(kind)),
+                            SourcePos(file, line, column))
+        elif kind == "END":
+            break
+        else:
+            value = m.group(kind)
+            ttype = kind
+            tok = Tok(ttype, value, line, m.end() - len(value) - line_start + 1)
+            if "\n" in value:  # a GENERIC token spanning lines
+                line += value.count("\n")
+                line_start = m.end() - len(value) + value.rindex("\n") + 1
+        while True:
+            action = top.get(ttype)
+            cls = action.__class__
+            if cls is dict_:
+                push_state(action)
+                push_value(tok)
+                top = action
+                break
+            if cls is pass_through:
+                top = action.get(id(state_stack[-2])) or action.resolve(state_stack[-2])
+                state_stack[-1] = top
+            elif cls is tuple_:
+                size, callback, origin = action
+                children = value_stack[-size:]
+                del value_stack[-size:]
+                del state_stack[-size:]
+                top = state_stack[-1][origin]
+                push_state(top)
+                push_value(callback(children))
+            else:
+                if tok.__class__ is not Tok:
+                    tok = Tok(ttype, tok, line, m.end() - len(value) - line_start + 1)
+                raise _unexpected_token(tok, top, value_stack, file)
+
+    end_line, end_column = _end_position(text)
+    end_state = tables.end_state
+    while True:
+        action = top.get("$END")
+        cls = action.__class__
+        if cls is pass_through:
+            top = action.get(id(state_stack[-2])) or action.resolve(state_stack[-2])
+            state_stack[-1] = top
+        elif cls is tuple_:
+            size, callback, origin = action
+            children = value_stack[-size:]
+            del value_stack[-size:]
+            del state_stack[-size:]
+            top = state_stack[-1][origin]
+            push_state(top)
+            push_value(callback(children))
+        else:
+            raise _unexpected_token(Tok("$END", "", end_line, end_column), top, value_stack, file)
+        if top is end_state:
+            return value_stack[-1]
 
 
 # ------------------------------------------------------------------ errors ----
@@ -355,6 +719,7 @@ _TOKEN_WORDS = {
     "NUMBER": "number",
     "STRING": "string literal",
     "GENERIC": "'<type>'",
+    "NUMERIC_ARRAY": "'['",
     "$END": "end of file",
 }
 _OPERATOR_TOKENS = frozenset(
@@ -392,6 +757,8 @@ def _describe_token(tok) -> str:
         return f"number '{tok.value}'"
     if t == "STRING":
         return f"string {tok.value}"
+    if t == "NUMERIC_ARRAY":
+        return "'['"
     if t.startswith("KW_") or tok.value in KEYWORDS:
         return f"keyword '{tok.value}'"
     return f"'{tok.value}'"
@@ -399,6 +766,8 @@ def _describe_token(tok) -> str:
 
 def _describe_expected(expected, parser: lark.Lark) -> str:
     names = set(expected)
+    if "LSQB" in names:
+        names.discard("NUMERIC_ARRAY")
     words = []
     operators = names & _OPERATOR_TOKENS
     if len(operators) >= 3:
@@ -423,17 +792,15 @@ def _describe_expected(expected, parser: lark.Lark) -> str:
     return ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def _describe_context(err) -> str:
-    """' after X' for what the parser had just read, or ''."""
-    try:
-        stack = err.interactive_parser.parser_state.value_stack
-    except AttributeError:  # pragma: no cover
-        return ""
+def _describe_context(stack) -> str:
+    """' after X' for what the parser had just read (top of the value stack), or ''."""
     if not stack:
         return ""
     top = stack[-1]
-    if isinstance(top, lark.Token):
+    if isinstance(top, (lark.Token, _Tok)):
         return " after " + _describe_token(top)
+    if isinstance(top, str):
+        return f" after '{top}'"
     kinds = [
         (ast.Argument, "argument"), (ast.Assignment, "statement"), (ast.Param, "parameter"),
         (ast.Result, "result"), (ast.Fragment, "fragment definition"),
@@ -464,6 +831,19 @@ def _lexer_error_message(text: str, index: int) -> str:
     return f"invalid character '{ch}'"
 
 
+def _token_error(tok, expected, stack, file, line, column, parser) -> NNEFError:
+    message = (f"expected {_describe_expected(expected, parser)}{_describe_context(stack)}, "
+               f"found {_describe_token(tok)}")
+    if "IDENT" in expected and tok.type != "IDENT" and tok.value in KEYWORDS:
+        message += f" ('{tok.value}' is a reserved keyword and cannot be an identifier)"
+    return NNEFError(message, SourcePos(file, line, column))
+
+
+def _unexpected_token(tok, actions, value_stack, file) -> NNEFError:
+    expected = [s for s in actions if s.isupper()]
+    return _token_error(tok, expected, value_stack, file, tok.line, tok.column, _parser)
+
+
 def _syntax_error(e: UnexpectedInput, text: str, file: Optional[str],
                   parser: lark.Lark) -> NNEFError:
     if isinstance(e, UnexpectedCharacters):
@@ -475,10 +855,10 @@ def _syntax_error(e: UnexpectedInput, text: str, file: Optional[str],
             line, column = _end_position(text)
         else:
             line, column = tok.line, tok.column
-        expected = _describe_expected(e.expected, parser)
-        message = f"expected {expected}{_describe_context(e)}, found {_describe_token(tok)}"
-        if "IDENT" in e.expected and tok.type != "IDENT" and tok.value in KEYWORDS:
-            message += f" ('{tok.value}' is a reserved keyword and cannot be an identifier)"
-        return NNEFError(message, SourcePos(file, line, column))
+        try:
+            stack = e.interactive_parser.parser_state.value_stack
+        except AttributeError:  # pragma: no cover
+            stack = []
+        return _token_error(tok, e.expected, stack, file, line, column, parser)
     line = getattr(e, "line", None)  # pragma: no cover - UnexpectedEOF is not raised by LALR
     return NNEFError("unexpected end of file", SourcePos(file, line, getattr(e, "column", None)))
