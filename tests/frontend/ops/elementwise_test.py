@@ -140,3 +140,32 @@ def test_min_max_select_semantics_with_nan_and_identity_outputs():
     assert not np.signbit(a[3]) and not np.signbit(b[3])   # ties pick y (+0, not -0)
     np.testing.assert_array_equal(c, x)
     np.testing.assert_array_equal(k, [4.0, 4.0])
+
+
+def _random_left_aligned_pair(rng):
+    """Two shapes broadcastable under NNEF's LEFT-aligned rule (not necessarily NumPy's)."""
+    full = [int(rng.integers(2, 4)) for _ in range(int(rng.integers(2, 5)))]
+    a = [d if rng.random() < 0.6 else 1 for d in full]
+    b = [d if rng.random() < 0.6 else 1 for d in full]
+    b = b[:int(rng.integers(1, len(full) + 1))]     # drop trailing dims: left-aligned prefix
+    return (a, b) if rng.random() < 0.5 else (b, a)
+
+
+def test_random_left_aligned_broadcasting():
+    rng = np.random.default_rng(77)
+    pairs = [_random_left_aligned_pair(rng) for _ in range(10)]
+    inputs, body, outs = {}, [], []
+    for k, (sa, sb) in enumerate(pairs):
+        inputs[f"a{k}"], inputs[f"b{k}"] = sa, sb
+        body.append(f"    s{k} = sub(a{k}, b{k});")
+        body.append(f"    w{k} = select(gt(a{k}, 0.0), b{k}, a{k});")
+        outs += [f"s{k}", f"w{k}"]
+    text = graph_text(inputs, "\n".join(body), outs)
+    values = {n: rand(s, i) for i, (n, s) in enumerate(inputs.items())}
+    got = run_nnef(text, values)
+    for k, (sa, sb) in enumerate(pairs):
+        rank = max(len(sa), len(sb))
+        a = _left_aligned(values[f"a{k}"], rank)
+        b = _left_aligned(values[f"b{k}"], rank)
+        np.testing.assert_array_equal(got[2 * k], a - b, err_msg=str((sa, sb)))
+        np.testing.assert_array_equal(got[2 * k + 1], np.where(a > 0, b, a), err_msg=str((sa, sb)))
