@@ -509,6 +509,7 @@ class _Tables:
                     packed[symbol] = _PassThrough(arg.origin.name, symbol)
                 else:
                     packed[symbol] = (len(arg.expansion), callbacks[arg], arg.origin.name)
+        self.by_number = states
         self.start_state = states[table.start_states["start"]]
         self.end_state = states[table.end_states["start"]]
 
@@ -604,7 +605,7 @@ def _parse_with_lark(text: str, file: Optional[str] = None, *,
         try:
             doc = parser.parse(text)
         except UnexpectedInput as e:
-            raise _syntax_error(e, text, file, parser) from None
+            raise _syntax_error(e, text, file) from None
         finally:
             _builder.parenthesized = set()
     return _check_graph(doc, text, file, allow_no_graph)
@@ -688,7 +689,7 @@ def _drive(tables: _Tables, text: str, file: Optional[str]):
             else:
                 if tok.__class__ is not Tok:
                     tok = Tok(ttype, tok, line, m.end() - len(value) - line_start + 1)
-                raise _unexpected_token(tok, top, value_stack, file)
+                raise _unexpected_token(tok, state_stack, value_stack, file)
 
     end_line, end_column = _end_position(text)
     end_state = tables.end_state
@@ -707,13 +708,14 @@ def _drive(tables: _Tables, text: str, file: Optional[str]):
             push_state(top)
             push_value(callback(children))
         else:
-            raise _unexpected_token(Tok("$END", "", end_line, end_column), top, value_stack, file)
+            raise _unexpected_token(Tok("$END", "", end_line, end_column), state_stack,
+                                    value_stack, file)
         if top is end_state:
             return value_stack[-1]
 
 
 # ------------------------------------------------------------------ errors ----
-# How lark's terminal names read in a message.
+# How terminals read in a message.
 _TOKEN_WORDS = {
     "IDENT": "identifier",
     "NUMBER": "number",
@@ -723,10 +725,17 @@ _TOKEN_WORDS = {
     "$END": "end of file",
 }
 _OPERATOR_TOKENS = frozenset(
-    "AND OR LT LE GT GE EQ NE PLUS MINUS STAR SLASH CARET KW_IN".split())
-# Most telling expectations first: punctuation that ends or separates things.
-_PUNCT_ORDER = [";", ",", ")", "]", "}", "=", ":", "->", "(", "{", "["]
-_MAX_EXPECTED = 5
+    "AND OR LT LE GT GE EQ NE PLUS MINUS STAR SLASH CARET KW_IN KW_IF".split())
+# the tokens that can start an expression, and those that can start a type
+_EXPRESSION_START = frozenset(
+    "IDENT NUMBER STRING KW_TRUE KW_FALSE LSQB NUMERIC_ARRAY LPAR MINUS PLUS BANG "
+    "KW_SHAPE_OF KW_LENGTH_OF KW_RANGE_OF KW_INTEGER KW_SCALAR KW_LOGICAL KW_STRING".split())
+_TYPE_START = frozenset("KW_INTEGER KW_SCALAR KW_LOGICAL KW_STRING QMARK KW_TENSOR LPAR".split())
+# Most telling expectations first: what ends or separates the construct at hand.
+_ORDER = ["SEMICOLON", "COMMA", "RPAR", "RSQB", "RBRACE", "EQUAL", "COLON", "ARROW",
+          "an expression", "a type", "an operator", "IDENT", "NUMBER", "STRING", "GENERIC",
+          "LPAR", "LSQB", "LBRACE", "$END"]
+_MAX_EXPECTED = 6
 
 
 def _end_position(text: str) -> tuple[int, int]:
@@ -736,14 +745,17 @@ def _end_position(text: str) -> tuple[int, int]:
     return line, len(text) - last
 
 
-def _terminal_text(name: str, parser: lark.Lark) -> str:
+def _terminal_text(name: str) -> str:
     if name in _TOKEN_WORDS:
         return _TOKEN_WORDS[name]
-    for t in parser.terminals:
-        if t.name == name:
-            if isinstance(t.pattern, lark.lexer.PatternStr):
-                return f"'{t.pattern.value}'"
-            break
+    if name[0].islower():           # a group such as "an expression"
+        return name
+    for text, tname in _tables.punctuation.items():
+        if tname == name:
+            return f"'{text}'"
+    for text, tname in _tables.keywords.items():
+        if tname == name:
+            return f"'{text}'"
     return name.lower()  # pragma: no cover - every terminal is named above
 
 
@@ -764,29 +776,23 @@ def _describe_token(tok) -> str:
     return f"'{tok.value}'"
 
 
-def _describe_expected(expected, parser: lark.Lark) -> str:
+def _describe_expected(expected) -> str:
+    """'a, b or c' for the expected terminals, grouped where a list would be long."""
     names = set(expected)
-    if "LSQB" in names:
-        names.discard("NUMERIC_ARRAY")
-    words = []
+    names.discard("NUMERIC_ARRAY")      # reads as '[' which is listed as LSQB
+    if {"IDENT", "NUMBER", "LPAR"} <= names:
+        names = (names - _EXPRESSION_START) | {"an expression"}
+    if len(names & _TYPE_START) >= 5:
+        names = (names - _TYPE_START) | {"a type"}
     operators = names & _OPERATOR_TOKENS
     if len(operators) >= 3:
-        names -= operators
-    texts = [_terminal_text(n, parser) for n in names]
+        names = (names - operators) | {"an operator"}
 
-    def rank(text):
-        bare = text.strip("'")
-        if text.startswith("'") and bare in _PUNCT_ORDER:
-            return (0, _PUNCT_ORDER.index(bare), text)
-        if not text.startswith("'"):
-            return (1, 0, text)       # identifier, number, ...
-        return (2, 0, text)           # keywords and remaining symbols
-    texts.sort(key=rank)
-    if len(operators) >= 3:
-        texts.append("an operator")
-    if len(texts) > _MAX_EXPECTED:
-        texts = texts[:_MAX_EXPECTED - 1] + ["..."]
-    words = texts
+    def rank(name):
+        return (_ORDER.index(name) if name in _ORDER else len(_ORDER), name)
+    words = [_terminal_text(n) for n in sorted(names, key=rank)]
+    if len(words) > _MAX_EXPECTED:
+        words = words[:_MAX_EXPECTED - 1] + [f"{len(words) - _MAX_EXPECTED + 1} other tokens"]
     if len(words) == 1:
         return words[0]
     return ", ".join(words[:-1]) + " or " + words[-1]
@@ -809,6 +815,7 @@ def _describe_context(stack) -> str:
         ((ast.Literal, ast.Name, ast.ArrayExpr, ast.TupleExpr, ast.UnaryOp, ast.BinaryOp,
           ast.IfElse, ast.Comprehension, ast.Subscript, ast.Builtin, ast.Invocation),
          "expression"),
+        (_Header, "version or extension line"),
     ]
     for cls, word in kinds:
         if isinstance(top, cls):
@@ -831,21 +838,48 @@ def _lexer_error_message(text: str, index: int) -> str:
     return f"invalid character '{ch}'"
 
 
-def _token_error(tok, expected, stack, file, line, column, parser) -> NNEFError:
-    message = (f"expected {_describe_expected(expected, parser)}{_describe_context(stack)}, "
+def _can_shift(state_stack, terminal) -> bool:
+    """Would ``terminal`` be shifted (or accepted) after the reductions it triggers?
+
+    LALR(1) merges the lookaheads of states with equal cores, so the table of
+    the top state alone over-approximates what may follow; replaying the
+    reductions on a copy of the stack gives the exact set.
+    """
+    stack = list(state_stack)
+    end_state = _tables.end_state
+    for _ in range(10_000):
+        action = stack[-1].get(terminal)
+        cls = action.__class__
+        if action is None:
+            return False
+        if cls is dict:
+            return True
+        if cls is _PassThrough:
+            stack[-1] = stack[-2][action.origin]
+        else:
+            size, _callback, origin = action
+            del stack[-size:]
+            stack.append(stack[-1][origin])
+        if stack[-1] is end_state:
+            return terminal == "$END"
+    return False  # pragma: no cover
+
+
+def _token_error(tok, state_stack, value_stack, file, line, column) -> NNEFError:
+    expected = [t for t in state_stack[-1] if t.isupper() and _can_shift(state_stack, t)]
+    message = (f"expected {_describe_expected(expected)}{_describe_context(value_stack)}, "
                f"found {_describe_token(tok)}")
     if "IDENT" in expected and tok.type != "IDENT" and tok.value in KEYWORDS:
         message += f" ('{tok.value}' is a reserved keyword and cannot be an identifier)"
     return NNEFError(message, SourcePos(file, line, column))
 
 
-def _unexpected_token(tok, actions, value_stack, file) -> NNEFError:
-    expected = [s for s in actions if s.isupper()]
-    return _token_error(tok, expected, value_stack, file, tok.line, tok.column, _parser)
+def _unexpected_token(tok, state_stack, value_stack, file) -> NNEFError:
+    return _token_error(tok, state_stack, value_stack, file, tok.line, tok.column)
 
 
-def _syntax_error(e: UnexpectedInput, text: str, file: Optional[str],
-                  parser: lark.Lark) -> NNEFError:
+def _syntax_error(e: UnexpectedInput, text: str, file: Optional[str]) -> NNEFError:
+    """The NNEFError for an exception of lark's own loop (``_parse_with_lark``)."""
     if isinstance(e, UnexpectedCharacters):
         return NNEFError(_lexer_error_message(text, e.pos_in_stream),
                          SourcePos(file, e.line, e.column))
@@ -855,10 +889,7 @@ def _syntax_error(e: UnexpectedInput, text: str, file: Optional[str],
             line, column = _end_position(text)
         else:
             line, column = tok.line, tok.column
-        try:
-            stack = e.interactive_parser.parser_state.value_stack
-        except AttributeError:  # pragma: no cover
-            stack = []
-        return _token_error(tok, e.expected, stack, file, line, column, parser)
-    line = getattr(e, "line", None)  # pragma: no cover - UnexpectedEOF is not raised by LALR
-    return NNEFError("unexpected end of file", SourcePos(file, line, getattr(e, "column", None)))
+        state = e.interactive_parser.parser_state
+        state_stack = [_tables.by_number[n] for n in state.state_stack]
+        return _token_error(tok, state_stack, state.value_stack, file, line, column)
+    raise e  # pragma: no cover - LALR raises no other UnexpectedInput
