@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable, Optional
+from typing import Callable
 
 from . import ast
 from . import types as T

@@ -29,24 +29,6 @@ SHARED = pathlib.Path("/work/shared/nnef")
 EXAMPLES = SHARED / "examples"
 
 
-def _use_stdlib_fallback():
-    """Until stdlib.nnef is committed, build an equivalent prelude from ops.json (test-only)."""
-    if stdlib.STDLIB_PATH.exists() or not (SHARED / "ops.json").exists():
-        return
-    import json
-    import tempfile
-    ops = json.loads((SHARED / "ops.json").read_text())["operations"]
-    lines = ["version 1.0;", "extension KHR_enable_fragment_definitions, KHR_enable_operator_expressions;"]
-    for o in ops:
-        lines.append(o["signature"] + ("\n{\n" + o["body"] + "\n}" if o["kind"] == "compound" else ";"))
-    path = pathlib.Path(tempfile.gettempdir()) / "nnef_tvm_test_stdlib.nnef"
-    path.write_text("\n".join(lines) + "\n")
-    stdlib.STDLIB_PATH = path
-
-
-_use_stdlib_fallback()
-
-
 def compounds() -> list[str]:
     return sorted(n for n, f in stdlib.standard_fragments().items() if f.body is not None)
 
@@ -372,7 +354,6 @@ class Gen:
             y = self.name()
             if self.r.random() < 0.25:
                 op, arg = self.attribute_expr()
-                key = arg.split(" = ")[0]
                 if op == "mul":
                     self.emit(f"{y} = mul({self.t()}, {arg})", [y])
                 else:

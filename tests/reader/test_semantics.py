@@ -4,7 +4,6 @@ Expected values come from the spec text (SPEC-NOTES §2-5, §9), worked out by h
 """
 from __future__ import annotations
 
-import pathlib
 
 import pytest
 
@@ -12,26 +11,7 @@ from nnef_tvm.errors import NNEFError
 from nnef_tvm.reader import semantics, stdlib, syntax
 from nnef_tvm.reader.graph import Identifier
 
-SHARED = pathlib.Path("/work/shared/nnef")
 BOTH = "extension KHR_enable_fragment_definitions, KHR_enable_operator_expressions;\n"
-
-
-def _use_stdlib_fallback():
-    """Until stdlib.nnef is committed, build an equivalent prelude from ops.json (test-only)."""
-    if stdlib.STDLIB_PATH.exists() or not (SHARED / "ops.json").exists():
-        return
-    import json
-    import tempfile
-    ops = json.loads((SHARED / "ops.json").read_text())["operations"]
-    lines = ["version 1.0;", "extension KHR_enable_fragment_definitions, KHR_enable_operator_expressions;"]
-    for o in ops:
-        lines.append(o["signature"] + ("\n{\n" + o["body"] + "\n}" if o["kind"] == "compound" else ";"))
-    path = pathlib.Path(tempfile.gettempdir()) / "nnef_tvm_test_stdlib.nnef"
-    path.write_text("\n".join(lines) + "\n")
-    stdlib.STDLIB_PATH = path
-
-
-_use_stdlib_fallback()
 
 
 def doc(body, frags="", ext=BOTH, outs="y", version="1.0"):

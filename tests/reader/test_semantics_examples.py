@@ -17,24 +17,6 @@ EXAMPLES = pathlib.Path("/work/shared/nnef/examples")
 pytestmark = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="shared examples not available")
 
 
-def _use_stdlib_fallback():
-    """Until stdlib.nnef is committed, build an equivalent prelude from ops.json (test-only)."""
-    if stdlib.STDLIB_PATH.exists():
-        return
-    import json
-    import tempfile
-    ops = json.loads((EXAMPLES.parent / "ops.json").read_text())["operations"]
-    lines = ["version 1.0;", "extension KHR_enable_fragment_definitions, KHR_enable_operator_expressions;"]
-    for o in ops:
-        lines.append(o["signature"] + ("\n{\n" + o["body"] + "\n}" if o["kind"] == "compound" else ";"))
-    path = pathlib.Path(tempfile.gettempdir()) / "nnef_tvm_test_stdlib.nnef"
-    path.write_text("\n".join(lines) + "\n")
-    stdlib.STDLIB_PATH = path
-
-
-_use_stdlib_fallback()
-
-
 def build(name, lower=None):
     path = EXAMPLES / name
     doc = syntax.parse(path.read_text(), name)

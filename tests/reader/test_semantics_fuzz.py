@@ -6,33 +6,14 @@ built-in and invocation form, so most documents are ill-typed on purpose.
 """
 from __future__ import annotations
 
-import pathlib
 import random
 
 import pytest
 
 from nnef_tvm.errors import NNEFError
-from nnef_tvm.reader import semantics, stdlib, syntax
-
-SHARED = pathlib.Path("/work/shared/nnef")
+from nnef_tvm.reader import semantics, syntax
 
 
-def _use_stdlib_fallback():
-    """Until stdlib.nnef is committed, build an equivalent prelude from ops.json (test-only)."""
-    if stdlib.STDLIB_PATH.exists() or not (SHARED / "ops.json").exists():
-        return
-    import json
-    import tempfile
-    ops = json.loads((SHARED / "ops.json").read_text())["operations"]
-    lines = ["version 1.0;", "extension KHR_enable_fragment_definitions, KHR_enable_operator_expressions;"]
-    for o in ops:
-        lines.append(o["signature"] + ("\n{\n" + o["body"] + "\n}" if o["kind"] == "compound" else ";"))
-    path = pathlib.Path(tempfile.gettempdir()) / "nnef_tvm_test_stdlib.nnef"
-    path.write_text("\n".join(lines) + "\n")
-    stdlib.STDLIB_PATH = path
-
-
-_use_stdlib_fallback()
 
 LEAVES = ["x", "m", "k", "ts", "1", "0", "2.5", "-1.0", "true", "'ab'", "[1, 2]", "[]", "[x, x]", "(1, 2.0)",
           "[[1], [2, 3]]", "n", "s", "q", "undefined_name"]

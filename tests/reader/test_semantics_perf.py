@@ -10,31 +10,11 @@ reference. Measured on the (slow, shared) development machine: build_graph
 """
 from __future__ import annotations
 
-import pathlib
 import time
 
 from nnef_tvm.errors import SourcePos
-from nnef_tvm.reader import ast, semantics, stdlib
+from nnef_tvm.reader import ast, semantics
 
-SHARED = pathlib.Path("/work/shared/nnef")
-
-
-def _use_stdlib_fallback():
-    """Until stdlib.nnef is committed, build an equivalent prelude from ops.json (test-only)."""
-    if stdlib.STDLIB_PATH.exists() or not (SHARED / "ops.json").exists():
-        return
-    import json
-    import tempfile
-    ops = json.loads((SHARED / "ops.json").read_text())["operations"]
-    lines = ["version 1.0;", "extension KHR_enable_fragment_definitions, KHR_enable_operator_expressions;"]
-    for o in ops:
-        lines.append(o["signature"] + ("\n{\n" + o["body"] + "\n}" if o["kind"] == "compound" else ";"))
-    path = pathlib.Path(tempfile.gettempdir()) / "nnef_tvm_test_stdlib.nnef"
-    path.write_text("\n".join(lines) + "\n")
-    stdlib.STDLIB_PATH = path
-
-
-_use_stdlib_fallback()
 
 
 def flat_document(n_ops: int) -> ast.Document:
