@@ -143,8 +143,7 @@ class Evaluator:
             elif isinstance(value, float):
                 dtype = "scalar"
             else:
-                raise _err(f"cannot assign a value of type '{T.type_of_value(value, self.dtype_of)}' "
-                           f"to tensor '{target}'", node)
+                raise _err(f"cannot assign the non-numeric value {value!r} to tensor '{target}'", node)
             out = self.declare(target, dtype)
             self._emit_op("copy", {"x": value}, {"y": out}, {}, dtype, node.pos, frame)
             return out

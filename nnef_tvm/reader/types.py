@@ -270,33 +270,3 @@ def deduce(src: Type, dst: Type, out: set) -> None:
         if isinstance(src, TupleT):
             for s, d in zip(src.items, dst.items):
                 deduce(s, d, out)
-
-
-# ---------------------------------------------------------- value typing --
-def type_of_value(value, tensor_dtype) -> Type:
-    """Type of an evaluated value; ``tensor_dtype(name)`` gives a tensor identifier's item type.
-
-    Used at expansion time to bind generics from actual arguments.
-    """
-    # Identifier is a str subclass: test it before str.
-    from .graph import Identifier
-    if isinstance(value, Identifier):
-        return tensor(tensor_dtype(value))
-    if isinstance(value, bool):
-        return LOGICAL
-    if isinstance(value, int):
-        return INTEGER
-    if isinstance(value, float):
-        return SCALAR
-    if isinstance(value, str):
-        return STRING
-    if isinstance(value, list):
-        t = EMPTY
-        for v in value:
-            it = type_of_value(v, tensor_dtype)
-            c = common_type(t if t is not EMPTY else it, it)
-            t = c if c is not None else it
-        return ArrayT(t) if t is not EMPTY else EMPTY
-    if isinstance(value, tuple):
-        return TupleT(tuple(type_of_value(v, tensor_dtype) for v in value))
-    return UNKNOWN

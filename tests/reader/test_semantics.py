@@ -506,3 +506,41 @@ def test_errors_of_every_phase_collected_together():
     assert "graph result 'z' is not assigned" in info.value.errors[-1].message
     assert all(e.file == "all.nnef" for e in info.value.errors)
     assert str(info.value).count("all.nnef:") == 6
+
+
+@pytest.mark.parametrize("body, text", [
+    ("  y = relu(external(shape = [1]));", "must be the whole right-hand side"),
+    ("  y = sum_reduce(x, axes = [for i in [1], i in [2] yield i]);", "duplicate loop variable"),
+    ("  y = sum_reduce(x, axes = [for x in [1] yield x]);", "hides an identifier"),
+    ("  y = sum_reduce(x, axes = [for i in [1] if i yield i]);", "condition must be logical"),
+    ("  y = sum_reduce(x, axes = [length_of(3[0:1])]);", "ranges apply to arrays and strings"),
+    ("  y = sum_reduce(x, axes = [(1, 2)[2]]);", "tuple index 2 out of range"),
+    ("  y = sum_reduce(x, axes = [(1, 2)[length_of([])]]);", "integer literal"),
+    ("  y = sum_reduce(x, axes = [1, 2][3:]);", "range begin 3 out of bounds"),
+    ("  y = sum_reduce(x, axes = [integer(1.0 / 0.0)]);", "cannot convert inf"),
+    ("  y = mul(x, scalar('1.5x'));", "not a numeric literal"),
+    ("  y = sum_reduce(x, axes = [1] * 100000000);", "too large"),
+    ("  y = sum_reduce(x, axes = [1, 2][x]);", "index must be an integer"),
+    ("  y = relu(x)[0];", "subscripts apply to arrays"),
+    ("  y = sum_reduce(x, axes = [1] + 1);", "invalid operand types"),
+])
+def test_more_expression_errors(body, text):
+    error(body, text, line=6)
+
+
+def test_more_expression_values():
+    assert attr("[+3, -(2), [1, 2, 3][-2:-1][0]]") == [3, -2, 2]
+    g = build("  a, b = (x, relu(x));\n  y = add(a, b);")
+    # the right-hand side is evaluated first (relu writes b directly), then 'a' is bound by a copy
+    assert [(op.name, op.outputs) for op in g.operations[1:3]] == [("relu", {"y": "b"}), ("copy", {"y": "a"})]
+
+
+def test_graph_declaration_errors():
+    text = "version 1.0;\ngraph G(x, x) -> (y) {\n  x = external(shape = [1]);\n  y = relu(x);\n}\n"
+    with pytest.raises(NNEFError, match="duplicate graph parameter 'x'"):
+        semantics.build_graph(syntax.parse(text, "t.nnef"))
+    frag_only = syntax.parse("version 1.0;\nextension KHR_enable_fragment_definitions;\n"
+                             "fragment f(x: tensor<scalar>) -> (y: tensor<scalar>);\n", "f.nnef", allow_no_graph=True)
+    assert [e.message for e in semantics.check(frag_only)] == ["document has no graph definition"]
+    with pytest.raises(ValueError):
+        build("  y = relu(x);", lower="everything")
