@@ -674,3 +674,30 @@ def test_mixed_array_default_spec_answer():
     theirs(text)
     with pytest.raises(NNEFError, match="no common type"):
         ours(text)
+
+
+def test_E13_equality_and_unary_plus_spec_answer():
+    ext = "version 1.0;\nextension KHR_enable_operator_expressions;\n"
+    text = ext + ("graph G(x) -> (y) { x = external(shape = [1]);\n"
+                  "y = pad(x, padding = [], border = 'constant' if 'a' == 'a' && 'a' != 'b' else 'reflect'); }")
+    assert _ops(text)[1].attribs["border"] == "constant"        # strings compare (Khronos: kind mismatch)
+    with pytest.raises(Exception):
+        theirs(text)
+    bad = ext + "graph G(x) -> (y) { x = external(shape = [1]); y = mul(x, 1.0 if 1 == 1.0 else 2.0); }"
+    with pytest.raises(NNEFError, match="invalid operand types 'integer' and 'scalar'"):
+        _ops(bad)
+    plus = ext + "graph G(x) -> (y) { x = external(shape = [1]); y = +x; }"
+    assert [(op.name, op.dtype) for op in _ops(plus)[1:]] == [("copy", "scalar")]   # Khronos: no unary +
+    with pytest.raises(Exception):
+        theirs(plus)
+
+
+def test_E14_strict_flat_subset_decision():
+    """Khronos accepts operator expressions without the extension; we follow the spec and reject them."""
+    text = ("version 1.0;\ngraph G(x) -> (y) { x = external(shape = [1]);\n"
+            "y = add(x, relu(x) * 2.0); }")
+    assert [op.name for op in theirs(text).operations] == ["external", "relu", "mul", "add"]
+    with pytest.raises(NNEFError, match="KHR_enable_operator_expressions"):
+        ours(text)
+    enabled = text.replace("version 1.0;\n", "version 1.0;\nextension KHR_enable_operator_expressions;\n")
+    assert compare(enabled)
