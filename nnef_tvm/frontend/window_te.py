@@ -25,18 +25,6 @@ from tvm import te
 import tvm.tirx as tir
 
 
-def _argmax_first_reducer():
-    """(index, value) reducer keeping the largest value, the lowest index on ties."""
-    def combine(a, b):
-        take_b = tir.any(b[1] > a[1], tir.all(b[1] == a[1], b[0] < a[0]))
-        return tir.Select(take_b, b[0], a[0]), tir.Select(take_b, b[1], a[1])
-
-    def identity(t_index, t_value):
-        return tir.max_value(t_index), tir.min_value(t_value)
-
-    return te.comm_reducer(combine, identity, name="argmax_first")
-
-
 def _window_axes(size: Sequence[int]):
     return {k: te.reduce_axis((0, int(f)), name=f"w{k}") for k, f in enumerate(size) if int(f) > 1}
 
@@ -62,9 +50,9 @@ def forward_window(x: te.Tensor, mode: str, size, pads, stride, dilation, out_sh
     extents = [int(v) for v in x.shape]
     axes = _window_axes(size)
     dtype = x.dtype
-    argmax = _argmax_first_reducer() if mode == "argmax" else None
 
-    def compute(*o):
+    def cell(o, axes):
+        """Value of the current window cell (padding: 0, or the lowest value for 'ignore')."""
         idx, conds = [], []
         for k in range(rank):
             r = axes.get(k)
@@ -74,27 +62,36 @@ def forward_window(x: te.Tensor, mode: str, size, pads, stride, dilation, out_sh
             idx.append(i)
             if tuple(pads[k]) != (0, 0):
                 conds.append(tir.all(i >= 0, i < extents[k]))
-        if mode == "max" or mode == "argmax":
-            fill = tir.min_value(dtype) if ignore else tir.const(0, dtype)
+        if mode in ("max", "argmax") and ignore:
+            fill = tir.min_value(dtype)
         else:
             fill = tir.const(0, dtype)
-        value = tir.if_then_else(tir.all(*conds), x[tuple(idx)], fill) if conds else x[tuple(idx)]
-        red = [axes[k] for k in sorted(axes)]
-        if mode == "sum":
-            return te.sum(value, axis=red) if red else value
-        if mode == "max":
-            return te.max(value, axis=red) if red else value
-        if mode == "argmax":
-            if not red:
-                return tir.const(0, index_dtype)
-            flat = _flat_window_index(size, axes, index_dtype)
-            return argmax((flat, value), axis=red)
-        raise ValueError(mode)
+        return tir.if_then_else(tir.all(*conds), x[tuple(idx)], fill) if conds else x[tuple(idx)]
 
-    if mode == "argmax" and axes:
-        index, _ = te.compute(tuple(out_shape), compute, name="argmax_pool")
-        return index
-    return te.compute(tuple(out_shape), compute, name=f"window_{mode}")
+    red = [axes[k] for k in sorted(axes)]
+    if mode == "sum":
+        return te.compute(tuple(out_shape), lambda *o: te.sum(cell(o, axes), axis=red) if red else cell(o, axes),
+                          name="window_sum")
+    if mode == "max":
+        return te.compute(tuple(out_shape), lambda *o: te.max(cell(o, axes), axis=red) if red else cell(o, axes),
+                          name="window_max")
+    if mode != "argmax":
+        raise ValueError(mode)
+    if not red:
+        return te.compute(tuple(out_shape), lambda *o: tir.const(0, index_dtype), name="argmax_pool")
+    # Two plain reductions instead of an (index, value) tuple reducer, which GPU schedule
+    # rules do not handle: the maximum, then the lowest window index holding it.
+    best = te.compute(tuple(out_shape), lambda *o: te.max(cell(o, axes), axis=red), name="window_max")
+    volume = int(np.prod([int(f) for f in size]))
+    axes2 = _window_axes(size)
+    red2 = [axes2[k] for k in sorted(axes2)]
+
+    def first_index(*o):
+        v = cell(o, axes2)
+        flat = _flat_window_index(size, axes2, index_dtype)
+        return te.min(tir.Select(v == best[o], flat, tir.const(volume, index_dtype)), axis=red2)
+
+    return te.compute(tuple(out_shape), first_index, name="argmax_pool")
 
 
 def _decode(flat, size, k):

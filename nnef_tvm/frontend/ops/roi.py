@@ -17,7 +17,8 @@ The spec leaves details open (SPEC-NOTES §7.14, O4/O5); the readings implemente
   arrays to full-rank pools, O4, so these compounds are converted natively).
 
 The data-dependent windows are tensor-expression kernels; a roi_pool cell reduces over
-the whole input extent with a mask (static loop bounds), fine for RoI-sized maps.
+the whole input (batch and spatial extents) with a mask — static loop bounds and affine
+reads, as GPU schedules need; like TVM's own topi roi_pool it costs O(input) per cell.
 """
 from __future__ import annotations
 
@@ -34,18 +35,25 @@ def _nnef_round(v):
     return tir.floor(v + tir.const(0.5, v.dtype))
 
 
-def roi_pool_te(x, rois, bidx, output_size, mode):
-    """``mode`` 'avg' or 'max'; see the module docstring for the cell rule."""
+def roi_pool_te(x, bidx, output_size, mode, *coords):
+    """``mode`` 'avg' or 'max'; see the module docstring for the cell rule.
+
+    ``coords`` are the 2M RoI columns as separate ``[N]`` tensors (lo_1..lo_M, hi_1..hi_M):
+    GPU reduction schedules need every buffer read at a single point per iteration.
+    """
     m = len(output_size)
     extents = [int(v) for v in x.shape[2:]]
-    n_rois, channels = int(rois.shape[0]), int(x.shape[1])
+    n_rois, channels = int(bidx.shape[0]), int(x.shape[1])
+    # The batch is a reduction axis too (masked by batch_index) so that every read of x is
+    # affine in the loop variables: GPU schedule rules reject data-dependent read regions.
+    batch = te.reduce_axis((0, int(x.shape[0])), name="batch")
     axes = [te.reduce_axis((0, e), name=f"y{k}") for k, e in enumerate(extents)]
 
     def bounds(n, i):
         out = []
         for k in range(m):
-            lo = _nnef_round(rois[n, k]).astype("int32")
-            hi = _nnef_round(rois[n, m + k]).astype("int32")
+            lo = _nnef_round(coords[k][n]).astype("int32")
+            hi = _nnef_round(coords[m + k][n]).astype("int32")
             r = hi - lo
             p = int(output_size[k])
             step = tir.max(tir.floordiv(r, p), 0)
@@ -57,9 +65,8 @@ def roi_pool_te(x, rois, bidx, output_size, mode):
 
     def masked(n, c, i, fill):
         bs = bounds(n, i)
-        inside = tir.all(*[tir.all(ax >= a, ax < b) for ax, (a, b) in zip(axes, bs)])
-        b = bidx[n]
-        return tir.if_then_else(inside, x[(b, c) + tuple(axes)], fill), bs
+        inside = tir.all(batch == bidx[n], *[tir.all(ax >= a, ax < b) for ax, (a, b) in zip(axes, bs)])
+        return tir.if_then_else(inside, x[(batch, c) + tuple(axes)], fill), bs
 
     def count(bs):
         total = tir.const(1, "int32")
@@ -71,7 +78,7 @@ def roi_pool_te(x, rois, bidx, output_size, mode):
     if mode == "max":
         def f_max(n, c, *i):
             v, _ = masked(n, c, i, tir.min_value(x.dtype))
-            return te.max(v, axis=axes)
+            return te.max(v, axis=[batch] + axes)
         raw = te.compute(shape, f_max, name="roi_max")
 
         def f_fix(n, c, *i):
@@ -80,7 +87,7 @@ def roi_pool_te(x, rois, bidx, output_size, mode):
 
     def f_sum(n, c, *i):
         v, _ = masked(n, c, i, tir.const(0, x.dtype))
-        return te.sum(v, axis=axes)
+        return te.sum(v, axis=[batch] + axes)
     raw = te.compute(shape, f_sum, name="roi_sum")
 
     def f_avg(n, c, *i):
@@ -152,16 +159,23 @@ def _operands(ctx, op):
     return x, rois, bidx, size
 
 
+def _columns(ctx, rois):
+    """The columns of ``rois [N, 2M]`` as separate ``[N]`` tensors."""
+    n, width = ctx.shape(rois)
+    return [ctx.emit(relax.op.reshape(relax.op.strided_slice(rois, [1], [k], [k + 1]), [n]))
+            for k in range(width)]
+
+
 @converter("avg_roi_pool")
 def avg_roi_pool(ctx, op):
     x, rois, bidx, size = _operands(ctx, op)
-    return emit_te(ctx, roi_pool_te, x, rois, bidx, size, "avg")
+    return emit_te(ctx, roi_pool_te, x, bidx, size, "avg", *_columns(ctx, rois))
 
 
 @converter("max_roi_pool")
 def max_roi_pool(ctx, op):
     x, rois, bidx, size = _operands(ctx, op)
-    return emit_te(ctx, roi_pool_te, x, rois, bidx, size, "max")
+    return emit_te(ctx, roi_pool_te, x, bidx, size, "max", *_columns(ctx, rois))
 
 
 def _method(ctx, op, name):
