@@ -74,6 +74,14 @@ def main(argv=None) -> int:
         cpu_times.append(time.process_time() - c0)
     assert len(doc.graph.body) == args.ops, len(doc.graph.body)
 
+    # a fixed pure-Python workload, to compare machines (and load) across runs
+    calib = []
+    for _ in range(20):
+        c0 = time.process_time()
+        for _ in range(200):
+            sum(range(1000))
+        calib.append((time.process_time() - c0) / 200)
+
     best, median = min(times), statistics.median(times)
     print(f"document: {args.ops} operations, {len(text.splitlines())} lines, "
           f"{len(text) / 1024:.0f} KiB")
@@ -82,6 +90,7 @@ def main(argv=None) -> int:
           f"over {args.repeat} runs")
     print(f"parse CPU time (less sensitive to other load on the machine): "
           f"best {min(cpu_times) * 1000:.0f} ms, median {statistics.median(cpu_times) * 1000:.0f} ms")
+    print(f"machine speed reference: sum(range(1000)) takes {min(calib) * 1e6:.1f} us CPU")
     print(f"throughput: {args.ops / best:,.0f} ops/s (best), {args.ops / median:,.0f} ops/s (median)")
     return 0
 

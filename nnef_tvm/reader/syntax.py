@@ -85,6 +85,59 @@ def _pos_at(file, line, column, _new=object.__new__, _cls=SourcePos):
 _NUMERIC_PIECE_RE = re.compile(r"-?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|[\[\](),]")
 
 
+# NUMERIC_ARRAY text -> its recipe: (ArrayExpr | TupleExpr, offset, [items]) with
+# items either recipes or (None, offset, value, kind) for a number. The same
+# lists recur all over a document (`[1, 1]`, `[(0, 0), (1, 1)]`), so each text is
+# analysed once.
+_numeric_recipes: dict = {}
+
+
+def _numeric_recipe(text: str):
+    stack = []
+    node = None
+    for m in _NUMERIC_PIECE_RE.finditer(text):
+        piece = m.group()
+        if piece == ",":
+            continue
+        if piece == "[" or piece == "(":
+            node = (ast.ArrayExpr if piece == "[" else ast.TupleExpr, m.start(), [])
+            if stack:
+                stack[-1][2].append(node)
+            stack.append(node)
+        elif piece == "]" or piece == ")":
+            node = stack.pop()
+        elif "." in piece or "e" in piece or "E" in piece:
+            stack[-1][2].append((None, m.start(), float(piece), "scalar"))
+        else:
+            stack[-1][2].append((None, m.start(), int(piece), "integer"))
+    return node
+
+
+def _build_numeric(recipe, file, line, column, _new=object.__new__, _cls=SourcePos,
+                   _literal=ast.Literal):
+    """Fresh nodes for a recipe, positioned relative to the token at ``line:column``."""
+    cls, offset, items = recipe
+    out = []
+    for item in items:
+        if item[0] is None:
+            p = _new(_cls)
+            d = p.__dict__
+            d["file"] = file
+            d["line"] = line
+            d["column"] = column + item[1]
+            d["offset"] = None
+            out.append(_literal(item[2], item[3], p))
+        else:
+            out.append(_build_numeric(item, file, line, column))
+    p = _new(_cls)
+    d = p.__dict__
+    d["file"] = file
+    d["line"] = line
+    d["column"] = column + offset
+    d["offset"] = None
+    return cls(out, p)
+
+
 def _unescape(body: str) -> str:
     """Apply the spec's string escapes ``\\\\ \\' \\"``; other backslashes stay literal."""
     out = []
@@ -110,10 +163,7 @@ class _Header:
         self.extensions = []
 
 
-def _argument(item):
-    if type(item) is ast.Argument:
-        return item
-    return ast.Argument(item, None, item.pos)
+Argument = ast.Argument
 
 
 class _Builder(lark.Transformer):
@@ -300,28 +350,12 @@ class _Builder(lark.Transformer):
 
     def _expand_numeric_array(self, tok):
         """The ArrayExpr of a NUMERIC_ARRAY token (same nodes as the general rules)."""
-        file, line, column = self.file, tok.line, tok.column
-        stack = []
-        node = None
-        for m in _NUMERIC_PIECE_RE.finditer(tok.value):
-            piece = m.group()
-            if piece == ",":
-                continue
-            if piece == "[" or piece == "(":
-                pos = _pos_at(file, line, column + m.start())
-                node = ast.ArrayExpr([], pos) if piece == "[" else ast.TupleExpr([], pos)
-                if stack:
-                    stack[-1].items.append(node)
-                stack.append(node)
-            elif piece == "]" or piece == ")":
-                node = stack.pop()
-            else:
-                pos = _pos_at(file, line, column + m.start())
-                if "." in piece or "e" in piece or "E" in piece:
-                    stack[-1].items.append(ast.Literal(float(piece), "scalar", pos))
-                else:
-                    stack[-1].items.append(ast.Literal(int(piece), "integer", pos))
-        return node
+        recipe = _numeric_recipes.get(tok.value)
+        if recipe is None:
+            if len(_numeric_recipes) > 20_000:
+                _numeric_recipes.clear()
+            recipe = _numeric_recipes[tok.value] = _numeric_recipe(tok.value)
+        return _build_numeric(recipe, self.file, tok.line, tok.column)
 
     def empty_array(self, c):
         return ast.ArrayExpr([], _pos(self.file, c[0]))
@@ -411,15 +445,15 @@ class _Builder(lark.Transformer):
     def invocation(self, c):
         # IDENT ( arguments )
         name = c[0]
-        return ast.Invocation(name.value, [_argument(a) for a in c[2]], None,
-                              _pos(self.file, name))
+        args = [a if type(a) is Argument else Argument(a, None, a.pos) for a in c[2]]
+        return ast.Invocation(name.value, args, None, _pos(self.file, name))
 
     def generic_invocation(self, c):
         # IDENT GENERIC ( arguments )
         name = c[0]
         dtype = _GENERIC_RE.findall(c[1].value)[0]
-        return ast.Invocation(name.value, [_argument(a) for a in c[3]], dtype,
-                              _pos(self.file, name))
+        args = [a if type(a) is Argument else Argument(a, None, a.pos) for a in c[3]]
+        return ast.Invocation(name.value, args, dtype, _pos(self.file, name))
 
     def named_argument(self, c):
         name = c[0]
@@ -485,6 +519,14 @@ class _PassThrough(dict):
         return top
 
 
+class _Append(tuple):
+    """Parse action ``(size, origin)``: append the last child to the list that is the first.
+
+    The driver does it in place (no callback) -- one per list item.
+    """
+    __slots__ = ()
+
+
 class _Tables:
     """lark's LALR(1) tables and rule callbacks, re-packed for :func:`_drive`.
 
@@ -507,6 +549,8 @@ class _Tables:
                     packed[symbol] = states[arg]
                 elif len(arg.expansion) == 1 and type(callbacks[arg]) is ExpandSingleChild:
                     packed[symbol] = _PassThrough(arg.origin.name, symbol)
+                elif callbacks[arg] == _builder.list_append:
+                    packed[symbol] = _Append((len(arg.expansion), arg.origin.name))
                 else:
                     packed[symbol] = (len(arg.expansion), callbacks[arg], arg.origin.name)
         self.by_number = states
@@ -634,6 +678,7 @@ def _drive(tables: _Tables, text: str, file: Optional[str]):
     dict_ = dict
     pass_through = _PassThrough
     tuple_ = tuple
+    append = _Append
 
     for m in tables.scanner.finditer(text):
         kind = m.lastgroup
@@ -686,6 +731,13 @@ def _drive(tables: _Tables, text: str, file: Optional[str]):
                 top = state_stack[-1][origin]
                 push_state(top)
                 push_value(callback(children))
+            elif cls is append:
+                size, origin = action
+                value_stack[-size].append(value_stack[-1])
+                del value_stack[1 - size:]
+                del state_stack[-size:]
+                top = state_stack[-1][origin]
+                push_state(top)
             else:
                 if tok.__class__ is not Tok:
                     tok = Tok(ttype, tok, line, m.end() - len(value) - line_start + 1)
@@ -707,6 +759,13 @@ def _drive(tables: _Tables, text: str, file: Optional[str]):
             top = state_stack[-1][origin]
             push_state(top)
             push_value(callback(children))
+        elif cls is append:
+            size, origin = action
+            value_stack[-size].append(value_stack[-1])
+            del value_stack[1 - size:]
+            del state_stack[-size:]
+            top = state_stack[-1][origin]
+            push_state(top)
         else:
             raise _unexpected_token(Tok("$END", "", end_line, end_column), state_stack,
                                     value_stack, file)
@@ -857,7 +916,7 @@ def _can_shift(state_stack, terminal) -> bool:
         if cls is _PassThrough:
             stack[-1] = stack[-2][action.origin]
         else:
-            size, _callback, origin = action
+            size, origin = action[0], action[-1]
             del stack[-size:]
             stack.append(stack[-1][origin])
         if stack[-1] is end_state:
