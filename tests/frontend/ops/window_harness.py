@@ -31,12 +31,14 @@ def _nnef_shape(a):
     return list(a.shape) if a.ndim else [1]
 
 
-def run_cases(cases: list[Case], our_shapes: bool = False):
+def run_cases(cases: list[Case], our_shapes: bool = False, target: str | None = None):
     """Convert, build and run all cases as one graph; assert every output.
 
     ``our_shapes``: infer shapes with nnef_tvm's own shape inference instead of the
     Khronos one (needed where Khronos is wrong, e.g. ``sample``'s index shape, O3); the
     result shapes are still checked against the numpy reference.
+    ``target``: compile with ``nnef_tvm.compile`` for that target (the real pipeline:
+    fusion + schedules) instead of a plain ``relax.build``.
     """
     externals, stmts, out_names, feeds = [], [], [], {}
     for k, c in enumerate(cases):
@@ -56,7 +58,13 @@ def run_cases(cases: list[Case], our_shapes: bool = False):
         infer_shapes(graph)
     else:
         graph = graph_of(text)
-    got = run_graph(graph, feeds)
+    if target is None:
+        got = run_graph(graph, feeds)
+    else:
+        import nnef_tvm
+        from nnef_tvm.reader.graph import Model
+        results = nnef_tvm.compile(Model(graph=graph), target=target).run(feeds)
+        got = [np.asarray(results[name]) for name in out_names]
     i = 0
     failures = []
     for k, c in enumerate(cases):
