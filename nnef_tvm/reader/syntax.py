@@ -887,6 +887,8 @@ def _lexer_error_message(text: str, index: int) -> str:
     nxt = text[index + 1] if index + 1 < len(text) else ""
     if ch in "'\"":
         return f"unterminated string literal: no closing {ch} on the same line"
+    if ch == "." and index > 0 and text[index - 1].isdigit():
+        return "invalid number: a numeric literal has at most one decimal point"
     if ch == "." and nxt.isdigit():
         return ("a number must start with a digit: write 0" + text[index:index + 2]
                 + " instead of " + text[index:index + 2])

@@ -45,6 +45,8 @@ CASES = [
      ["expected 'version'", "found keyword 'graph'"]),
     ("integer version", "version 1;\ngraph g( x ) -> ( y ) { y = x; }", 1, 9,
      ["major.minor", "'1'"]),
+    ("three-part version", "version 1.0.5;\ngraph g( x ) -> ( y ) { y = x; }", 1, 12,
+     ["at most one decimal point"]),
     ("empty graph body", "version 1.0;\ngraph g( x ) -> ( y ) { }", 2, 25,
      ["expected identifier", "found '}'"]),
     ("empty parameter list", "version 1.0;\ngraph g( ) -> ( y ) { y = x; }", 2, 10,
