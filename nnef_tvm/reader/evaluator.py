@@ -322,12 +322,19 @@ class Evaluator:
         inputs, attribs = {}, {}
         for p, v in zip(sig.params, values):
             (inputs if p.is_tensor else attribs)[p.name] = v
-        outputs = {}
-        results = []
-        for (rname, rtype), tg in zip(sig.results, self._result_targets(sig, target)):
-            out = self._outputs(T.bind(rtype, binding), tg, sig.name, pos)
-            outputs[rname] = out
-            results.append(out)
+        rtype = sig.results[0][1]
+        if len(sig.results) == 1 and type(rtype) is T.TensorT:     # the common case: one tensor
+            item = rtype.item if rtype.item != T.GENERIC else binding
+            out = self.declare(target if isinstance(target, str) else self.fresh(sig.name), item)
+            outputs = {sig.results[0][0]: out}
+            results = [out]
+        else:
+            outputs = {}
+            results = []
+            for (rname, rtype), tg in zip(sig.results, self._result_targets(sig, target)):
+                out = self._outputs(T.bind(rtype, binding), tg, sig.name, pos)
+                outputs[rname] = out
+                results.append(out)
         if sig.name not in _CHECKED_OPS:
             pass
         elif sig.name == "external":
