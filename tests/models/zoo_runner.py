@@ -16,6 +16,7 @@ parameters before the comparison in quantization steps.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import subprocess
@@ -72,18 +73,18 @@ def run_cli_check(model_path: str, timeout: float = 600) -> subprocess.Completed
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _run_with_compiler(model, inputs: dict) -> dict:
+def _run_with_compiler(model, inputs: dict, **options) -> dict:
     import nnef_tvm
-    compiled = nnef_tvm.compile(model, target="x86")
+    compiled = nnef_tvm.compile(model, target="x86", **options)
     return {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in compiled.run(inputs).items()}
 
 
-def _run_with_frontend(model, inputs: dict) -> dict:
+def _run_with_frontend(model, inputs: dict, **options) -> dict:
     import tvm
     from tvm import relax
 
     import nnef_tvm
-    mod = nnef_tvm.from_nnef(model)
+    mod = nnef_tvm.from_nnef(model, **options)
     vm = relax.VirtualMachine(relax.build(mod, target="llvm"), tvm.cpu())
     args = [tvm.runtime.tensor(np.ascontiguousarray(inputs[n])) for n in model.graph.inputs]
     result = vm["main"](*args)
@@ -91,11 +92,19 @@ def _run_with_frontend(model, inputs: dict) -> dict:
     return {name: v.numpy() for name, v in zip(model.graph.outputs, values)}
 
 
-def run_model(model, inputs: dict) -> dict:
-    """Outputs by NNEF output name for ``inputs`` by NNEF input name."""
+def run_model(model, inputs: dict, *, fake_quantize: bool = False) -> dict:
+    """Outputs by NNEF output name for ``inputs`` by NNEF input name.
+
+    ``fake_quantize``: simulate graph.quant (quantized models are compared in
+    quantization steps, which real arithmetic does not reproduce). Used through
+    ``nnef_tvm.compile`` once it takes the option, else through the frontend.
+    """
+    options = {"fake_quantize": True} if fake_quantize else {}
     if has_module("nnef_tvm.compiler"):
-        return _run_with_compiler(model, inputs)
-    return _run_with_frontend(model, inputs)
+        from nnef_tvm.compiler import compile_model
+        if not options or "fake_quantize" in inspect.signature(compile_model).parameters:
+            return _run_with_compiler(model, inputs, **options)
+    return _run_with_frontend(model, inputs, **options)
 
 
 def dequantize(array: np.ndarray, q: dict) -> np.ndarray:
@@ -207,7 +216,7 @@ def check_reference(root: str, name: str, entry: dict, model) -> None:
             pytest.skip(f"{name}: the conversion changed the model and no NNEF-Tools reference was saved")
         expected = dict(np.load(alt))
         quant = {}   # NNEF-Tools' interpreter computes in real numbers
-    outputs = run_model(model, inputs)
+    outputs = run_model(model, inputs, fake_quantize=bool(quant))
     tol = entry.get("tolerance", {})
     rel = tol.get("value", 1e-4) if tol.get("kind") == "relative-max" else 1e-4
     steps = tol.get("value", 1) if tol.get("kind") == "lsb" else 1
