@@ -701,3 +701,48 @@ def test_E14_strict_flat_subset_decision():
         ours(text)
     enabled = text.replace("version 1.0;\n", "version 1.0;\nextension KHR_enable_operator_expressions;\n")
     assert compare(enabled)
+
+
+def random_fragment_document(seed):
+    """A random custom fragment (tensor and attribute parameters, locals, 1-2 results) used 1-3 times."""
+    r = random.Random(seed)
+    g = Gen(seed)
+    g.scalars = ["x", "w"]
+    n_res = r.randint(1, 2)
+    body = []
+    for k in range(r.randint(1, 3)):
+        e = g.expr(2)
+        if r.random() < 0.5:      # use the attribute parameters in place of some literals
+            e = re.sub(r"(?<![\w.])2\.0(?![\w.])", "a", e)
+            e = re.sub(r"(?<![\w.])0\.5(?![\w.])", "scalar(n)", e)
+        body.append(f"t{k} = {e} + w;")
+        g.scalars.append(f"t{k}")
+    for k in range(n_res):
+        body.append(f"r{k} = {r.choice(['relu', 'copy', 'sqr', 'neg'])}({g.r.choice(g.scalars)})"
+                    f"{' * a' if r.random() < 0.5 else ''};")
+    results = ", ".join(f"r{k}: tensor<scalar>" for k in range(n_res))
+    frag = (f"fragment f(x: tensor<scalar>, w: tensor<scalar> = 0.5, a: scalar = 2.0, n: integer = 3) "
+            f"-> ({results})\n{{\n    " + "\n    ".join(body) + "\n}\n")
+    lines = ["    x = external(shape = [2, 3]);"]
+    outs = []
+    for i in range(r.randint(1, 3)):
+        lhs = ", ".join(f"o{i}_{k}" for k in range(n_res))
+        args = ["x" if i == 0 else outs[-1]]
+        if r.random() < 0.5:
+            args.append("x")
+        if r.random() < 0.5:
+            args.append(f"a = {r.choice(['1.5', '3.0', '0.25'])}")
+        if r.random() < 0.5:
+            args.append(f"n = {r.randint(1, 4)}")
+        lines.append(f"    {lhs} = f({', '.join(args)});")
+        outs.append(f"o{i}_0")
+    text = ("version 1.0;\nextension KHR_enable_fragment_definitions, KHR_enable_operator_expressions;\n"
+            + frag + f"graph G( x ) -> ( {outs[-1]} )\n{{\n" + "\n".join(lines) + "\n}\n")
+    lowered = r.choice([["f"], [], ["f"] + compounds()[: r.randint(0, 45)], ["f", "relu", "max", "sqr"]])
+    return text, [c for c in lowered if c != "zero_point_linear_quantize"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_generated_fragment_documents(seed):
+    text, lowered = random_fragment_document(seed)
+    assert compare(text, lowered)
