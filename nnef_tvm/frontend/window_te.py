@@ -164,7 +164,9 @@ def static_cell_count(big: Sequence[int], size, pads, stride, dilation, small: S
     the number of (input cell, window cell) pairs landing on it (debox normalisation).
     ``big``/``small`` are the up-/down-scaled extents; the result has the ``small`` shape
     (forward) or the ``big`` shape (reverse).
-    The count factorises over dims, so it is the outer product of per-dim counts.
+    The count factorises over dims, so it is the outer product of per-dim counts; dims
+    along which it is constant get extent 1 (broadcast), which keeps the embedded
+    constant small (usually just the padded spatial dims).
     """
     total = np.ones((), dtype=np.float64)
     for X, f, (p, _), s, d, n in zip(big, size, pads, stride, dilation, small):
@@ -178,5 +180,7 @@ def static_cell_count(big: Sequence[int], size, pads, stride, dilation, small: S
                     t = i * s + j * d - p
                     if 0 <= t < X:
                         c[t] += 1
+        if c.size and np.all(c == c[0]):
+            c = c[:1]               # constant along this dim: keep extent 1, let it broadcast
         total = np.multiply.outer(total, c)
     return total
