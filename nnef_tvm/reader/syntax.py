@@ -56,11 +56,23 @@ _VERSION_RE = re.compile(r"^([0-9]+)\.([0-9]+)$")
 _GENERIC_RE = re.compile(r"[A-Za-z?]+")
 
 
-def _pos(file, tok, _new=object.__new__, _cls=SourcePos):
-    """``SourcePos(file, tok.line, tok.column)`` without the frozen-dataclass ``__init__``.
+def _fast_pos_at(file, line, column, _new=object.__new__, _cls=SourcePos):
+    """``SourcePos(file, line, column)`` without the frozen-dataclass ``__init__``.
 
-    Called for almost every node, so it fills the instance dict directly.
+    Called for almost every node (a third of the callbacks' time with the
+    regular constructor), so it fills the instance dict directly.
     """
+    p = _new(_cls)
+    d = p.__dict__
+    d["file"] = file
+    d["line"] = line
+    d["column"] = column
+    d["offset"] = None
+    return p
+
+
+def _fast_pos(file, tok, _new=object.__new__, _cls=SourcePos):
+    """``SourcePos(file, tok.line, tok.column)``, built like :func:`_fast_pos_at`."""
     p = _new(_cls)
     d = p.__dict__
     d["file"] = file
@@ -70,15 +82,25 @@ def _pos(file, tok, _new=object.__new__, _cls=SourcePos):
     return p
 
 
-def _pos_at(file, line, column, _new=object.__new__, _cls=SourcePos):
-    """``SourcePos(file, line, column)``, built like :func:`_pos`."""
-    p = _new(_cls)
-    d = p.__dict__
-    d["file"] = file
-    d["line"] = line
-    d["column"] = column
-    d["offset"] = None
-    return p
+def _slow_pos_at(file, line, column):
+    return SourcePos(file, line, column)
+
+
+def _slow_pos(file, tok):
+    return SourcePos(file, tok.line, tok.column)
+
+
+def _fast_positions_work() -> bool:
+    try:
+        fast, slow = _fast_pos_at("f", 1, 2), SourcePos("f", 1, 2)
+        return fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    except (AttributeError, TypeError):  # pragma: no cover - SourcePos without __dict__
+        return False
+
+
+# the plain constructor only if errors.SourcePos ever stops having an instance dict
+_pos_at, _pos = ((_fast_pos_at, _fast_pos) if _fast_positions_work()
+                 else (_slow_pos_at, _slow_pos))
 
 
 # pieces of a NUMERIC_ARRAY token
@@ -113,29 +135,16 @@ def _numeric_recipe(text: str):
     return node
 
 
-def _build_numeric(recipe, file, line, column, _new=object.__new__, _cls=SourcePos,
-                   _literal=ast.Literal):
+def _build_numeric(recipe, file, line, column, _literal=ast.Literal):
     """Fresh nodes for a recipe, positioned relative to the token at ``line:column``."""
     cls, offset, items = recipe
     out = []
     for item in items:
         if item[0] is None:
-            p = _new(_cls)
-            d = p.__dict__
-            d["file"] = file
-            d["line"] = line
-            d["column"] = column + item[1]
-            d["offset"] = None
-            out.append(_literal(item[2], item[3], p))
+            out.append(_literal(item[2], item[3], _pos_at(file, line, column + item[1])))
         else:
             out.append(_build_numeric(item, file, line, column))
-    p = _new(_cls)
-    d = p.__dict__
-    d["file"] = file
-    d["line"] = line
-    d["column"] = column + offset
-    d["offset"] = None
-    return cls(out, p)
+    return cls(out, _pos_at(file, line, column + offset))
 
 
 def _unescape(body: str) -> str:
