@@ -172,7 +172,7 @@ class _Header:
         self.extensions = []
 
 
-Argument = ast.Argument
+_Argument = ast.Argument
 
 
 class _Builder(lark.Transformer):
@@ -454,14 +454,14 @@ class _Builder(lark.Transformer):
     def invocation(self, c):
         # IDENT ( arguments )
         name = c[0]
-        args = [a if type(a) is Argument else Argument(a, None, a.pos) for a in c[2]]
+        args = [a if type(a) is _Argument else _Argument(a, None, a.pos) for a in c[2]]
         return ast.Invocation(name.value, args, None, _pos(self.file, name))
 
     def generic_invocation(self, c):
         # IDENT GENERIC ( arguments )
         name = c[0]
         dtype = _GENERIC_RE.findall(c[1].value)[0]
-        args = [a if type(a) is Argument else Argument(a, None, a.pos) for a in c[3]]
+        args = [a if type(a) is _Argument else _Argument(a, None, a.pos) for a in c[3]]
         return ast.Invocation(name.value, args, dtype, _pos(self.file, name))
 
     def named_argument(self, c):
