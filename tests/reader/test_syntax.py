@@ -452,3 +452,78 @@ def test_large_flat_document_parses_linearly():
     doc = syntax.parse(bench.generate(500))
     assert len(doc.graph.body) == 500
     assert doc.graph.body[-1].rvalue.op == "copy"
+
+
+# ----------------------------------------- precedence, property-based ----
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_LEVEL = {"in": 1, "&&": 2, "||": 2, "<": 3, "<=": 3, ">": 3, ">=": 3, "==": 3, "!=": 3,
+          "+": 4, "-": 4, "*": 5, "/": 5}
+_UNARY, _POWER, _ATOM = 6, 7, 8
+
+
+def _level(node) -> int:
+    if isinstance(node, ast.IfElse):
+        return 0
+    if isinstance(node, ast.BinaryOp):
+        return _POWER if node.op == "^" else _LEVEL[node.op]
+    if isinstance(node, ast.UnaryOp):
+        return _UNARY
+    return _ATOM
+
+
+def _power_rhs(node) -> bool:
+    """May ``node`` stand unparenthesised right of '^' (an atom or unary ops on one)?"""
+    while isinstance(node, ast.UnaryOp):
+        node = node.operand
+    return _level(node) == _ATOM
+
+
+def _render(node, need: int) -> str:
+    """Source text with the fewest parentheses the spec's precedence rules allow."""
+    if isinstance(node, ast.IfElse):
+        text = f"{_render(node.then, 1)} if {_render(node.cond, 1)} else {_render(node.otherwise, 0)}"
+    elif isinstance(node, ast.BinaryOp) and node.op == "^":
+        right = node.right
+        rhs = _render(right, _ATOM) if not _power_rhs(right) else _render_unary_chain(right)
+        text = f"{_render(node.left, _POWER)} ^ {rhs}"
+    elif isinstance(node, ast.BinaryOp):
+        level = _LEVEL[node.op]
+        text = f"{_render(node.left, level)} {node.op} {_render(node.right, level + 1)}"
+    elif isinstance(node, ast.UnaryOp):
+        text = f"{node.op}{_render(node.operand, _UNARY)}"
+    else:
+        text = node.name
+    return f"({text})" if _level(node) < need else text
+
+
+def _render_unary_chain(node) -> str:
+    if isinstance(node, ast.UnaryOp):
+        return node.op + _render_unary_chain(node.operand)
+    return node.name
+
+
+_OPERATOR_LEVELS = [["in"], ["&&", "||"], ["<", "<=", ">", ">=", "==", "!="], ["+", "-"],
+                    ["*", "/"], ["^"]]
+
+
+@st.composite
+def _trees(draw, depth=4):
+    """Expression trees over names; levels drawn first so same-level mixes are common."""
+    if depth == 0 or draw(st.integers(0, 5)) == 0:
+        return ast.Name(draw(st.sampled_from(["a", "b", "c", "d"])))
+    kind = draw(st.sampled_from(["binary"] * 5 + ["unary", "if"]))
+    if kind == "binary":
+        op = draw(st.sampled_from(draw(st.sampled_from(_OPERATOR_LEVELS))))
+        return ast.BinaryOp(op, draw(_trees(depth - 1)), draw(_trees(depth - 1)))
+    if kind == "unary":
+        return ast.UnaryOp(draw(st.sampled_from(["-", "+", "!"])), draw(_trees(depth - 1)))
+    return ast.IfElse(draw(_trees(depth - 1)), draw(_trees(depth - 1)), draw(_trees(depth - 1)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_trees())
+def test_minimal_parentheses_round_trip(tree):
+    """Printing with the fewest parentheses the precedence table allows parses back to the tree."""
+    text = _render(tree, 0)
+    assert show(expr(text)) == show(tree), text
