@@ -184,3 +184,72 @@ def test_roi_resample_full_image_equals_upsample():
     for method in ("symmetric", "asymmetric", "aligned"):
         got = ref.roi_resample(x, rois, [1], [8, 10], method)
         np.testing.assert_allclose(got[0], ref.multilinear_upsample(x, [2, 2], method)[1], atol=1e-12)
+
+
+KHRONOS_GRAPH = """version 1.0;
+graph G( x, w, y, v ) -> ( c, c2, d, d2, bx, bc, mp, mpi, ap, api, up )
+{
+    x = external(shape = [1, 2, 5, 6]);
+    w = external(shape = [4, 1, 3, 3]);
+    y = external(shape = [1, 2, 3, 3]);
+    v = external(shape = [2, 3, 3, 3]);
+    c = conv(x, w, padding = [(1, 0), (2, 1)], stride = [2, 1], dilation = [1, 2], groups = 2);
+    c2 = conv(x, w, groups = 0, stride = [2, 2]);
+    d = deconv(y, v, stride = [2, 2]);
+    d2 = deconv(y, v, padding = [(1, 0), (0, 2)], stride = [2, 1], output_shape = [1, 3, 6, 3]);
+    bx = box(x, size = [1, 1, 3, 2], border = 'ignore', normalize = true, stride = [1, 1, 2, 2]);
+    bc = box(x, size = [1, 2, 2, 3], padding = [(0, 0), (1, 0), (1, 1), (0, 2)]);
+    mp = max_pool(x, size = [1, 1, 3, 3], stride = [1, 1, 2, 2]);
+    mpi = max_pool(x, size = [1, 1, 3, 3], stride = [1, 1, 2, 2], border = 'ignore');
+    ap = avg_pool(x, size = [1, 2, 3, 3]);
+    api = avg_pool(x, size = [1, 1, 3, 3], border = 'ignore', dilation = [1, 1, 2, 1]);
+    up = multilinear_upsample(y, factor = [2, 2]);
+}
+"""
+
+_KHRONOS_RUN = """
+import sys, numpy as np, nnef
+d = sys.argv[1]
+data = np.load(d + '/in.npz')
+with nnef.Session(d, stdlib='', lowered=[]) as s:
+    out = s(*[data[k] for k in ('x', 'w', 'y', 'v')])
+np.savez(d + '/out.npz', *(out if isinstance(out, tuple) else out.values()))
+"""
+
+
+def test_reference_matches_khronos_runtime(tmp_path):
+    """The Khronos C++ reference runtime (nnef.Session) agrees with the numpy references.
+
+    Covers the trap semantics: zeros in 'constant' max_pool, 'ignore' averages, channel
+    windows, automatic padding, deconv output_shape, groups = 0. Run in a subprocess: that
+    runtime corrupts its heap on some ops (debox, argmax_pool), which must not take pytest down.
+    """
+    import subprocess
+    pytest.importorskip("nnef")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, (1, 2, 5, 6)).astype("float32")
+    w = rng.uniform(-1, 1, (4, 1, 3, 3)).astype("float32")
+    y = rng.uniform(-1, 1, (1, 2, 3, 3)).astype("float32")
+    v = rng.uniform(-1, 1, (2, 3, 3, 3)).astype("float32")
+    (tmp_path / "graph.nnef").write_text(KHRONOS_GRAPH)
+    np.savez(tmp_path / "in.npz", x=x, w=w, y=y, v=v)
+    proc = subprocess.run([sys.executable, "-c", _KHRONOS_RUN, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    if proc.returncode != 0:
+        pytest.skip(f"Khronos runtime unavailable: {proc.stderr[-300:]}")
+    got = np.load(tmp_path / "out.npz")
+    got = [got[f"arr_{k}"] for k in range(len(got.files))]
+    want = [ref.conv(x, w, padding=[(1, 0), (2, 1)], stride=[2, 1], dilation=[1, 2], groups=2),
+            ref.conv(x, w, groups=0, stride=[2, 2]),
+            ref.deconv(y, v, stride=[2, 2]),
+            ref.deconv(y, v, padding=[(1, 0), (0, 2)], stride=[2, 1], output_shape=[1, 3, 6, 3]),
+            ref.box(x, [1, 1, 3, 2], "ignore", stride=[1, 1, 2, 2], normalize=True),
+            ref.box(x, [1, 2, 2, 3], padding=[(0, 0), (1, 0), (1, 1), (0, 2)]),
+            ref.max_pool(x, [1, 1, 3, 3], stride=[1, 1, 2, 2]),
+            ref.max_pool(x, [1, 1, 3, 3], "ignore", stride=[1, 1, 2, 2]),
+            ref.avg_pool(x, [1, 2, 3, 3]),
+            ref.avg_pool(x, [1, 1, 3, 3], "ignore", dilation=[1, 1, 2, 1]),
+            ref.multilinear_upsample(y, [2, 2])]
+    assert len(got) == len(want)
+    for k, (g, r) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5, err_msg=f"output {k}")
