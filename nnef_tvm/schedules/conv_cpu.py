@@ -1,0 +1,263 @@
+"""CPU schedules for convolution-like reductions (NCHW conv2d, 1x1, grouped, depthwise).
+
+TVM's legalized ``conv2d`` is a plain 7-deep loop nest that LLVM cannot
+vectorise well, so an untuned build runs it at scalar speed. Two direct
+convolution micro-kernels cover the convolutions NNEF models contain:
+
+* :func:`schedule_channel_vector` -- every output channel reads the same
+  input pixels (ordinary and 1x1 convolutions, and any ``C += A * B`` whose
+  "weight" operand has a dimension the "data" operand lacks). The weights of
+  one tile of ``lanes`` output channels are packed per parallel task with the
+  output channel innermost, so the inner loop is one broadcast input scalar
+  times a weight vector into a register tile of ``lanes`` channels x ``xt``
+  output columns (accumulated in a local buffer that LLVM keeps in registers).
+* :func:`schedule_spatial_vector` -- the output channel indexes the data too
+  (depthwise, grouped): vectorise along the output width instead, with the
+  same register-accumulator structure.
+
+Both keep the zero-padding stage as its own parallel copy (inlining it would
+put a bounds test in the inner loop) and fuse the elementwise epilogue
+(bias, residual add, relu, ...) into the write-back of the accumulator, so the
+convolution result never makes a round trip through memory.
+"""
+from __future__ import annotations
+
+from .cpu_common import (inline_elementwise, is_reduction, iter_kinds, root_blocks,
+                         schedule_spatial_nest, static_extents, trivial_binding, vars_in)
+
+
+def _divisor_at_most(n: int, cap: int) -> int:
+    for d in range(min(n, cap), 0, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
+def _divisor_at_least(n: int, low: int) -> int:
+    for d in range(max(1, low), n + 1):
+        if n % d == 0:
+            return d
+    return n
+
+
+class MacBlock:
+    """A reduction block ``C[s] += A[..] * B[..]`` with its operands' index variables."""
+
+    def __init__(self, sch, block):
+        self.block = block
+        stmt = sch.get(block)
+        self.ivars = [iv.var for iv in stmt.iter_vars]
+        self.kinds = iter_kinds(sch, block)
+        out = stmt.writes[0].source
+        pos = [i for i, r in enumerate(stmt.reads) if not r.source.same_as(out)]
+        self.reads = [stmt.reads[i] for i in pos]
+        self.read_pos = pos          # index of each operand in the block's reads
+        self.dim_vars = [[vars_in(rg.min) for rg in r.region] for r in self.reads]
+
+    def used(self, k: int) -> set:
+        out = set()
+        for s in self.dim_vars[k]:
+            out |= s
+        return out
+
+
+def _mac_block(sch):
+    """The single multiply-accumulate reduction block of a function, or None."""
+    reds = [b for b in root_blocks(sch) if is_reduction(sch, b)]
+    if len(reds) != 1:
+        return None
+    blk = reds[0]
+    stmt = sch.get(blk)
+    if len(stmt.writes) != 1 or not trivial_binding(sch, blk):
+        return None
+    kinds = iter_kinds(sch, blk)
+    if "O" in kinds or kinds.index("R") < len(kinds) - kinds.count("R"):
+        return None      # spatial iterators must all come before the reductions
+    from tvm import tirx
+    body = stmt.body
+    if not isinstance(body, tirx.BufferStore) or not isinstance(body.value, tirx.Add):
+        return None
+    if not isinstance(body.value.b, tirx.Mul) or stmt.init is None:
+        return None
+    mac = MacBlock(sch, blk)
+    if len(mac.reads) != 2:
+        return None
+    return mac
+
+
+def _prepare(sch):
+    """Inline the epilogue chain; keep producers of the reduction (padding) apart."""
+    mac = _mac_block(sch)
+    if mac is None:
+        return None
+    keep = {sch.get(b).name_hint for b in sch.get_producers(mac.block)}
+    inline_elementwise(sch, keep)
+    return _mac_block(sch)
+
+
+def _finish(sch, mac_block, wb, lanes):
+    """Fuse the single elementwise consumer into the write-back; schedule the rest."""
+    consumers = list(sch.get_consumers(wb))
+    if len(consumers) == 1:
+        try:
+            sch.reverse_compute_inline(consumers[0])
+        except Exception:
+            pass
+    wb_loops = sch.get_loops(wb)
+    for b in root_blocks(sch):
+        if b.same_as(mac_block) or is_reduction(sch, b):
+            continue
+        name = sch.get(b).name_hint
+        if name == sch.get(wb).name_hint:
+            continue
+        try:
+            if len(sch.get_loops(b)) and not sch.get(sch.get_loops(b)[0]).kind:
+                schedule_spatial_nest(sch, b, lanes)
+        except Exception:
+            pass
+    return wb_loops
+
+
+def _split_parallel(sch, outer_loops, outer_exts, inner_loop, inner_ext, tasks):
+    """Fuse ``outer_loops`` (+ part of ``inner_loop``) into one parallel loop of >= tasks."""
+    count = 1
+    for e in outer_exts:
+        count *= e
+    if count >= tasks or inner_loop is None:
+        par = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
+        sch.parallel(par)
+        return par, inner_loop
+    split = _divisor_at_least(inner_ext, -(-tasks // count))
+    yo, yi = sch.split(inner_loop, [split, None])
+    par = sch.fuse(*outer_loops, yo)
+    sch.parallel(par)
+    return par, yi
+
+
+def _out_dim_of(sch, block, var):
+    """Which dimension of the block's output is indexed by exactly ``var``."""
+    region = sch.get(block).writes[0].region
+    for i, rg in enumerate(region):
+        if rg.min.same_as(var):
+            return i
+    return None
+
+
+def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
+    """Direct convolution vectorised over output channels (see module docstring)."""
+    mac = _prepare(sch)
+    if mac is None:
+        return False
+    loops = sch.get_loops(mac.block)
+    exts = static_extents(sch, loops)
+    if exts is None:
+        return False
+    nsp = mac.kinds.count("S")
+    spatial = list(range(nsp))
+    for a, b in ((0, 1), (1, 0)):
+        a_vars, b_vars = mac.used(a), mac.used(b)
+        f_cands = [i for i in spatial if mac.ivars[i] in b_vars and mac.ivars[i] not in a_vars]
+        x_cands = [i for i in spatial if mac.ivars[i] in a_vars and mac.ivars[i] not in b_vars]
+        if f_cands and x_cands:
+            break
+    else:
+        return False
+    f = f_cands[-1]
+    x = x_cands[-1]
+    if x < f:
+        return False
+    # the weight dimension indexed by exactly f (moved innermost when packed)
+    b_dims = mac.dim_vars[b]
+    if sum(1 for s in b_dims if mac.ivars[f] in s) != 1:
+        return False
+    fdim = next(i for i, s in enumerate(b_dims) if mac.ivars[f] in s)
+    xt = _divisor_at_most(exts[x], 8 if lanes >= 16 else 6)
+    fi_factor = 0
+    for cand in ((lanes * 2,) if xt <= 6 and lanes >= 16 else ()) + (lanes, lanes // 2, lanes // 4):
+        if cand >= 4 and exts[f] % cand == 0:
+            fi_factor = cand
+            break
+    if not fi_factor:
+        return False
+    fo, fi = sch.split(loops[f], [None, fi_factor])
+    xo, xi = sch.split(loops[x], [None, xt])
+    others = [loops[i] for i in spatial if i not in (f, x)]
+    other_exts = [exts[i] for i in spatial if i not in (f, x)]
+    before_f = [lp for i, lp in zip([i for i in spatial if i not in (f, x)], others) if i < f]
+    before_f_exts = [e for i, e in zip([i for i in spatial if i not in (f, x)], other_exts)
+                     if i < f]
+    after_f = [lp for i, lp in zip([i for i in spatial if i not in (f, x)], others) if i > f]
+    after_f_exts = [e for i, e in zip([i for i in spatial if i not in (f, x)], other_exts)
+                    if i > f]
+    reds = list(loops[nsp:])
+    sch.reorder(*before_f, fo, *after_f, xo, *reds, xi, fi)
+    # parallel over (batch.., channel tiles) and, if that is too little work, rows
+    row = after_f[0] if after_f else None
+    row_ext = after_f_exts[0] if after_f else 1
+    par, _ = _split_parallel(sch, before_f + [fo], before_f_exts + [exts[f] // fi_factor],
+                             row, row_ext, tasks=4 * cores)
+    # packed weights: one copy per parallel task, output channel innermost
+    b_read = mac.read_pos[b]
+    packed = sch.cache_read(mac.block, b_read, "global")
+    ndim = len(b_dims)
+    perm = [i for i in range(ndim) if i != fdim] + [fdim]
+    sch.transform_layout(packed, ("write", 0), lambda *idx: [idx[i] for i in perm])
+    sch.compute_at(packed, par)
+    # register accumulator
+    wb = sch.cache_write(mac.block, 0, "local")
+    nout = len(sch.get(mac.block).writes[0].region)
+    out_f = _out_dim_of(sch, mac.block, mac.ivars[f])
+    if out_f is not None:
+        operm = [i for i in range(nout) if i != out_f] + [out_f]
+        sch.transform_layout(mac.block, ("write", 0), lambda *idx: [idx[i] for i in operm])
+    sch.reverse_compute_at(wb, xo)
+    sch.vectorize(fi)
+    sch.unroll(xi)
+    sch.decompose_reduction(mac.block, reds[0])
+    _finish(sch, mac.block, wb, lanes)
+    return True
+
+
+def schedule_spatial_vector(sch, lanes: int, cores: int) -> bool:
+    """Depthwise / grouped convolution: vectorise along the output's innermost spatial axis.
+
+    The accumulator for ``xt`` consecutive outputs of one row lives in a local
+    buffer (registers); the reduction (kernel window, and the channels of a
+    group) runs outside it; rows x channels are shared between threads.
+    """
+    mac = _prepare(sch)
+    if mac is None:
+        return False
+    loops = sch.get_loops(mac.block)
+    exts = static_extents(sch, loops)
+    if exts is None:
+        return False
+    nsp = mac.kinds.count("S")
+    out_vars = set()
+    for rg in sch.get(mac.block).writes[0].region:
+        out_vars |= vars_in(rg.min)
+    # innermost spatial axis that indexes the output and one operand's last dimension
+    x = None
+    for i in reversed(range(nsp)):
+        if exts[i] > 1 and mac.ivars[i] in out_vars:
+            x = i
+            break
+    if x is None or x != nsp - 1:
+        return False
+    xt = _divisor_at_most(exts[x], lanes)
+    if xt < 2:
+        return False
+    xo, xi = sch.split(loops[x], [None, xt])
+    outer = list(loops[:x])
+    reds = list(loops[nsp:])
+    sch.reorder(*outer, xo, *reds, xi)
+    if outer:
+        par = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        sch.parallel(par)
+    wb = sch.cache_write(mac.block, 0, "local")
+    sch.reverse_compute_at(wb, xo)
+    sch.vectorize(xi)
+    if reds:
+        sch.decompose_reduction(mac.block, reds[0])
+    _finish(sch, mac.block, wb, lanes)
+    return True

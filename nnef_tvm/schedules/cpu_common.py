@@ -1,0 +1,135 @@
+"""Shared analysis for the hand-written CPU schedules (see :mod:`.default`).
+
+The rules recognise a fused PrimFunc by the *structure* of its blocks, not by
+its name: which blocks reduce, which buffers each one reads and which block
+iterators appear in which buffer index. Everything here is read-only analysis
+plus the few schedule moves every rule needs (inlining elementwise chains,
+parallelising and vectorising a plain loop nest).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+def vector_lanes(target, dtype_bits: int = 32) -> int:
+    """SIMD lanes of ``dtype_bits`` elements for an LLVM target.
+
+    Read from the features LLVM enables for the target's mcpu/mattr (the x86
+    target switches off what the host hides): AVX-512 -> 512-bit, AVX/AVX2 ->
+    256-bit, SSE / NEON / anything else -> 128-bit.
+    """
+    bits = 128
+    try:
+        from tvm.target import codegen
+        feats = {str(f) for f in codegen.llvm_get_cpu_features(target)}
+    except Exception:  # pragma: no cover - a target LLVM cannot describe
+        feats = set()
+    if "avx512f" in feats:
+        bits = 512
+    elif "avx2" in feats or "avx" in feats:
+        bits = 256
+    return max(1, bits // dtype_bits)
+
+
+def num_cores(target) -> int:
+    """``num-cores`` of the target, 1 when absent (only used to size parallel loops)."""
+    try:
+        n = target.attrs.get("num-cores")
+        return int(n) if n else 1
+    except Exception:  # pragma: no cover
+        return 1
+
+
+def root_blocks(sch):
+    return list(sch.get_child_blocks(sch.get_sblock("root")))
+
+
+def is_reduction(sch, block) -> bool:
+    return any(int(iv.iter_type) == 2 for iv in sch.get(block).iter_vars)
+
+
+def iter_kinds(sch, block) -> list[str]:
+    """'S' / 'R' / other per block iterator."""
+    out = []
+    for iv in sch.get(block).iter_vars:
+        t = int(iv.iter_type)
+        out.append("S" if t == 0 else "R" if t == 2 else "O")
+    return out
+
+
+def trivial_binding(sch, block) -> bool:
+    """Each block iterator is bound to exactly its own loop, in loop order."""
+    from tvm_ffi import get_global_func
+    realize = get_global_func("s_tir.schedule.GetSBlockRealize")(sch, block)
+    loops = sch.get_loops(block)
+    values = list(realize.iter_values)
+    if len(loops) != len(values):
+        return False
+    for loop, value in zip(loops, values):
+        if not value.same_as(sch.get(loop).loop_var):
+            return False
+    return True
+
+
+def static_extents(sch, loops) -> Optional[list[int]]:
+    out = []
+    for lp in loops:
+        ext = sch.get(lp).extent
+        if not hasattr(ext, "value"):
+            return None
+        out.append(int(ext.value))
+    return out
+
+
+def vars_in(expr) -> set:
+    """The Vars an index expression uses."""
+    from tvm.tirx.analysis import undefined_vars
+    return set(undefined_vars(expr))
+
+
+def inline_elementwise(sch, keep) -> None:
+    """Inline every non-output spatial block except those in ``keep`` (names).
+
+    Chains like ``add -> add -> relu`` after a reduction collapse into the last
+    block, so that a rule sees one epilogue. Blocks that cannot be inlined
+    (a padding stage feeding a reduction is kept on purpose by the caller)
+    simply stay.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for blk in root_blocks(sch):
+            name = sch.get(blk).name_hint
+            if name in keep or is_reduction(sch, blk):
+                continue
+            try:
+                sch.compute_inline(blk)
+                changed = True
+                break
+            except Exception:
+                continue
+
+
+def schedule_spatial_nest(sch, block, lanes: int) -> None:
+    """Parallel outer loops + vectorised innermost loop for an injective block.
+
+    The innermost loop is split by the SIMD width only when it divides evenly
+    (no tail predicate); the other loops are fused into one parallel loop when
+    there is enough work to share between threads.
+    """
+    loops = sch.get_loops(block)
+    exts = static_extents(sch, loops)
+    if not loops or exts is None:
+        return
+    total = 1
+    for e in exts:
+        total *= e
+    outer = list(loops)
+    if exts[-1] % lanes == 0 and exts[-1] >= lanes and lanes > 1:
+        lo, vin = sch.split(loops[-1], [None, lanes])
+        sch.vectorize(vin)
+        outer = list(loops[:-1]) + [lo]
+    if total >= 1024:
+        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        sch.parallel(fused)

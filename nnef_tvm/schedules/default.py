@@ -1,0 +1,108 @@
+"""Default (untuned) schedules: every fused PrimFunc gets a reasonable schedule.
+
+TVM 0.27's CPU pipeline leaves every kernel as the plain loop nest that
+legalization produced (``dlight`` has no CPU rule for convolution), which runs
+convolutions at scalar, single-threaded speed. ``default_schedule_passes``
+returns the passes the target's ``schedule_passes`` runs after FuseTIR (and
+after a tuning database, whose functions are already marked scheduled and are
+left alone):
+
+* CPU (LLVM): :class:`CpuDefaultSchedule` tries, per PrimFunc, the rules of
+  :data:`CPU_RULES` in order on a fresh schedule; the first that succeeds wins.
+  A rule that does not recognise the function, or fails half-way, leaves it to
+  the next one; a function no rule takes keeps its original (correct) body.
+* GPU: dlight's rules (Matmul, GEMV, Reduction, GeneralReduction, Fallback),
+  which bind every kernel to threads.
+
+The name of the rule that fired is stored as the function attribute
+``nnef.schedule_rule`` (read by tests and the fusion report).
+"""
+from __future__ import annotations
+
+import logging
+
+from . import conv_cpu, generic_cpu
+from .cpu_common import num_cores, vector_lanes
+
+log = logging.getLogger(__name__)
+
+RULE_ATTR = "nnef.schedule_rule"
+
+# (name, function(sch, lanes, cores) -> bool), most specific first
+CPU_RULES = [
+    ("conv_channel_vector", conv_cpu.schedule_channel_vector),
+    ("conv_spatial_vector", conv_cpu.schedule_spatial_vector),
+    ("generic_parallel", generic_cpu.schedule_generic),
+]
+
+GPU_KINDS = ("cuda", "rocm", "vulkan", "metal", "opencl", "webgpu")
+
+
+def _tvm_target(target):
+    """Accept an nnef_tvm Target, a tvm Target or a target dict."""
+    import tvm
+    if hasattr(target, "tvm") and callable(target.tvm):
+        return target.tvm()
+    if isinstance(target, tvm.target.Target):
+        return target
+    return tvm.target.Target(target)
+
+
+def schedule_cpu_func(func, target, rules=None):
+    """(scheduled PrimFunc, rule name) for one PrimFunc, or (func, None) if no rule fits."""
+    from tvm import s_tir
+    lanes = vector_lanes(target)
+    cores = num_cores(target)
+    for name, rule in (rules or CPU_RULES):
+        sch = s_tir.Schedule(func)
+        try:
+            if rule(sch, lanes, cores):
+                return sch.mod["main"], name
+        except Exception as exc:  # a rule that misjudged the function: try the next
+            log.debug("schedule rule %s failed: %s", name, exc)
+    return func, None
+
+
+def _is_scheduled(func) -> bool:
+    attrs = func.attrs
+    return attrs is not None and "tirx.is_scheduled" in attrs and bool(attrs["tirx.is_scheduled"])
+
+
+def cpu_default_schedule(rules=None):
+    """The module pass scheduling every not-yet-scheduled PrimFunc for an LLVM target."""
+    import tvm
+
+    @tvm.transform.module_pass(opt_level=0, name="NNEFCpuDefaultSchedule")
+    def apply(mod, _ctx):
+        target = tvm.target.Target.current(allow_none=True)
+        updates = {}
+        for gv, func in mod.functions_items():
+            if not isinstance(func, tvm.tirx.PrimFunc) or _is_scheduled(func):
+                continue
+            tgt = func.attrs.get("target") if func.attrs is not None else None
+            tgt = tgt or target or tvm.target.Target({"kind": "llvm"})
+            new, name = schedule_cpu_func(func, tgt, rules)
+            if name is not None:
+                updates[gv] = new.with_attr("tirx.is_scheduled", True).with_attr(RULE_ATTR, name)
+        for gv, func in updates.items():
+            mod[gv] = func
+        return mod
+    return apply
+
+
+def gpu_default_schedule():
+    """dlight's GPU rules: every kernel gets thread bindings."""
+    from tvm.s_tir import dlight as dl
+    return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                   dl.gpu.GeneralReduction(), dl.gpu.Fallback())
+
+
+def default_schedule_passes(target) -> list:
+    """The passes that give every kernel of ``target`` a default schedule."""
+    t = _tvm_target(target)
+    kind = t.kind.name
+    if kind == "llvm":
+        return [cpu_default_schedule()]
+    if kind in GPU_KINDS:
+        return [gpu_default_schedule()]
+    return []
