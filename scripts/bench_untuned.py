@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Untuned latency: TVM's default pipeline vs our default schedules vs onnxruntime.
+
+Why: an untuned ``nnef-compile`` must already be usable. TVM 0.27 leaves CPU
+kernels unscheduled; ``nnef_tvm.schedules.default`` gives every kernel a
+hand-written schedule. This script measures all three on the same machine,
+same thread count, batch 1, with interleaved repeats (one run of each engine
+per round, so a load spike hits all three) and reports medians.
+
+For each MODEL (an NNEF folder, or a zoo folder holding ``nnef/`` and
+``source.onnx``):
+
+* ``tvm-default``  : the project pipeline with the schedule phase emptied
+                     (what TVM does without tuning);
+* ``tvm-rules``    : the pipeline with ``default_schedule_passes(target)``;
+* ``onnxruntime``  : the zoo folder's ``source.onnx`` if present, else the NNEF
+                     model converted to ONNX with nnef_tools.
+
+Usage::
+
+    python scripts/bench_untuned.py zoo/resnet18 zoo/mobilenet_v2 /tmp/tiny \
+        [--threads N] [--repeat N] [--warmup N] [--skip-default] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def model_paths(arg: str) -> tuple[str, str | None]:
+    """(NNEF folder, source ONNX file or None) for a model argument."""
+    nnef_dir = os.path.join(arg, "nnef")
+    if os.path.isdir(nnef_dir):
+        onnx_file = os.path.join(arg, "source.onnx")
+        return nnef_dir, onnx_file if os.path.exists(onnx_file) else None
+    return arg, None
+
+
+def nnef_to_onnx(nnef_dir: str, work: str) -> str:
+    out = os.path.join(work, "model.onnx")
+    cmd = [sys.executable, "-m", "nnef_tools.convert", "--input-format", "nnef",
+           "--output-format", "onnx", "--input-model", nnef_dir, "--output-model", out]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out
+
+
+def build_tvm(nnef_dir: str, threads: int, rules: bool):
+    """(VirtualMachine, input specs, compile seconds) with or without our schedules."""
+    import tvm
+    from tvm import relax
+    import nnef_tvm
+    from nnef_tvm.compiler import io_specs
+    from nnef_tvm.schedules.default import default_schedule_passes
+    from nnef_tvm.targets import get_target
+    from nnef_tvm.targets.pipeline import build_phases, run_phases
+
+    start = time.perf_counter()
+    model = nnef_tvm.load(nnef_dir)
+    mod = nnef_tvm.from_nnef(model)
+    inputs, _ = io_specs(mod, model.graph)
+    tgt = get_target("x86", threads=threads)
+    phases = build_phases(tgt)
+    for ph in phases:
+        if ph.name == "schedule":
+            ph.passes = default_schedule_passes(tgt) if rules else []
+    lowered = run_phases(mod, tgt, phases)
+    ex = relax.build(lowered, tgt.tvm(), relax_pipeline=None)
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    return vm, inputs, time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--skip-default", action="store_true",
+                    help="do not run TVM's unscheduled build (slow on big models)")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    # the TVM thread pool reads this when it starts: set it before importing tvm
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    import numpy as np
+    import onnxruntime as ort
+    import tvm
+
+    print(f"CPU: {cpu_model()}  threads: {args.threads}  batch: 1  "
+          f"repeats: {args.repeat} (median)", flush=True)
+    results = []
+    for arg in args.models:
+        nnef_dir, onnx_file = model_paths(arg)
+        name = os.path.basename(os.path.normpath(arg))
+        with tempfile.TemporaryDirectory() as work:
+            if onnx_file is None:
+                onnx_file = nnef_to_onnx(nnef_dir, work)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = args.threads
+            so.inter_op_num_threads = 1
+            so.log_severity_level = 3
+            sess = ort.InferenceSession(onnx_file, so, providers=["CPUExecutionProvider"])
+        engines = {}
+        compile_s = {}
+        variants = [("tvm-rules", True)] + ([] if args.skip_default else [("tvm-default", False)])
+        for label, rules in variants:
+            vm, inputs, secs = build_tvm(nnef_dir, args.threads, rules)
+            engines[label] = vm
+            compile_s[label] = secs
+        rng = np.random.default_rng(0)
+        arrays = [rng.standard_normal([int(d) for d in s.shape]).astype(s.dtype) for s in inputs]
+        dev = tvm.cpu()
+        tvm_args = [tvm.runtime.tensor(a, dev) for a in arrays]
+        feeds = {i.name: a for i, a in zip(sess.get_inputs(), arrays)}
+
+        def run_tvm(vm):
+            return vm["main"](*tvm_args)
+
+        runners = {label: (lambda vm=vm: run_tvm(vm)) for label, vm in engines.items()}
+        runners["onnxruntime"] = lambda: sess.run(None, feeds)
+        # agreement check of our schedules against onnxruntime (first output)
+        ours = runners["tvm-rules"]()
+        ours = ours[0] if isinstance(ours, (list, tuple)) or hasattr(ours, "__len__") \
+            and not hasattr(ours, "numpy") else ours
+        ref = runners["onnxruntime"]()[0]
+        diff = float(np.abs(ours.numpy().reshape(ref.shape) - ref).max())
+        times = {label: [] for label in runners}
+        for _ in range(args.warmup):
+            for fn in runners.values():
+                fn()
+        for _ in range(args.repeat):
+            for label, fn in runners.items():
+                t = time.perf_counter()
+                fn()
+                times[label].append(time.perf_counter() - t)
+        med = {label: float(np.median(v)) * 1e3 for label, v in times.items()}
+        row = {"model": name, "threads": args.threads, "median_ms": med,
+               "compile_s": compile_s, "max_abs_diff_vs_onnxruntime": diff,
+               "ratio_rules_vs_ort": med["tvm-rules"] / med["onnxruntime"]}
+        if "tvm-default" in med:
+            row["ratio_default_vs_ort"] = med["tvm-default"] / med["onnxruntime"]
+            row["speedup_rules_vs_default"] = med["tvm-default"] / med["tvm-rules"]
+        results.append(row)
+        print(f"  {name}: done (max |tvm-rules - ort| = {diff:.2e})", flush=True)
+
+    print()
+    head = f"{'model':<18}{'onnxruntime':>12}{'tvm-rules':>11}{'tvm-default':>13}" \
+           f"{'rules/ort':>11}{'default/ort':>13}{'speedup':>9}"
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        m = r["median_ms"]
+        dflt = f"{m['tvm-default']:>11.2f}ms" if "tvm-default" in m else f"{'-':>13}"
+        rd = f"{r['ratio_default_vs_ort']:>12.1f}x" if "ratio_default_vs_ort" in r else f"{'-':>13}"
+        sp = f"{r['speedup_rules_vs_default']:>8.1f}x" if "speedup_rules_vs_default" in r \
+            else f"{'-':>9}"
+        print(f"{r['model']:<18}{m['onnxruntime']:>10.2f}ms{m['tvm-rules']:>9.2f}ms{dflt}"
+              f"{r['ratio_rules_vs_ort']:>10.2f}x{rd}{sp}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cpu": cpu_model(), "threads": args.threads, "results": results}, f,
+                      indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
