@@ -71,11 +71,20 @@ class LoadedModel:
     def run(self, inputs: dict, *, where: Optional[str] = None) -> dict[str, np.ndarray]:
         """Run once. ``where`` names the inputs' source (a .npz) in error messages."""
         result = self._main(*self._arguments(inputs, where))
-        values = _flatten(result)
+        values = _flatten(self._localize(result))
         names = [s["name"] for s in self.outputs]
         if len(values) != len(names):
             raise RuntimeError(f"library returned {len(values)} values for outputs {names}")
         return {n: v for n, v in zip(names, values)}
+
+
+    def _localize(self, value):
+        """Remote tuples come back as opaque RPC handles: unpack them on the server."""
+        if self.session is None or type(value).__name__ != "RPCObjectRef":
+            return value
+        size = self.session.get_function("ffi.ArraySize")
+        item = self.session.get_function("ffi.ArrayGetItem")
+        return [self._localize(item(value, i)) for i in range(size(value))]
 
 
 def _flatten(value) -> list[np.ndarray]:

@@ -49,6 +49,13 @@ def reader_ready() -> bool:
         return False
 
 
+@pytest.fixture(scope="session")
+def tiny():
+    """The tiny model: NNEF text, its weights and its numpy reference."""
+    from types import SimpleNamespace
+    return SimpleNamespace(text=MODEL_TEXT, weights=WEIGHTS, reference=tiny_reference)
+
+
 @pytest.fixture
 def real_reader():
     """Skip unless the project's own reader can load documents yet."""
