@@ -4,10 +4,12 @@ Window parameters are FULL rank (batch and channel dims included). :func:`window
 is the shared engine of box and the pooling compounds (max/avg/rms pool, the local
 normalizations):
 
-* borders: replicate/reflect/reflect-even are materialised by an index gather, negative
-  padding crops, 'constant' keeps zeros that take part (also in a max, NNEF-Docs #18),
-  'ignore' excludes padding cells (native Relax max-pool padding; averages divide by
-  the number of real cells, a conversion-time constant);
+* borders: replicate/reflect/reflect-even are materialised (Relax pad / index gather),
+  negative padding crops, 'constant' keeps zeros that take part (also in a max,
+  NNEF-Docs #18: the native pool, which skips padding, is followed by ``max(., 0)`` on
+  the windows that touch the padding, a conversion-time mask), 'ignore' excludes padding
+  cells (native Relax max-pool padding; averages divide by the number of real cells, a
+  conversion-time constant);
 * the windowed dims are brought into the spatial position of a Relax pool by a pure
   ``reshape``: dims before the first windowed dim fold into the batch, runs of
   un-windowed dims between/after windowed ones become spatial dims with a trivial
@@ -82,9 +84,6 @@ def window_reduce(ctx, op, x, kind, size, border="constant", padding=(), stride=
         pads = [(0, 0)] * rank
     else:
         x, pads = crop(ctx, x, pads)
-        if kind == "max" and not ignore and any(p or q for p, q in pads):
-            x = pad_with_border(ctx, x, pads, "constant")     # zeros take part in the max
-            pads = [(0, 0)] * rank
     shape = list(ctx.shape(x))
     size, stride, dilation = win.size, win.stride, win.dilation
     active = [k for k in range(rank)
@@ -105,6 +104,13 @@ def window_reduce(ctx, op, x, kind, size, border="constant", padding=(), stride=
             out = ctx.emit(relax.op.reshape(out, win.small))
         if kind == "sum" or rescale:
             out = ctx.emit(relax.op.multiply(out, relax.const(volume, ctx.value_dtype(out))))
+        if kind == "max" and not ignore and padded:
+            # the native max pool skips padding; under 'constant' its zeros take part, so
+            # windows that touch the padding (a static mask) also compete with 0
+            count = window_te.static_cell_count(shape, size, pads, stride, dilation, win.small)
+            touches = relax.const(count < volume)
+            zero = relax.const(0.0, ctx.value_dtype(out))
+            out = ctx.emit(relax.op.where(touches, relax.op.maximum(out, zero), out))
     else:
         out = emit_te(ctx, window_te.forward_window, x, "max" if kind == "max" else "sum", size, pads,
                       stride, dilation, win.small, ignore)
