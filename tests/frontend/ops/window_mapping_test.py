@@ -74,3 +74,9 @@ def test_unsupported_borders_are_located_errors(body, match):
     with pytest.raises(NNEFError, match=match) as info:
         _main({"x": [1, 2, 4, 4], "w": [2, 2, 3, 3]}, body, ["y"])
     assert info.value is not None
+
+
+def test_constant_border_max_pool_needs_no_padded_copy():
+    mod = _main({"x": [1, 4, 6, 6]}, "    y = max_pool(x, size = [1, 1, 3, 3], stride = [1, 1, 2, 2]);", ["y"])
+    calls = _calls(mod)
+    assert "nn.max_pool2d" in calls and "where" in calls and "nn.pad" not in calls
