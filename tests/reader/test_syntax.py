@@ -521,9 +521,41 @@ def _trees(draw, depth=4):
     return ast.IfElse(draw(_trees(depth - 1)), draw(_trees(depth - 1)), draw(_trees(depth - 1)))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_trees())
 def test_minimal_parentheses_round_trip(tree):
     """Printing with the fewest parentheses the precedence table allows parses back to the tree."""
     text = _render(tree, 0)
     assert show(expr(text)) == show(tree), text
+
+
+def test_minimal_parentheses_exhaustive_pairs():
+    """Every pair of operators (and unary/if-else placements) in both nestings, one document."""
+    N = ast.Name
+    a, b, c, d, e = (N(x) for x in "abcde")
+    ops = [op for level in _OPERATOR_LEVELS for op in level]
+    trees = []
+    for op1 in ops:
+        for op2 in ops:
+            trees.append(ast.BinaryOp(op2, ast.BinaryOp(op1, a, b), c))
+            trees.append(ast.BinaryOp(op1, a, ast.BinaryOp(op2, b, c)))
+        for u in "-+!":
+            trees.append(ast.UnaryOp(u, ast.BinaryOp(op1, a, b)))
+            trees.append(ast.BinaryOp(op1, ast.UnaryOp(u, a), b))
+            trees.append(ast.BinaryOp(op1, a, ast.UnaryOp(u, b)))
+            trees.append(ast.BinaryOp(op1, a, ast.UnaryOp(u, ast.UnaryOp("-", b))))
+        trees.append(ast.IfElse(c, ast.BinaryOp(op1, a, b), d))
+        trees.append(ast.IfElse(ast.BinaryOp(op1, b, c), a, d))
+        trees.append(ast.IfElse(b, a, ast.BinaryOp(op1, c, d)))
+        trees.append(ast.BinaryOp(op1, a, ast.IfElse(c, b, d)))
+        trees.append(ast.BinaryOp(op1, ast.IfElse(b, a, c), d))
+    trees.append(ast.IfElse(b, a, ast.IfElse(d, c, e)))
+    trees.append(ast.IfElse(d, ast.IfElse(b, a, c), e))
+    trees.append(ast.IfElse(ast.IfElse(c, b, d), a, e))
+    texts = [_render(t, 0) for t in trees]
+    body = "\n".join(f"y{i} = {text};" for i, text in enumerate(texts))
+    parsed = [s.rvalue for s in _doc(body).graph.body]
+    for tree, text, got in zip(trees, texts, parsed):
+        assert show(got) == show(tree), text
+    assert len(trees) > 500
+    assert "a || b && c" in texts and "a ^ b ^ c" in texts and "-a ^ b" in texts
