@@ -156,3 +156,26 @@ def test_compounds_come_after_what_they_invoke():
         if frag.body is not None:
             assert set(_invocations(frag.body)) - {frag.name} <= seen, frag.name
         seen.add(frag.name)
+
+
+def test_khronos_type_checks_our_fragments():
+    """The Khronos parser (oracle) accepts every declaration and compound body of stdlib.nnef.
+
+    Each fragment is renamed (``my_<name>``, recursive uses too) because the
+    standard names are predefined there; Khronos type-checks fragment bodies
+    when it reads their definitions.
+    """
+    import re
+    nnef = pytest.importorskip("nnef")
+    with open(STDLIB) as f:
+        text = f.read()
+    start = text.index("fragment ")
+    body = text[start:]
+    for name in FRAGMENTS:
+        body = re.sub(rf"\bfragment {name}\b", f"fragment my_{name}", body)
+    body = re.sub(r"\badd_n\(x\[1:\]\)", "my_add_n(x[1:])", body)
+    document = ("version 1.0;\nextension KHR_enable_fragment_definitions, "
+                "KHR_enable_operator_expressions;\n" + body
+                + "\ngraph g( x ) -> ( y ) { x = external(shape = [1]); y = copy(x); }\n")
+    assert document.count("fragment my_") == 118
+    nnef.parse_string(document)          # raises nnef.Error on any problem
