@@ -18,8 +18,9 @@ normalizations):
   generic tensor-expression kernel (``window_te``) take over;
 * sums are ``avg_pool(count_include_pad) * volume``.
 
-``debox``, ``argmax_pool``, ``sample`` and ``desample`` have no Relax operator: they
-are tensor-expression kernels emitted with ``emit_te``.
+``debox`` over spatial dims is a depthwise ``conv_transpose`` with an all-ones filter;
+other debox windows, ``argmax_pool``, ``sample`` and ``desample`` have no Relax operator:
+they are tensor-expression kernels emitted with ``emit_te``.
 """
 from __future__ import annotations
 
@@ -228,8 +229,21 @@ def debox(ctx, op):
     a = _window_args(op)
     x = ctx.input(op, "input")
     win = _prepare_reverse(ctx, op, x, a, ("constant", "ignore"))
-    out = emit_te(ctx, window_te.reverse_window, x, None, win.size, win.padding, win.stride, win.dilation,
-                  win.big)
+    rank = len(win.size)
+    spatial_only = 3 <= rank <= 5 and all(
+        win.size[k] == 1 and win.stride[k] == 1 and tuple(win.padding[k]) == (0, 0) for k in (0, 1))
+    if spatial_only:
+        # a depthwise transposed convolution with an all-ones filter (out-of-range cells
+        # contribute nothing under both 'constant' and 'ignore')
+        from .conv import deconv_core
+        channels = ctx.shape(x)[1]
+        ones = np.ones([channels, 1] + win.size[2:], dtype=ctx.value_dtype(x))
+        out = deconv_core(ctx, op, x, relax.const(ones), border="constant", padding=win.padding[2:],
+                          stride=win.stride[2:], dilation=win.dilation[2:],
+                          output_shape=[ctx.shape(x)[0], channels] + win.big[2:], groups=channels)
+    else:
+        out = emit_te(ctx, window_te.reverse_window, x, None, win.size, win.padding, win.stride,
+                      win.dilation, win.big)
     if op.attribs.get("normalize", False):
         if a["border"] == "ignore":
             count = window_te.static_cell_count(win.big, win.size, win.padding, win.stride, win.dilation,

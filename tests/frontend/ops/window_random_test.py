@@ -115,3 +115,34 @@ def test_random_conv_deconv():
                           ["o"], [want], rtol=1e-4, atol=1e-4,
                           label=f"{op} x{x.shape} w{w.shape} {border} pad={padding} s={stride} d={dilation}"))
     run_cases(cases)
+
+
+def test_random_debox():
+    """debox over spatial windows (depthwise conv_transpose) and over batch/channel (kernel)."""
+    rng = np.random.default_rng(11)
+    cases = []
+    for k in range(10):
+        rank = int(rng.integers(3, 6))
+        shape = tuple(int(v) for v in rng.integers(2, 5, size=rank))
+        size, stride, dilation, padding = [], [], [], []
+        for d in range(rank):
+            windowed = d >= 2 or (k % 3 == 0 and rng.random() < 0.5)
+            f = int(rng.integers(1, 4)) if windowed else 1
+            size.append(f)
+            stride.append(int(rng.integers(1, 3)) if windowed else 1)
+            dilation.append(int(rng.integers(1, 3)) if windowed and f > 1 else 1)
+            padding.append((int(rng.integers(0, f)), int(rng.integers(0, f))) if windowed else (0, 0))
+        big = [ref.up_extent(n, f, p, q, s, d) for n, f, (p, q), s, d in zip(shape, size, padding, stride, dilation)]
+        if any(X < 1 for X in big):
+            continue
+        out_shape = [X + int(rng.integers(0, s)) for X, s in zip(big, stride)]
+        border = ["constant", "ignore"][k % 2]
+        normalize = bool(rng.random() < 0.6)
+        x = rng.uniform(-2, 2, size=shape).astype(np.float32)
+        want = ref.debox(x, size, border, padding, stride, dilation, out_shape, normalize)
+        attrs = fmt_attrs(size=size, border=border, padding=padding, stride=stride, dilation=dilation,
+                          output_shape=out_shape, normalize=normalize)
+        cases.append(Case({"x": x}, f"{{o}} = debox({{x}}{attrs});", ["o"], [want], rtol=1e-4, atol=1e-4,
+                          label=f"debox {shape} {attrs}"))
+    assert len(cases) >= 6
+    run_cases(cases)
