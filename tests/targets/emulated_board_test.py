@@ -12,7 +12,6 @@ The arm64 outputs are compared with the x86 build of the same model and with a
 numpy implementation of the tiny model written from the NNEF definitions.
 """
 import importlib.util
-import os
 import platform
 import shutil
 import socket
@@ -136,16 +135,47 @@ def board_root():
     return root
 
 
+class _StartingBoard:
+    """``emulated_board.py start`` running in the background.
+
+    The board spends most of its start-up importing TVM under emulation; the
+    tests compile their libraries meanwhile and ask for :attr:`port` when they
+    need the server (which waits for ``start`` to report it).
+    """
+
+    def __init__(self, root):
+        self.root = root
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SCRIPT), "start", "--root", str(root), "--port",
+             str(_free_port())], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._port = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            out, err = self.proc.communicate(timeout=900)
+            assert self.proc.returncode == 0, f"board did not start:\n{err[-4000:]}"
+            self._port = int(out.strip().splitlines()[-1])
+        return self._port
+
+    def stop(self):
+        if self.proc.poll() is None:          # still starting: let start finish or fail
+            try:
+                self.proc.communicate(timeout=900)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate()
+        res = _board("stop", "--root", str(self.root), timeout=120)
+        assert res.returncode == 0, res.stderr
+
+
 @pytest.fixture(scope="module")
-def board_port(board_root):
-    res = _board("start", "--root", str(board_root), "--port", str(_free_port()),
-                 timeout=900)
+def board(board_root):
+    started = _StartingBoard(board_root)
     try:
-        assert res.returncode == 0, f"board did not start:\n{res.stderr[-4000:]}"
-        yield int(res.stdout.strip().splitlines()[-1])
+        yield started
     finally:
-        stop = _board("stop", "--root", str(board_root), timeout=120)
-        assert stop.returncode == 0, stop.stderr
+        started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +184,15 @@ def tiny_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("board") / "tiny"
     weights = tiny.write_model(str(folder))
     return folder, weights
+
+
+@pytest.fixture(scope="module")
+def arm_library(tiny_model):
+    """The tiny model cross-compiled for arm64 (once per module)."""
+    if shutil.which("aarch64-linux-gnu-gcc") is None:
+        pytest.skip("aarch64-linux-gnu-gcc missing (apt-get install gcc-aarch64-linux-gnu)")
+    folder, _ = tiny_model
+    return _compile(folder, "arm64", folder.parent / "tiny-arm64.so")
 
 
 def _compile(model: Path, target: str, out: Path):
@@ -169,35 +208,31 @@ def _elf_machine(path: Path) -> int:
 
 
 def _nnef_run(*args):
+    """The nnef-run command, as a user runs it (a separate process)."""
     exe = shutil.which("nnef-run")
     cmd = [exe] if exe else [sys.executable, "-m", "nnef_tvm.cli.run"]
     return subprocess.run(cmd + [str(a) for a in args], text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=900,
-                          env={**os.environ, "TVM_NUM_THREADS": "1"})
+                          stderr=subprocess.PIPE, timeout=900)
 
 
-def test_arm64_library_on_emulated_board_matches_x86(tiny_model, board_port, tmp_path):
-    if shutil.which("aarch64-linux-gnu-gcc") is None:
-        pytest.skip("aarch64-linux-gnu-gcc missing (apt-get install gcc-aarch64-linux-gnu)")
+def test_arm64_library_on_emulated_board_matches_x86(tiny_model, board, arm_library, tmp_path):
+    from nnef_tvm import runtime
     folder, weights = tiny_model
-    arm = _compile(folder, "arm64", tmp_path / "tiny-arm64.so")
     x86 = _compile(folder, "x86", tmp_path / "tiny-x86.so")
-    assert _elf_machine(arm) == AARCH64
+    assert _elf_machine(arm_library) == AARCH64
     assert _elf_machine(x86) == 62
 
     rng = np.random.default_rng(2026)
     x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
     np.savez(tmp_path / "in.npz", input=x)
 
-    local = _nnef_run(x86, "--inputs", tmp_path / "in.npz", "--output", tmp_path / "x86.npz")
-    assert local.returncode == 0, local.stderr
-    remote = _nnef_run(arm, "--rpc", f"127.0.0.1:{board_port}", "--inputs",
+    out_x86 = runtime.load(str(x86)).run({"input": x})["output"]
+    remote = _nnef_run(arm_library, "--rpc", f"127.0.0.1:{board.port}", "--inputs",
                        tmp_path / "in.npz", "--output", tmp_path / "arm.npz")
     assert remote.returncode == 0, remote.stderr
-
-    with np.load(tmp_path / "x86.npz") as a, np.load(tmp_path / "arm.npz") as b:
-        assert set(a.files) == set(b.files) == {"output"}
-        out_x86, out_arm = a["output"], b["output"]
+    with np.load(tmp_path / "arm.npz") as b:
+        assert b.files == ["output"]
+        out_arm = b["output"]
     assert out_arm.shape == (1, 10) and out_arm.dtype == np.float32
     np.testing.assert_allclose(out_arm, out_x86, rtol=1e-5, atol=1e-5)
     ref = tiny_reference(weights, x)
@@ -207,17 +242,27 @@ def test_arm64_library_on_emulated_board_matches_x86(tiny_model, board_port, tmp
     assert out_arm.max() - out_arm.min() > 1e-3
 
 
-def test_board_serves_a_second_session(tiny_model, board_port, tmp_path):
-    """Each RPC session is a forked child on the board: a second client works too."""
-    if shutil.which("aarch64-linux-gnu-gcc") is None:
-        pytest.skip("aarch64-linux-gnu-gcc missing (apt-get install gcc-aarch64-linux-gnu)")
-    folder, weights = tiny_model
-    arm = _compile(folder, "arm64", tmp_path / "again.so")
-    x = np.full((1, 3, 32, 32), 0.25, np.float32)
+def test_board_serves_a_second_session(tiny_model, board, arm_library, tmp_path, capsys):
+    """Each RPC session is a forked child on the board: a second client works too.
+
+    This one goes through nnef-run's ``main`` in this process (same code path,
+    no second host-side TVM import).
+    """
+    from nnef_tvm.cli.run import main as run_main
+    _, weights = tiny_model
+    x = np.linspace(-1, 1, 3 * 32 * 32, dtype=np.float32).reshape(1, 3, 32, 32)
     np.savez(tmp_path / "in.npz", input=x)
-    res = _nnef_run(arm, "--rpc", f"127.0.0.1:{board_port}", "--inputs", tmp_path / "in.npz",
-                    "--output", tmp_path / "out.npz")
-    assert res.returncode == 0, res.stderr
+    assert run_main([str(arm_library), "--rpc", f"127.0.0.1:{board.port}", "--inputs",
+                     str(tmp_path / "in.npz"), "--output", str(tmp_path / "out.npz")]) == 0
+    assert "wrote" in capsys.readouterr().out
     with np.load(tmp_path / "out.npz") as out:
         np.testing.assert_allclose(out["output"], tiny_reference(weights, x),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_arm64_library_refuses_to_load_here(arm_library):
+    """Without --rpc, the x86 host says where to run the arm64 library."""
+    from nnef_tvm import runtime
+    from nnef_tvm.errors import NNEFError
+    with pytest.raises(NNEFError, match="AArch64.*--rpc"):
+        runtime.load(str(arm_library))
