@@ -94,8 +94,11 @@ def default_root() -> Path:
     return Path("~/.cache/nnef-tvm/arm64-board").expanduser()
 
 
+_T0 = time.time()
+
+
 def log(msg: str) -> None:
-    print(f"[board] {msg}", file=sys.stderr, flush=True)
+    print(f"[board {time.time() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------- the recipe key
@@ -111,7 +114,6 @@ class Layout:
 
     def __init__(self, root: Path):
         self.root = root
-        self.apt = root / "apt"
         self.debs = root / "debs"
         self.sysroot = root / "sysroot"
         self.site = root / "site"
@@ -146,7 +148,13 @@ def host_checks() -> None:
 
 
 def probe(url: str) -> None:
-    """Raise Unavailable when the host of ``url`` cannot be reached."""
+    """Raise Unavailable when the host of ``url`` cannot be reached.
+
+    Skipped behind an HTTP proxy (apt and pip then go through it, not directly).
+    """
+    if any(os.environ.get(v) for v in ("http_proxy", "HTTP_PROXY", "https_proxy",
+                                       "HTTPS_PROXY")):
+        return
     parts = urllib.parse.urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -175,8 +183,9 @@ class PrivateApt:
     or written (``Dir::Etc::*`` point here), so no root is needed.
     """
 
-    def __init__(self, layout: Layout, mirror: str, extra_archs: tuple[str, ...] = ()):
-        self.dir = layout.apt
+    def __init__(self, layout: Layout, mirror: str, extra_archs: tuple[str, ...] = (),
+                 folder: str = "apt"):
+        self.dir = layout.root / folder
         self.mirror = mirror
         self.archs = ("arm64",) + tuple(extra_archs)
 
@@ -345,16 +354,16 @@ def build_sysroot(layout: Layout, apt: PrivateApt) -> list[str]:
 
 def fetch_qemu(layout: Layout, mirror: str) -> str:
     """qemu-aarch64-static from the amd64 qemu-user-static package (no root)."""
-    apt = PrivateApt(layout, mirror, extra_archs=("amd64",))
+    apt = PrivateApt(layout, mirror, extra_archs=("amd64",), folder="apt-qemu")
     apt.update()
     dest = layout.root / "qemu-debs"
     debs = download_debs(apt, ["qemu-user-static:amd64"], dest)
     shutil.rmtree(layout.qemu_dir, ignore_errors=True)
     extract_deb(debs[0], layout.qemu_dir)
-    found = find_qemu(layout)
-    if not found:
+    local = layout.qemu_dir / "usr" / "bin" / "qemu-aarch64-static"
+    if not local.is_file():
         raise SetupError("qemu-aarch64-static not found in the qemu-user-static package")
-    return found
+    return str(local)
 
 
 _NETWORK_ERRORS = ("NewConnectionError", "Name or service not known",
