@@ -1,9 +1,11 @@
 """Tensor-expression kernels for NNEF window ops that have no Relax operator.
 
 Used through ``bb.emit_te`` by the converters of ``argmax_pool``, ``sample``,
-``desample``, ``debox`` and by ``box``/pools whose window spans more than three
-dimensions. All kernels are *full rank*: every dim has a window size, stride,
-dilation and padding (the NNEF window-op convention, SPEC-NOTES §7.3).
+``desample``, by ``debox`` over batch/channel dims and by ``box``/pools whose window
+spans more than three dimensions. All kernels are *full rank*: every dim has a window
+size, stride, dilation and padding (the NNEF window-op convention, SPEC-NOTES §7.3).
+They are written so that GPU schedule rules (dlight) accept them: plain commutative
+reductions only (argmax is a max followed by a first-index min, not a tuple reducer).
 
 Borders: the caller materialises replicate/reflect/reflect-even padding beforehand
 (:func:`nnef_tvm.frontend.padding.pad_with_border`) and crops negative padding, so the
