@@ -1,0 +1,172 @@
+"""``nnef-tune``: tune a model's fused kernels for a device and keep the records.
+
+    nnef-tune MODEL --target T [--trials N] [--time-budget SECONDS]
+              [--device-key KEY] [--tuning-dir DIR] [--tracker HOST:PORT --key KEY]
+    nnef-tune --export FILE [--target T | --device-key KEY] [--tuning-dir DIR]
+    nnef-tune --import FILE [--device-key KEY] [--tuning-dir DIR]
+    nnef-tune --list [--tuning-dir DIR]
+
+Records go to the tuning store (``$NNEF_TVM_TUNING_DIR``, else
+``$XDG_CACHE_HOME/nnef-tvm/tuning``), one folder per device key; ``nnef-compile``
+picks them up automatically for the same device. Re-running resumes: kernels
+that already have N trials are skipped.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+from ..errors import NNEFError
+from .common import ArgumentParser, UsageError, parse_shape, positive_int, run_main
+
+PROG = "nnef-tune"
+
+EPILOG = """\
+store:
+  records live in DIR/<device key>/ (DIR: --tuning-dir, $NNEF_TVM_TUNING_DIR, or
+  $XDG_CACHE_HOME/nnef-tvm/tuning). The device key is derived from the target
+  kind and the CPU model (or GPU name + arch); --device-key overrides it.
+  --export FILE writes one device's records as one file (.json, or .tar.gz/.tgz)
+  to copy to another machine; --import FILE merges such a file into the store.
+
+examples:
+  nnef-tune model/ --target x86 --trials 200 --time-budget 1800
+  nnef-tune model/ --target rpi4 --tracker 10.0.0.2:9190 --key rpi4
+  nnef-tune --export xeon.tgz --target x86
+  nnef-tune --import xeon.tgz
+"""
+
+
+def _seconds(text: str) -> float:
+    import argparse
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got '{text}'") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'")
+    return value
+
+
+def build_parser() -> ArgumentParser:
+    import argparse
+    p = ArgumentParser(prog=PROG, description="Tune an NNEF model's kernels with TVM "
+                       "MetaSchedule and store the records per device.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="model: folder, .tgz/.tar/.zip, or graph.nnef")
+    p.add_argument("--target", "-t", default="x86",
+                   help="target name (see nnef-compile --list-targets) or TVM target JSON")
+    p.add_argument("--trials", type=positive_int, default=64,
+                   help="measured trials per kernel (default 64)")
+    p.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
+                   help="stop measuring after this wall time")
+    p.add_argument("--device-key", help="store folder name (default: derived from the device)")
+    p.add_argument("--tuning-dir", metavar="DIR", help="tuning store root")
+    p.add_argument("--tracker", metavar="HOST:PORT", help="measure on a device via an RPC tracker")
+    p.add_argument("--key", help="RPC key of the device at the tracker (with --tracker)")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                   help="fix the shape of an external input (repeatable)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads (CPU targets)")
+    p.add_argument("--arch", help="GPU architecture, e.g. sm_80 (cuda)")
+    p.add_argument("--builder-timeout", type=_seconds, default=120.0, metavar="SECONDS",
+                   help="per-candidate build timeout (default 120)")
+    p.add_argument("--seed", type=int, help="random seed of the search")
+    p.add_argument("--export", metavar="FILE", help="write the device's records to FILE")
+    p.add_argument("--import", dest="import_", metavar="FILE", help="merge FILE into the store")
+    p.add_argument("--list", action="store_true", help="list the store's devices and counts")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_main(PROG, _run, build_parser(), argv)
+
+
+def _store(args):
+    from ..schedules.store import TuningStore
+    return TuningStore(args.tuning_dir)
+
+
+def _run(args) -> int:
+    modes = [m for m in ("export", "import_", "list") if getattr(args, m)]
+    if len(modes) > 1:
+        raise UsageError("--export, --import and --list are exclusive")
+    if modes and args.model:
+        raise UsageError(f"--{modes[0].rstrip('_')} takes no MODEL")
+    if (args.tracker is None) != (args.key is None):
+        raise UsageError("--tracker and --key go together")
+    if args.list:
+        return _list(args)
+    if args.import_:
+        return _import(args)
+    if args.export:
+        return _export(args)
+    if not args.model:
+        raise UsageError("the following arguments are required: MODEL "
+                         "(or --export/--import/--list)")
+    return _tune(args)
+
+
+def _target(args):
+    from ..targets import get_target
+    return get_target(args.target, threads=args.threads, arch=args.arch)
+
+
+def _key(args) -> str:
+    from ..schedules.device_key import device_key
+    if args.device_key:
+        return device_key(None, override=args.device_key)
+    return device_key(_target(args))
+
+
+def _list(args) -> int:
+    store = _store(args)
+    devices = store.devices()
+    if not devices:
+        print(f"no tuning records in {store.root}")
+        return 0
+    print(f"tuning store {store.root}:")
+    for key in devices:
+        log = store.read(key)
+        print(f"  {key}: {len(log.by_hash())} workloads, {len(log.records)} trials")
+    return 0
+
+
+def _export(args) -> int:
+    store = _store(args)
+    key = _key(args)
+    n = store.export(key, args.export)
+    print(f"wrote {args.export}: {n} trials of device {key}")
+    return 0
+
+
+def _import(args) -> int:
+    store = _store(args)
+    added = store.import_(args.import_, device_key=args.device_key)
+    for key, n in added.items():
+        print(f"imported {n} new trials for device {key} into {store.folder(key)}")
+    return 0
+
+
+def _tune(args) -> int:
+    from ..schedules.tuning import stderr_progress, tune_model
+    shapes = dict(parse_shape(s) for s in args.shape)
+    target = _target(args)
+    if args.tracker is None and not target.runs_locally:
+        raise NNEFError(f"target '{target.name}' does not run on this machine: measure it on "
+                        "the device with --tracker HOST:PORT --key KEY")
+    missing = target.available()
+    if missing:
+        raise NNEFError(f"target '{target.name}' cannot be built here: " + "; ".join(missing))
+    progress = None if args.quiet else stderr_progress(PROG)
+    summary = tune_model(args.model, target, trials=args.trials, time_budget=args.time_budget,
+                         store=_store(args), device_key_override=args.device_key,
+                         tracker=args.tracker, rpc_key=args.key,
+                         input_shapes=shapes or None, progress=progress,
+                         builder_timeout=args.builder_timeout, seed=args.seed)
+    print(summary.text())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,463 @@
+"""MetaSchedule tuning of a model's fused kernels, recorded into the per-device store.
+
+Why it works on the *fused* module: ``nnef-compile`` applies tuned schedules
+right after FuseTIR (:func:`nnef_tvm.targets.pipeline.build_phases`), so the
+tuned workloads must be exactly the PrimFuncs FuseTIR produces. We run the same
+phases (partition, legalize, fuse, fuse_tir) and extract one task per distinct
+PrimFunc; a workload's identity is MetaSchedule's structural hash, so a kernel
+shared by several models is tuned once per device.
+
+What this adds around ``tune_tasks``:
+
+* resume: workloads that already have ``trials`` recorded trials are skipped,
+  the others get only their missing trials, and the store's best records seed
+  the search;
+* records are appended to the store as each batch is measured (a killed run
+  keeps what it measured);
+* a wall-clock budget and a progress line (tasks done, trials, best latency,
+  time left) from a measure callback;
+* a builder that keeps its worker processes: TVM's LocalBuilder starts fresh
+  workers for every batch, and each imports ``tvm.s_tir.tensor_intrin``
+  (~40 s on a loaded machine, longer than its 30 s default timeout);
+* remote measurement through an RPC tracker (``RPCRunner``), the candidates
+  linked into shared libraries with the target's cross compiler.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from ..errors import NNEFError
+from .device_key import device_key  # noqa: F401  (re-exported)
+from .store import TuningStore, mean_secs
+
+Progress = Optional[Callable[[str], None]]
+FUSION_PHASES = ("partition", "legalize", "fuse", "fuse_tir")
+
+
+# ----------------------------------------------------------- workloads
+def fused_module(mod, target):
+    """``mod`` through the compile pipeline's phases up to FuseTIR (what gets tuned)."""
+    from ..targets.pipeline import build_phases, run_phases
+    phases = [p for p in build_phases(target) if p.name in FUSION_PHASES]
+    return run_phases(mod, target, phases)
+
+
+def tuning_target(target):
+    """The TVM target used for tuning: MetaSchedule needs ``num-cores`` on CPU targets."""
+    import tvm
+    t = dict(target.tvm_target)
+    if t.get("kind") == "llvm" and "num-cores" not in t:
+        t["num-cores"] = int(target.options.get("threads") or os.cpu_count() or 1)
+    if target.host is not None:
+        return tvm.target.Target(t, host=target.host)
+    return tvm.target.Target(t)
+
+
+@dataclass
+class Task:
+    """One distinct fused kernel to tune."""
+
+    name: str
+    shash: str
+    extracted: object            # ms.ExtractedTask
+    weight: int
+    done_trials: int = 0         # already in the store
+
+
+def extract_tasks(fused, tvm_target) -> list[Task]:
+    """Distinct tunable PrimFuncs of a fused module (already-scheduled ones left out)."""
+    from tvm.s_tir import meta_schedule as ms
+    tasks = []
+    for t in ms.relax_integration.extract_tasks(fused, tvm_target):
+        if t.mod.attrs is not None and t.mod.attrs.get("tirx.is_scheduled", False):
+            continue
+        mod = t.dispatched[0]
+        if mod.attrs is not None and mod.attrs.get("tirx.is_scheduled", False):
+            continue
+        shash = str(_plain(ms.database.Workload(mod).as_json())[0])
+        tasks.append(Task(t.task_name, shash, t, int(t.weight)))
+    return tasks
+
+
+def _plain(obj):
+    """TVM FFI containers/numbers (from ``as_json``) -> plain JSON-able Python."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj if not isinstance(obj, str) else str(obj)
+    if hasattr(obj, "items"):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if hasattr(obj, "value") and not hasattr(obj, "__len__"):
+        return obj.value
+    if hasattr(obj, "__len__") and hasattr(obj, "__getitem__"):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# ----------------------------------------------------------- databases
+def _memory_database(tasks_or_none, log, top_k: int):
+    """A MemoryDatabase holding the ``top_k`` best stored records per workload."""
+    from tvm.s_tir import meta_schedule as ms
+    db = ms.database.MemoryDatabase()
+    wanted = None if tasks_or_none is None else {t.shash for t in tasks_or_none}
+    by_hash: dict = {}
+    for idx, rec in log.records:
+        wl = log.workloads[idx]
+        if wanted is not None and wl.shash not in wanted:
+            continue
+        secs = mean_secs(rec)
+        if secs is None:
+            continue
+        by_hash.setdefault(wl.shash, (wl, []))[1].append((secs, rec))
+    loaded = 0
+    for shash, (wl, recs) in by_hash.items():
+        recs.sort(key=lambda sr: sr[0])
+        try:
+            workload = db.commit_workload(ms.database.Workload.from_json(wl.json).mod)
+        except Exception as e:  # noqa: BLE001 - a bad line must never crash a build
+            _warn(f"skipped stored workload {shash}: {e}")
+            continue
+        for _, rec in recs[:top_k]:
+            try:
+                db.commit_tuning_record(ms.database.TuningRecord.from_json(rec, workload))
+                loaded += 1
+            except Exception as e:  # noqa: BLE001
+                _warn(f"skipped a stored record of workload {shash}: {e}")
+    return db, loaded
+
+
+def _warn(text: str) -> None:
+    import warnings
+    from .store import StoreWarning
+    warnings.warn(text, StoreWarning, stacklevel=3)
+
+
+def _recording_database(inner, writer):
+    """A PyDatabase forwarding to ``inner`` and appending each new record to the store."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.database import PyDatabase
+
+    @derived_object
+    class Recording(PyDatabase):
+        def has_workload(self, mod):
+            return inner.has_workload(mod)
+
+        def commit_workload(self, mod):
+            return inner.commit_workload(mod)
+
+        def commit_tuning_record(self, record):
+            inner.commit_tuning_record(record)
+            writer.append(_plain(record.workload.as_json()), _plain(record.as_json()))
+
+        def get_top_k(self, workload, top_k):
+            return inner.get_top_k(workload, top_k)
+
+        def get_all_tuning_records(self):
+            return inner.get_all_tuning_records()
+
+        def query_tuning_record(self, mod, target, workload_name=None):
+            return inner.query_tuning_record(mod, target, workload_name)
+
+        def query_schedule(self, mod, target, workload_name=None):
+            return inner.query_schedule(mod, target, workload_name)
+
+        def query_ir_module(self, mod, target, workload_name=None):
+            return inner.query_ir_module(mod, target, workload_name)
+
+        def __len__(self):
+            return len(inner)
+
+    return Recording()
+
+
+# ----------------------------------------------------------- builder / runner
+def _preload_builder() -> None:
+    """Worker initializer: the slow import MetaSchedule's default build does (no timeout)."""
+    import tvm.s_tir.tensor_intrin  # noqa: F401
+
+
+def export_shared(rt_mod, cc: Optional[str] = None) -> str:
+    """Builder export: link a candidate into a .so (with ``cc``, a cross compiler)."""
+    from tvm.support import cc as tcc
+    path = os.path.join(tempfile.mkdtemp(prefix="nnef-tune-"), "candidate.so")
+    if cc:
+        rt_mod.export_library(path, fcompile=tcc.cross_compiler(cc))
+    else:
+        rt_mod.export_library(path)
+    return path
+
+
+def make_builder(*, workers: int = 1, timeout_sec: float = 120.0, cross_compiler=None,
+                 shared: bool = False):
+    """A Builder whose worker processes persist across batches (see module doc)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.s_tir.meta_schedule.builder.local_builder import (_serialize_params,
+                                                               _worker_func)
+    from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
+
+    f_export = functools.partial(export_shared, cc=cross_compiler) \
+        if (shared or cross_compiler) else None
+
+    @derived_object
+    class PersistentBuilder(PyBuilder):
+        def __init__(self):
+            super().__init__()
+            self.pool = PopenPoolExecutor(max_workers=workers, timeout=timeout_sec,
+                                          initializer=_preload_builder)
+
+        def build(self, build_inputs):
+            results = []
+            jobs = [(None, f_export, b.mod, b.target, _serialize_params(b.params))
+                    for b in build_inputs]
+            for res in self.pool.map_with_error_catching(lambda x: _worker_func(*x), jobs):
+                if res.status == StatusKind.COMPLETE:
+                    results.append(BuilderResult(res.value, None))
+                elif res.status == StatusKind.TIMEOUT:
+                    results.append(BuilderResult(None, f"build timed out after {timeout_sec} s"))
+                else:
+                    results.append(BuilderResult(None, f"build failed: {res.value}"))
+            return results
+
+    return PersistentBuilder()
+
+
+def make_runner(*, tracker: Optional[str] = None, key: Optional[str] = None,
+                timeout_sec: float = 60.0, number: int = 3, repeat: int = 1,
+                min_repeat_ms: int = 20):
+    """LocalRunner (one worker) or, with ``tracker`` HOST:PORT and ``key``, an RPCRunner."""
+    from tvm.s_tir.meta_schedule import runner as msr
+    evaluator = msr.EvaluatorConfig(number=number, repeat=repeat, min_repeat_ms=min_repeat_ms,
+                                    enable_cpu_cache_flush=False)
+    if tracker is None:
+        return msr.LocalRunner(timeout_sec=timeout_sec, evaluator_config=evaluator)
+    host, port = parse_tracker(tracker)
+    if not key:
+        raise NNEFError("--tracker needs --key (the device key the RPC servers registered)")
+    cfg = msr.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
+                        session_timeout_sec=int(timeout_sec))
+    return msr.RPCRunner(rpc_config=cfg, evaluator_config=evaluator, max_workers=1)
+
+
+def parse_tracker(text: str) -> tuple[str, int]:
+    host, sep, port = (text or "").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise NNEFError(f"--tracker expects HOST:PORT, got '{text}'")
+    return host, int(port)
+
+
+# ----------------------------------------------------------- progress / budget
+@dataclass
+class _Progress:
+    """Counts measured trials per task; prints a progress line; enforces the time budget."""
+
+    tasks: list
+    budgets: list                # trials each task may still take
+    deadline: Optional[float]
+    say: Progress
+    start: float = field(default_factory=time.monotonic)
+    trials: list = field(default_factory=list)
+    best: list = field(default_factory=list)
+    stopped_by_time: bool = False
+
+    def __post_init__(self):
+        self.trials = [0] * len(self.tasks)
+        self.best = [math.inf] * len(self.tasks)
+
+    def measured(self, scheduler, task_id: int, runner_results) -> None:
+        self.trials[task_id] += len(runner_results)
+        for r in runner_results:
+            secs = r.run_secs
+            if r.error_msg is None and secs:
+                m = sum(float(s) for s in secs) / len(secs)
+                if m < self.best[task_id]:
+                    self.best[task_id] = m
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.stopped_by_time = True
+            for i in range(len(self.tasks)):
+                if not scheduler.tasks_[i].is_terminated:
+                    scheduler.terminate_task(i)
+        self.report()
+
+    def line(self) -> str:
+        total = sum(self.budgets)
+        done_trials = sum(self.trials)
+        done_tasks = sum(1 for t, b in zip(self.trials, self.budgets) if t >= b)
+        elapsed = time.monotonic() - self.start
+        best = sum(b for b in self.best if b < math.inf)
+        left = (elapsed / done_trials * max(0, total - done_trials)) if done_trials else None
+        if self.deadline is not None:
+            budget_left = max(0.0, self.deadline - time.monotonic())
+            left = budget_left if left is None else min(left, budget_left)
+        width = 20
+        filled = int(width * done_trials / total) if total else width
+        bar = "#" * filled + "." * (width - filled)
+        eta = "?" if left is None else _duration(left)
+        best_txt = f"{best * 1e6:.1f} us" if best else "n/a"
+        return (f"[{bar}] tasks {done_tasks}/{len(self.tasks)}  trials {done_trials}/{total}  "
+                f"best total {best_txt}  elapsed {_duration(elapsed)}  left ~{eta}")
+
+    def report(self) -> None:
+        if self.say is not None:
+            self.say(self.line())
+
+
+def _duration(secs: float) -> str:
+    secs = int(round(secs))
+    if secs < 60:
+        return f"{secs}s"
+    if secs < 3600:
+        return f"{secs // 60}m{secs % 60:02d}s"
+    return f"{secs // 3600}h{secs % 3600 // 60:02d}m"
+
+
+def _callback(progress: _Progress):
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+    @derived_object
+    class ProgressCallback(PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
+                  runner_results):
+            progress.measured(task_scheduler, task_id, runner_results)
+
+    return ProgressCallback()
+
+
+# ----------------------------------------------------------- tuning a model
+@dataclass
+class TuneSummary:
+    """What one ``tune_model`` call did."""
+
+    device_key: str
+    store_dir: str
+    tasks: list                   # [(name, shash, trials before, trials measured now)]
+    skipped: int                  # tasks already tuned to the requested trials
+    trials: int                   # trials measured in this run
+    seconds: float
+    stopped_by_time: bool = False
+
+    def text(self) -> str:
+        tuned = len(self.tasks) - self.skipped
+        return (f"device {self.device_key}: {len(self.tasks)} distinct kernels, {self.skipped} "
+                f"already tuned, {tuned} tuned now with {self.trials} trials in "
+                f"{self.seconds:.1f}s" + (" (time budget reached)" if self.stopped_by_time
+                                          else "") + f"; store {self.store_dir}")
+
+
+def tune_model(model_or_path, target="x86", *, trials: int = 64,
+               time_budget: Optional[float] = None, store: Optional[TuningStore] = None,
+               device_key_override: Optional[str] = None, tracker: Optional[str] = None,
+               rpc_key: Optional[str] = None, input_shapes=None, progress: Progress = None,
+               builder_workers: int = 1, builder_timeout: float = 120.0,
+               trials_per_iter: Optional[int] = None, strategy: str = "evolutionary",
+               seed: Optional[int] = None, mod=None) -> TuneSummary:
+    """Tune every distinct fused kernel of a model (path, loaded Model, or ``mod=`` Relax)."""
+    from tvm.s_tir import meta_schedule as ms
+    from ..targets import get_target
+    from .device_key import device_key as derive_key
+
+    if trials < 1:
+        raise NNEFError(f"--trials must be >= 1, got {trials}")
+    if time_budget is not None and time_budget <= 0:
+        raise NNEFError(f"--time-budget must be > 0 seconds, got {time_budget}")
+    start = time.monotonic()
+    tgt = get_target(target)
+    store = store or TuningStore()
+    key = derive_key(tgt, override=device_key_override)
+    if mod is None:
+        from ..compiler import _convert, _load
+        model = _load(os.fspath(model_or_path), input_shapes) \
+            if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
+        _say(progress, "converting to Relax")
+        mod = _convert(model, input_shapes)
+    _say(progress, "fusing")
+    ttarget = tuning_target(tgt)
+    fused = fused_module(mod, tgt)
+    tasks = extract_tasks(fused, ttarget)
+    log = store.read(key)
+    counts = log.trial_counts()
+    for t in tasks:
+        t.done_trials = counts.get(t.shash, 0)
+    todo = [t for t in tasks if t.done_trials < trials]
+    skipped = len(tasks) - len(todo)
+    _say(progress, f"device {key}: {len(tasks)} distinct kernels, {skipped} already tuned "
+                   f"(>= {trials} trials), {len(todo)} to tune")
+    rows = [(t.name, t.shash, t.done_trials, 0) for t in tasks]
+    if not todo:
+        return TuneSummary(key, str(store.folder(key)), rows, skipped, 0,
+                           time.monotonic() - start)
+
+    budgets = [trials - t.done_trials for t in todo]
+    inner, _ = _memory_database(todo, log, top_k=32)
+    database = _recording_database(inner, store.writer(key))
+    prog = _Progress(todo, budgets, None if time_budget is None else start + time_budget,
+                     progress)
+    per_iter = trials_per_iter or max(1, min(16, max(budgets)))
+    work_dir = tempfile.mkdtemp(prefix="nnef-tune-")
+    contexts, weights = [], []
+    for t, rand in zip(todo, ms.utils.fork_seed(seed, n=len(todo))):
+        contexts.append(ms.TuneContext(
+            mod=t.extracted.dispatched[0], target=ttarget, space_generator="post-order-apply",
+            search_strategy=_strategy(strategy, max(budgets)), task_name=t.name,
+            rand_state=rand, num_threads=1,
+            logger=ms.logging.get_logger(f"nnef_tvm.tune.{t.name}")).clone())
+        weights.append(float(t.weight))
+    builder = make_builder(workers=builder_workers, timeout_sec=builder_timeout,
+                           cross_compiler=tgt.cross_compiler, shared=tracker is not None)
+    runner = make_runner(tracker=tracker, key=rpc_key)
+    callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [_callback(prog)]
+    _quiet_tvm_logs()
+    prog.report()
+    ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=work_dir,
+                  max_trials_global=sum(budgets), max_trials_per_task=max(budgets),
+                  num_trials_per_iter=per_iter, builder=builder, runner=runner,
+                  database=database, cost_model="xgb" if _has_xgboost() else "random",
+                  measure_callbacks=callbacks, task_scheduler="round-robin")
+    rows = []
+    todo_ids = {id(t): i for i, t in enumerate(todo)}
+    for t in tasks:
+        i = todo_ids.get(id(t))
+        rows.append((t.name, t.shash, t.done_trials, prog.trials[i] if i is not None else 0))
+    return TuneSummary(key, str(store.folder(key)), rows, skipped, sum(prog.trials),
+                       time.monotonic() - start, prog.stopped_by_time)
+
+
+def _strategy(name: str, trials: int):
+    """Search strategy; the evolutionary population is scaled down for small budgets."""
+    from tvm.s_tir import meta_schedule as ms
+    if name == "replay":
+        return ms.search_strategy.ReplayTrace()
+    if name != "evolutionary":
+        raise NNEFError(f"unknown search strategy '{name}' (evolutionary, replay)")
+    pop = int(min(512, max(16, 8 * trials)))
+    return ms.search_strategy.EvolutionarySearch(
+        population_size=pop, init_measured_ratio=0.2, init_min_unmeasured=min(50, pop),
+        genetic_num_iters=2 if trials <= 16 else 4)
+
+
+def _has_xgboost() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("xgboost") is not None
+
+
+def _quiet_tvm_logs() -> None:
+    import logging
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+
+
+def _say(progress: Progress, text: str) -> None:
+    if progress is not None:
+        progress(text)
+
+
+def stderr_progress(prefix: str = "nnef-tune") -> Callable[[str], None]:
+    """Progress lines (``prefix: text``) on stderr."""
+    def say(text: str) -> None:
+        print(f"{prefix}: {text}", file=sys.stderr, flush=True)
+    return say
