@@ -73,9 +73,14 @@ class CompiledModel:
             raise NNEFError(f"target '{self.target.name}' does not run on this machine; "
                             "export the library and run it on the device (nnef-run --rpc)")
         import tvm
-        lib = self.executable.jit()
-        dev = tvm.device(self.target.device, 0)
-        return LoadedModel(lib, dev, self.metadata).run(inputs)
+        if self.target.device == "cpu":
+            lib = self.executable.jit()
+            return LoadedModel(lib, tvm.cpu(), self.metadata).run(inputs)
+        # device code must go through our export (nvcc-compiled, not JIT at load)
+        from .runtime import load
+        with tempfile.TemporaryDirectory(prefix="nnef-tvm-run-") as work:
+            path = self.export(os.path.join(work, "model.so"))
+            return load(path, self.target.device).run(inputs)
 
 
 def _say(progress: Progress, text: str) -> None:
@@ -215,7 +220,8 @@ def compile_relax(mod, target="x86", *, inputs: Optional[list[IOSpec]] = None,
         d_in, d_out = io_specs(mod)
         inputs = inputs if inputs is not None else d_in
         outputs = outputs if outputs is not None else d_out
-    database = _tuning_database(tuning_dir) if tuning_dir else None
+    tuning = _tuning(tgt, tuning_dir, progress)
+    database = tuning.database if tuning is not None else None
     dump = _Dumper(dump_ir)
     dump.write("00_input", mod)
     snapshots = {}
@@ -227,6 +233,9 @@ def compile_relax(mod, target="x86", *, inputs: Optional[list[IOSpec]] = None,
             dump.write("01_before_fusion", m)
         elif name == "fuse_tir":
             dump.write("02_after_fusion", m)
+            if tuning is not None:
+                tuning.count(m, tgt)
+                _say(progress, tuning.line())
         elif name == "schedule":
             dump.write("03_scheduled", m)
 
@@ -245,6 +254,8 @@ def compile_relax(mod, target="x86", *, inputs: Optional[list[IOSpec]] = None,
     except Exception as e:  # TVM codegen failure on a valid model is a bug: keep the traceback
         raise RuntimeError(f"TVM code generation failed for target {tgt.name}: {e}") from e
     meta = build_metadata(tgt, inputs, outputs, source, model_name, kernels)
+    if tuning is not None:
+        meta["tuning"] = tuning.summary()
     _say(progress, "compiled")
     return CompiledModel(tgt, executable, meta, kernels, mod)
 
@@ -275,17 +286,18 @@ def _json(obj) -> str:
     return json.dumps(obj, indent=2) + "\n"
 
 
-def _tuning_database(tuning_dir):
-    """A MetaSchedule JSON database from ``tuning_dir`` (workload + record files)."""
-    from tvm.s_tir import meta_schedule as ms
-    d = os.fspath(tuning_dir)
-    wl = os.path.join(d, "database_workload.json")
-    rec = os.path.join(d, "database_tuning_record.json")
-    if not (os.path.isfile(wl) and os.path.isfile(rec)):
-        raise NNEFError("no tuning database here (expected database_workload.json and "
-                        "database_tuning_record.json)", file=d)
-    return ms.database.JSONDatabase(path_workload=wl, path_tuning_record=rec,
-                                    allow_missing=False)
+def _tuning(tgt, tuning_dir, progress):
+    """Tuned schedules for ``tgt`` from ``tuning_dir`` or the default store (or None).
+
+    Lookup and store layout belong to :mod:`nnef_tvm.schedules.apply`.
+    """
+    try:
+        from .schedules.apply import tuning_for_compile
+    except ImportError:                     # schedules package without tuning support
+        if tuning_dir:
+            raise NNEFError("this build of nnef-tvm cannot apply tuning records") from None
+        return None
+    return tuning_for_compile(tgt, tuning_dir, progress=progress)
 
 
 class _Dumper:

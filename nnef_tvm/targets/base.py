@@ -103,8 +103,13 @@ class Target:
         return tvm.target.Target(self.tvm_target)
 
     def schedule_passes(self) -> list:
-        """Relax-level passes that schedule the fused PrimFuncs (GPU: dlight)."""
-        return []
+        """Passes that schedule the fused PrimFuncs left unscheduled after tuning.
+
+        The defaults live in :mod:`nnef_tvm.schedules.default` (CPU rules for
+        LLVM, dlight for GPUs); a family may override this.
+        """
+        from ..schedules.default import default_schedule_passes
+        return default_schedule_passes(self)
 
     def check_codegen(self) -> None:
         """Raise NNEFError if this TVM build cannot generate code for the target."""

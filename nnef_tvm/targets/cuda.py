@@ -57,9 +57,9 @@ class CudaTarget(Target):
     """CUDA target: dlight schedules + nvcc-compiled fatbin packing."""
 
     def schedule_passes(self) -> list:
-        from tvm.s_tir import dlight as dl
-        return [dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
-                                        dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
+        # dlight (via nnef_tvm.schedules): every kernel bound to blocks/threads
+        from ..schedules.default import gpu_default_schedule
+        return [gpu_default_schedule()]
 
     @property
     def arch(self) -> str:

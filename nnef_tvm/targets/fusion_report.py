@@ -58,11 +58,14 @@ def fusion_report(before, after, origins: Optional[dict] = None,
     origins = origins or {}
     pre = _bindings(before[entry]) if entry in [g.name_hint for g in before.get_global_vars()] else []
     pre_names = [b.var.name for b in pre]
+    # only names that exist before fusion can be compared (fused functions add
+    # parameters such as 'param_0' for lifted constants)
+    known = set(pre_names) | ({p.name for p in before[entry].params} if pre else set())
     by_call = {}
     for b in pre:
         callee, args = _callee_and_args(b.value)
         if callee is not None:
-            by_call.setdefault((callee, tuple(args)), b.var.name)
+            by_call.setdefault((callee, tuple(a for a in args if a in known)), b.var.name)
 
     kernels: list[Kernel] = []
     post_main = after[entry]
@@ -76,10 +79,8 @@ def fusion_report(before, after, origins: Optional[dict] = None,
             rename = {}                               # inner var name -> tensor name
             for inner in _bindings(func):
                 c, args = _callee_and_args(inner.value)
-                args = tuple(rename.get(a, a) for a in args)
-                name = inner.var.name
-                if name not in pre_names:
-                    name = by_call.get((c, args), name)
+                args = tuple(a for a in (rename.get(a, a) for a in args) if a in known)
+                name = by_call.get((c, args), inner.var.name)
                 rename[inner.var.name] = name
                 k.tensors.append(name)
         else:                                         # a lone PrimFunc call in main

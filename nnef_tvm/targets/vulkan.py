@@ -28,9 +28,9 @@ def has_vulkan_codegen() -> bool:
 @dataclass
 class VulkanTarget(Target):
     def schedule_passes(self) -> list:
-        from tvm.s_tir import dlight as dl
-        return [dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
-                                        dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
+        # dlight (via nnef_tvm.schedules): every kernel bound to blocks/threads
+        from ..schedules.default import gpu_default_schedule
+        return [gpu_default_schedule()]
 
     def available(self) -> list[str]:
         missing = super().available()

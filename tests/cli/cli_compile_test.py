@@ -156,3 +156,18 @@ def test_check_with_the_real_reader(capsys, real_reader):
     code, out, err = _run([bad, "--check"], capsys)
     assert code == 1 and "Traceback" not in err
     assert err.startswith(bad + ":") and ": error: " in err
+
+
+def test_missing_tuning_dir_is_an_error(tmp_path, capsys, model_file, khronos_reader):
+    code, out, err = _run([str(model_file), "-q", "-o", str(tmp_path / "t.so"), "--tuning-dir",
+                           str(tmp_path / "no-such-dir")], capsys)
+    assert code == 1
+    assert "tuning directory not found" in err and err.count("\n") == 1
+
+
+def test_empty_tuning_dir_uses_default_schedules(tmp_path, capsys, model_file, khronos_reader):
+    (tmp_path / "store").mkdir()
+    code, out, err = _run([str(model_file), "-o", str(tmp_path / "t.so"), "--tuning-dir",
+                           str(tmp_path / "store"), "--verify"], capsys)
+    assert code == 0, err
+    assert "verify: OK" in out

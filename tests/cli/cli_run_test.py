@@ -4,7 +4,7 @@ import platform
 import socket
 import subprocess
 import sys
-import threading
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -114,7 +114,7 @@ def test_wrong_device(tmp_path, tiny_so, capsys):
     assert code == 1 and "compiled for device 'cpu'" in err
 
 
-def test_run_over_rpc(tmp_path, tiny_so, tiny, capsys):
+def test_run_over_rpc(tmp_path, tiny_so, tiny, capsys, request):
     pytest.importorskip("tornado", reason="RPC needs the 'rpc' extra")
     from tvm.rpc import server
     sock = socket.socket()
@@ -122,8 +122,12 @@ def test_run_over_rpc(tmp_path, tiny_so, tiny, capsys):
     sock.bind(("127.0.0.1", 0))
     sock.listen(1)
     port = sock.getsockname()[1]
-    threading.Thread(target=server._listen_loop, args=(sock, port, "", None, None, None),
-                     daemon=True).start()
+    # a forked child: TVM's server chdirs per session, keep that out of this process
+    proc = multiprocessing.get_context("fork").Process(
+        target=server._listen_loop, args=(sock, port, "", None, None, None))
+    proc.start()
+    sock.close()
+    request.addfinalizer(lambda: (proc.terminate(), proc.join(10)))
     x = np.random.default_rng(4).standard_normal((1, 2, 4, 4)).astype("float32")
     np.savez(tmp_path / "in.npz", input=x)
     code, out, err = _run([tiny_so, "--inputs", str(tmp_path / "in.npz"), "--output",

@@ -145,9 +145,10 @@ class _StartingBoard:
 
     def __init__(self, root):
         self.root = root
+        self.first_port = _free_port()        # also names this run's instance
         self.proc = subprocess.Popen(
             [sys.executable, str(SCRIPT), "start", "--root", str(root), "--port",
-             str(_free_port())], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             str(self.first_port)], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._port = None
 
     @property
@@ -165,7 +166,8 @@ class _StartingBoard:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.communicate()
-        res = _board("stop", "--root", str(self.root), timeout=120)
+        res = _board("stop", "--root", str(self.root), "--port", str(self.first_port),
+                     timeout=120)
         assert res.returncode == 0, res.stderr
 
 

@@ -1,12 +1,12 @@
 """Run a compiled library over TVM RPC on loopback: direct server, and tracker + 2 servers.
 
-Servers and the tracker run as daemon threads of the test process (TVM's own
-``rpc.Server`` would start a fresh Python per server, ~10 s each here); every
-session is still served by a forked child, as on a real board.
+Servers and the tracker run in children forked from the test process (TVM's
+own ``rpc.Server`` starts a fresh Python per server, ~10-20 s each here); every
+session is then served by a further forked child, as on a real board.
 """
 import platform
 import socket
-import threading
+import multiprocessing
 import time
 
 import numpy as np
@@ -30,20 +30,40 @@ def _listening_socket():
     return sock, sock.getsockname()[1]
 
 
-def start_server(tracker_port=None, key=""):
+_FORK = multiprocessing.get_context("fork")
+
+
+@pytest.fixture
+def spawn():
+    """Start loop functions in forked children (TVM's server chdirs per session, so it
+    must not run inside the test process); all of them are stopped at teardown."""
+    procs = []
+
+    def start(target, args):
+        proc = _FORK.Process(target=target, args=args)
+        proc.start()
+        procs.append(proc)
+        return proc
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.join(10)
+
+
+def start_server(spawn, tracker_port=None, key=""):
     from tvm.rpc import server
     sock, port = _listening_socket()
     tracker = ("127.0.0.1", tracker_port) if tracker_port else None
-    threading.Thread(target=server._listen_loop, args=(sock, port, key, tracker, None, None),
-                     daemon=True).start()
+    spawn(server._listen_loop, (sock, port, key, tracker, None, None))
+    sock.close()                                 # the child owns it now
     return port
 
 
-def start_tracker():
+def start_tracker(spawn):
     from tvm.rpc import base, tracker
     sock, port = _listening_socket()
-    threading.Thread(target=tracker._tracker_server, args=(sock, base.random_key("tracker")),
-                     daemon=True).start()
+    spawn(tracker._tracker_server, (sock, base.random_key("tracker")))
+    sock.close()
     return port
 
 
@@ -67,8 +87,8 @@ def _reference(x):
     return np.maximum(x - 0.5, 0)
 
 
-def test_direct_rpc_server(library):
-    port = start_server()
+def test_direct_rpc_server(library, spawn):
+    port = start_server(spawn)
     sess = runtime.connect(f"127.0.0.1:{port}")
     model = runtime.load(library, session=sess)
     x = np.random.default_rng(0).standard_normal((3, 4)).astype("float32")
@@ -77,10 +97,10 @@ def test_direct_rpc_server(library):
     assert runtime.module_metadata(model.lib)["target"]["name"] == "x86"
 
 
-def test_tracker_with_two_servers(library):
-    tport = start_tracker()
+def test_tracker_with_two_servers(library, spawn):
+    tport = start_tracker(spawn)
     for _ in range(2):
-        start_server(tport, key="board")
+        start_server(spawn, tport, key="board")
     from tvm import rpc
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:          # wait until both servers registered
