@@ -42,6 +42,7 @@ tests skip on 3 and fail on 1.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -120,9 +121,7 @@ class Layout:
         self.qemu_dir = root / "qemu"
         self.stamp = root / "setup.json"
         self.server = root / "rpc_board_server.py"
-        self.pidfile = root / "board.pid"
-        self.portfile = root / "board.port"
-        self.logfile = root / "board.log"
+        self.lock = root / "setup.lock"
         self.work = root / "work"
 
     @property
@@ -465,12 +464,31 @@ def is_set_up(layout: Layout, mirror: str) -> bool:
 
 
 def cmd_setup(layout: Layout, mirror: str, force: bool = False) -> dict:
+    """Build the board under the root unless it is already built for this recipe.
+
+    A lock file serializes concurrent setups of one root (two test runs): the
+    second waits and then finds the board ready.
+    """
     if not force and is_set_up(layout, mirror):
         stamp = read_stamp(layout)
         log(f"already set up at {layout.root} ({stamp.get('check')})")
         return stamp
     host_checks()
     layout.root.mkdir(parents=True, exist_ok=True)
+    with open(layout.lock, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another setup of this root is running: waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if not force and is_set_up(layout, mirror):
+            stamp = read_stamp(layout)
+            log(f"set up meanwhile at {layout.root} ({stamp.get('check')})")
+            return stamp
+        return _build(layout, mirror)
+
+
+def _build(layout: Layout, mirror: str) -> dict:
     t0 = time.time()
     probe(mirror)
     qemu = find_qemu(layout)
@@ -490,6 +508,59 @@ def cmd_setup(layout: Layout, mirror: str, force: bool = False) -> dict:
     return stamp
 
 
+class Instance:
+    """One running server of a root, named by the port ``start`` was asked for.
+
+    Separate files per instance let two test runs share one cached board root
+    without stopping each other's servers.
+    """
+
+    def __init__(self, layout: Layout, port: int):
+        self.layout = layout
+        self.port = port
+        self.pidfile = layout.root / f"board-{port}.pid"
+        self.portfile = layout.root / f"board-{port}.port"
+        self.logfile = layout.root / f"board-{port}.log"
+
+    @staticmethod
+    def all(layout: Layout) -> list["Instance"]:
+        out = []
+        for f in sorted(layout.root.glob("board-*.pid")):
+            tail = f.stem.split("-", 1)[1]
+            if tail.isdigit():
+                out.append(Instance(layout, int(tail)))
+        return out
+
+    def running_pid(self) -> Optional[int]:
+        """Pid of the server if it is running (checked against its command line)."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return None
+        return pid if str(self.layout.server) in cmdline and _pid_alive(pid) else None
+
+    def bound_port(self) -> Optional[int]:
+        try:
+            return int(self.portfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def forget(self, pid: Optional[int] = None) -> None:
+        """Remove the instance files (only if they still name ``pid``, when given)."""
+        if pid is not None:
+            try:
+                if int(self.pidfile.read_text().strip()) != pid:
+                    return
+            except (OSError, ValueError):
+                pass
+        self.pidfile.unlink(missing_ok=True)
+        self.portfile.unlink(missing_ok=True)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -497,22 +568,10 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
-
-
-def running_pid(layout: Layout) -> Optional[int]:
-    """Pid of this root's board server if it is running (checked against its cmdline)."""
-    try:
-        pid = int(layout.pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    if not _pid_alive(pid):
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    try:   # a zombie (exited, not yet reaped) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
-        return None
-    return pid if str(layout.server) in cmdline else None
+        return False
 
 
 def _accepts(port: int) -> bool:
@@ -527,96 +586,105 @@ def cmd_start(layout: Layout, mirror: str, port: int, timeout: float) -> int:
     if not is_set_up(layout, mirror):
         raise SetupError(f"the board at {layout.root} is not set up: run "
                          f"'{Path(__file__).name} setup --root {layout.root}' first")
-    pid = running_pid(layout)
-    if pid is not None:
-        running = int(layout.portfile.read_text())
-        log(f"already running (pid {pid}) on 127.0.0.1:{running}")
-        print(running, flush=True)
-        return running
+    inst = Instance(layout, port)
+    pid = inst.running_pid()
+    if pid is not None and inst.bound_port() is None:
+        log(f"another start of this instance is in progress (pid {pid}): waiting for it")
+        end = time.time() + timeout
+        while time.time() < end and inst.running_pid() == pid and inst.bound_port() is None:
+            time.sleep(1.0)
+    if inst.running_pid() is not None and inst.bound_port():
+        log(f"already running (pid {inst.running_pid()}) on 127.0.0.1:{inst.bound_port()}")
+        print(inst.bound_port(), flush=True)
+        return inst.bound_port()
+    if inst.running_pid() is not None:
+        raise SetupError(f"instance {port} is running but never reported its port "
+                         f"(log: {inst.logfile}); stop it with 'stop --port {port}'")
+    inst.forget()
     stamp = read_stamp(layout)
     layout.work.mkdir(parents=True, exist_ok=True)
-    layout.portfile.unlink(missing_ok=True)
     args = [str(layout.server), "127.0.0.1", str(port), str(port + 100)]
-    with open(layout.logfile, "w") as logf:
+    with open(inst.logfile, "w") as logf:
         proc = subprocess.Popen(python_command(layout, stamp["qemu"], args),
                                 env=emulated_env(layout), stdout=logf,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=layout.work, start_new_session=True)
-    layout.pidfile.write_text(str(proc.pid))
-    log(f"board started (pid {proc.pid}, log {layout.logfile}); waiting for TVM to import")
+    inst.pidfile.write_text(str(proc.pid))
+    log(f"board started (pid {proc.pid}, log {inst.logfile}); waiting for TVM to import")
     deadline = time.time() + timeout
     shown = 0
     while time.time() < deadline:
-        text = layout.logfile.read_text(errors="replace")
+        text = inst.logfile.read_text(errors="replace")
         lines = text.splitlines()
         for line in lines[shown:]:
             log(f"  {line}")
         shown = len(lines)
         ready = [ln for ln in lines if ln.startswith("READY ")]
-        if ready:
+        if ready and _accepts(int(ready[-1].split()[1])):
             bound = int(ready[-1].split()[1])
-            if _accepts(bound):
-                layout.portfile.write_text(str(bound))
-                print(bound, flush=True)
-                return bound
+            inst.portfile.write_text(str(bound))
+            print(bound, flush=True)
+            return bound
         if proc.poll() is not None:
-            layout.pidfile.unlink(missing_ok=True)
+            inst.forget(proc.pid)
             raise SetupError(f"the board exited with code {proc.returncode}:\n{text[-3000:]}")
         time.sleep(1.0)
     _stop_pid(proc.pid)
-    layout.pidfile.unlink(missing_ok=True)
+    inst.forget(proc.pid)
     raise SetupError(f"the board did not start listening within {timeout:.0f}s "
-                     f"(log: {layout.logfile})")
+                     f"(log: {inst.logfile})")
 
 
 def _stop_pid(pid: int, grace: float = 10.0) -> None:
-    """Terminate the server's process group (the server and its session children)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    """End the server's process group: the server and its forked session children.
+
+    The server leads its own session (``start_new_session``), so its pid is the
+    group id. SIGTERM first, SIGKILL for whatever is left after ``grace`` s.
+    """
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    end = time.time() + grace
+    while time.time() < end and _pid_alive(pid):
         try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        end = time.time() + grace
-        while time.time() < end:
-            try:
-                # reap it if it is our child (start, then stop in one process)
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    break
-            except ChildProcessError:
-                pass
-            if not _pid_alive(pid):
-                break
-            time.sleep(0.2)
-        if not _pid_alive(pid):
-            # the group may still hold forked session children
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            return
+            os.waitpid(pid, os.WNOHANG)      # reap it when it is our own child
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)       # leftovers (session children) or a stuck server
+    except ProcessLookupError:
+        pass
 
 
-def cmd_stop(layout: Layout) -> bool:
-    pid = running_pid(layout)
-    layout.pidfile.unlink(missing_ok=True)
-    layout.portfile.unlink(missing_ok=True)
-    if pid is None:
+def cmd_stop(layout: Layout, port: Optional[int]) -> int:
+    """Stop the instance started with ``--port port``, or every instance of the root."""
+    instances = [Instance(layout, port)] if port is not None else Instance.all(layout)
+    stopped = 0
+    for inst in instances:
+        pid = inst.running_pid()
+        inst.forget()
+        if pid is not None:
+            _stop_pid(pid)
+            inst.logfile.unlink(missing_ok=True)
+            log(f"stopped (pid {pid}, port {inst.port})")
+            stopped += 1
+    if not stopped:
         log("not running")
-        return False
-    _stop_pid(pid)
-    log(f"stopped (pid {pid})")
-    return True
+    return stopped
 
 
 def cmd_status(layout: Layout, mirror: str) -> int:
     stamp = read_stamp(layout)
     print(f"root: {layout.root}")
     print(f"set up: {is_set_up(layout, mirror)}" + (f" ({stamp.get('check')})" if stamp else ""))
-    pid = running_pid(layout)
-    if pid is None:
+    running = [(inst, inst.running_pid()) for inst in Instance.all(layout)]
+    running = [(inst, pid) for inst, pid in running if pid is not None]
+    if not running:
         print("server: not running")
-    else:
-        print(f"server: pid {pid} on 127.0.0.1:{layout.portfile.read_text().strip()}")
+    for inst, pid in running:
+        print(f"server: pid {pid} on 127.0.0.1:{inst.bound_port() or '(starting)'}")
     return 0
 
 
@@ -637,8 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "~/.cache/nnef-tvm/arm64-board)")
     p.add_argument("--mirror", default=os.environ.get("NNEF_TVM_BOARD_MIRROR", DEFAULT_MIRROR),
                    help=f"Debian mirror (default {DEFAULT_MIRROR})")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help="first port to try (start binds the first free one of the next 100)")
+    p.add_argument("--port", type=int, default=None,
+                   help=f"start: first port to try (default {DEFAULT_PORT}; the first free one "
+                        "of the next 100 is bound); stop: the instance to stop (default: all)")
     p.add_argument("--timeout", type=float, default=START_TIMEOUT,
                    help="seconds to wait for the server to listen")
     p.add_argument("--force", action="store_true", help="setup: rebuild even if cached")
@@ -652,9 +721,9 @@ def main(argv=None) -> int:
         if args.command == "setup":
             cmd_setup(layout, args.mirror, force=args.force)
         elif args.command == "start":
-            cmd_start(layout, args.mirror, args.port, args.timeout)
+            cmd_start(layout, args.mirror, args.port or DEFAULT_PORT, args.timeout)
         elif args.command == "stop":
-            cmd_stop(layout)
+            cmd_stop(layout, args.port)
         elif args.command == "status":
             return cmd_status(layout, args.mirror)
         else:
