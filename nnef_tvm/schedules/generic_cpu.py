@@ -38,7 +38,10 @@ def _schedule_reduction(sch, block, lanes: int) -> bool:
         sch.reorder(*spatial[:-1], lo, *reds, vi)
         sch.vectorize(vi)
         spatial = spatial[:-1] + [lo]
-    if total >= 64 and spatial:
+    work = total
+    for e in exts[nsp:]:
+        work *= e
+    if spatial and total >= 2 and work >= 4096:
         par = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
         sch.parallel(par)
     return True

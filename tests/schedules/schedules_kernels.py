@@ -1,0 +1,133 @@
+"""Representative fused PrimFuncs for the default-schedule tests.
+
+Each case is a small Relax function (BlockBuilder, not the NNEF frontend, so
+these tests only depend on the schedules) pushed through the project's own
+legalize -> fuse -> fuse_tir phases, which yields exactly the kind of fused
+PrimFuncs the schedule phase sees in a real model.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _var(name, shape):
+    from tvm import relax
+    return relax.Var(name, relax.TensorType(shape, "float32"))
+
+
+def conv_case(cin, cout, hw, k, stride, groups, *, epilogue=True):
+    """conv2d (NCHW/OIHW, 'same' padding) + bias + residual-or-not + relu."""
+    from tvm import relax
+    from tvm.relax import op
+    pad = k // 2
+    out_hw = (hw + 2 * pad - k) // stride + 1
+    x = _var("x", (1, cin, hw, hw))
+    w = _var("w", (cout, cin // groups, k, k))
+    b = _var("b", (1, cout, 1, 1))
+    params = [x, w, b]
+    res = None
+    if epilogue and stride == 1 and cin == cout:
+        res = _var("r", (1, cout, out_hw, out_hw))
+        params.append(res)
+    bb = relax.BlockBuilder()
+    with bb.function("main", params):
+        with bb.dataflow():
+            y = bb.emit(op.nn.conv2d(x, w, strides=stride, padding=pad, groups=groups))
+            if epilogue:
+                y = bb.emit(op.add(y, b))
+                if res is not None:
+                    y = bb.emit(op.add(y, res))
+                y = bb.emit(op.nn.relu(y))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def dense_case(n, k, m):
+    from tvm import relax
+    from tvm.relax import op
+    x, w, b = _var("x", (n, k)), _var("w", (k, m)), _var("b", (1, m))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x, w, b]):
+        with bb.dataflow():
+            y = bb.emit(op.add(op.matmul(x, w), b))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def pool_case(kind):
+    from tvm import relax
+    from tvm.relax import op
+    x = _var("x", (1, 16, 28, 28))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            if kind == "max":
+                y = bb.emit(op.nn.max_pool2d(x, pool_size=3, strides=2, padding=1))
+            elif kind == "avg":
+                y = bb.emit(op.nn.avg_pool2d(x, pool_size=2, strides=2))
+            else:
+                y = bb.emit(op.mean(x, axis=[2, 3], keepdims=True))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def elementwise_case():
+    from tvm import relax
+    from tvm.relax import op
+    x, y = _var("x", (1, 32, 14, 14)), _var("y", (1, 32, 1, 1))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x, y]):
+        with bb.dataflow():
+            z = bb.emit(op.nn.relu(op.add(op.multiply(x, y), x)))
+            out = bb.emit_output(z)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def softmax_case():
+    from tvm import relax
+    from tvm.relax import op
+    x = _var("x", (64, 256))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            z = bb.emit(op.nn.softmax(x, axis=-1))
+            out = bb.emit_output(z)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def fused_primfuncs(mod, target) -> dict:
+    """{name: PrimFunc} after the project's legalize/fuse/fuse_tir phases for ``target``."""
+    import tvm
+    from nnef_tvm.targets.pipeline import build_phases, run_phases
+    phases = [p for p in build_phases(target) if p.name in ("legalize", "fuse", "fuse_tir")]
+    fused = run_phases(mod, target, phases)
+    return {gv.name_hint: f for gv, f in fused.functions_items()
+            if isinstance(f, tvm.tirx.PrimFunc)}
+
+
+def random_args(func, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in func.params:
+        shape, dtype = [int(d) for d in p.shape], str(p.dtype)
+        if dtype.startswith("int"):              # indices: small and in bounds
+            out.append(rng.integers(0, 4, shape).astype(dtype))
+        else:
+            out.append(rng.standard_normal(shape).astype(dtype))
+    return out
+
+
+def run_primfunc(func, tvm_target, arrays):
+    """Build one PrimFunc alone and run it on copies of ``arrays``; returns the last (output)."""
+    import tvm
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                      tvm_target)
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(a.copy(), dev) for a in arrays]
+    lib(*args)
+    return args[-1].numpy()
