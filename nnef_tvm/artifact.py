@@ -6,8 +6,10 @@ versions -- without a sidecar file. We link one extra C object into the .so
 that holds the metadata JSON twice over:
 
 1. a TVM FFI packed function ``nnef_tvm_metadata`` returning the JSON as a
-   string, so plain ``tvm.runtime.load_module(path)["nnef_tvm_metadata"]()``
-   works anywhere the library loads (locally or on an RPC server);
+   string, so plain ``tvm.runtime.load_module(path).get_function(
+   "nnef_tvm_metadata", query_imports=True)()`` works anywhere the library
+   loads (locally or on an RPC server; the root module is the VM executable,
+   the function lives in the imported shared-library module);
 2. the same bytes behind a fixed marker (``NNEF_TVM_METADATA:<len>:``), so
    :func:`read_metadata` can read it by scanning the file: this works for a
    library built for another ISA (an AArch64 .so on an x86 laptop) or for a

@@ -142,3 +142,23 @@ def test_missing_tool_names_install_command(monkeypatch):
 def test_describe_is_json():
     for name in EXPECTED:
         json.dumps(get_target(name).describe())
+
+
+def test_byoc_partition_hook_runs_first(small_module):
+    """A target with a Partition gets FuseOpsByPattern(annotate_codegen) + RunCodegen first."""
+    from tvm.relax.dpl import is_op, wildcard
+    from tvm.relax.transform import FusionPattern
+    from nnef_tvm.targets import Partition
+    from nnef_tvm.targets.pipeline import build_phases
+
+    def patterns():
+        return [FusionPattern("npu.add", is_op("relax.add")(wildcard(), wildcard()))]
+    t = get_target("x86")
+    t.partitions = (Partition("npu", patterns, codegen="npu"),)
+    phases = build_phases(t)
+    assert [p.name for p in phases][:2] == ["partition", "legalize"]
+    assert len(phases[0].passes) == 2                  # FuseOpsByPattern, RunCodegen
+    mod = phases[0].passes[0](small_module)          # the pattern pass alone (no codegen)
+    codegens = [f.attrs["Codegen"] for f in mod.functions.values()
+                if f.attrs is not None and "Codegen" in f.attrs]
+    assert codegens == ["npu"]
