@@ -162,13 +162,18 @@ def io_specs(mod, graph=None, entry: str = "main") -> tuple[list[IOSpec], list[I
     from tvm import relax
     func = mod[entry]
     params = list(func.params)
+    attrs = func.attrs if func.attrs is not None else {}
     in_names = list(graph.inputs) if graph is not None else [p.name for p in params]
+    if "nnef_input_names" in attrs:            # the frontend's own record of the order
+        in_names = [str(n) for n in attrs["nnef_input_names"]]
     if len(in_names) != len(params):
         in_names = [p.name for p in params]
     inputs = [_spec(name, p.ty, graph) for name, p in zip(in_names, params)]
     ret = func.ret_ty
     rets = list(ret.fields) if isinstance(ret, relax.TupleType) else [ret]
     out_names = list(graph.outputs) if graph is not None else []
+    if "nnef_output_names" in attrs:
+        out_names = [str(n) for n in attrs["nnef_output_names"]]
     if len(out_names) != len(rets):
         out_names = [f"output{i}" for i in range(len(rets))] if len(rets) > 1 else ["output"]
     outputs = [_spec(name, si, graph) for name, si in zip(out_names, rets)]
