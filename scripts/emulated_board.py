@@ -699,7 +699,6 @@ def cmd_python(layout: Layout, mirror: str, args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("command", choices=["setup", "start", "stop", "status", "python"])
-    p.add_argument("args", nargs="*", help="for 'python': arguments of the emulated python")
     p.add_argument("--root", type=Path, default=None,
                    help="cache folder (default $NNEF_TVM_BOARD_ROOT or "
                         "~/.cache/nnef-tvm/arm64-board)")
@@ -715,7 +714,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = []
+    if "--" in argv:                      # 'python' command: the rest goes to the interpreter
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
+    args.args = extra
     layout = Layout((args.root or default_root()).expanduser().resolve())
     try:
         if args.command == "setup":
