@@ -69,8 +69,10 @@ PRUNED = {"dpkg", "install-info", "tar", "debconf", "debconf-2.0", "cdebconf", "
           "mime-support", "readline-common", "tzdata", "libtirpc-common", "gcc-12-base",
           "sensible-utils", "base-files"}
 PRUNED_PREFIXES = ("perl", "libperl")
-WHEELS = ("apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1", "numpy>=2,<2.5",
-          "ml_dtypes", "typing_extensions")
+# Exact versions: the board is reproducible and its cache key changes with them.
+# (apache-tvm-ffi 0.1.14.post1 as on the host; see pyproject.toml for why.)
+WHEELS = ("apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1", "numpy==2.4.6",
+          "ml_dtypes==0.6.0", "typing_extensions==4.16.0")
 WHEEL_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64",
                    "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 CONFIG_VERSION = 1                         # bump when the recipe changes
@@ -393,7 +395,12 @@ def install_wheels(layout: Layout) -> None:
 
 # --------------------------------------------------------------- running python
 def emulated_env(layout: Layout) -> dict:
-    """A clean environment for the emulated interpreter (nothing of the host's Python)."""
+    """A clean environment for the emulated interpreter (nothing of the host's Python).
+
+    PYTHONHOME points at the sysroot's stdlib (the interpreter would otherwise
+    look for it under the host's /usr); one thread for TVM and the BLAS, as
+    emulated threads only compete for the host's cores.
+    """
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(layout.root),
