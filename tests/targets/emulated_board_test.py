@@ -117,6 +117,17 @@ def test_stop_without_a_board_is_harmless(tmp_path):
     assert "not running" in res.stderr
 
 
+def test_setup_without_apt_is_unavailable_not_a_failure(tmp_path):
+    """No apt-get/dpkg-deb on PATH: exit code 3 (tests skip on it) and a reason."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    res = subprocess.run([sys.executable, str(SCRIPT), "setup", "--root", str(tmp_path / "r")],
+                         text=True, capture_output=True, timeout=60, env={"PATH": str(empty)})
+    assert res.returncode == 3, res.stderr
+    assert "apt-get" in res.stderr and "not found" in res.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_start_needs_setup(tmp_path):
     res = _board("start", "--root", str(tmp_path / "none"), timeout=60)
     assert res.returncode == 1
