@@ -62,8 +62,7 @@ class CompiledModel:
         _say(progress, f"linking {os.path.basename(path)} for {self.target.name}")
         with tempfile.TemporaryDirectory(prefix="nnef-tvm-") as work:
             c_file = artifact.write_metadata_source(self.metadata, work)
-            addon = self.target.compile_addon(c_file, work)
-            self.target.export(self.executable, path, [addon], work)
+            self.target.export(self.executable, path, [c_file], work)
         return path
 
     def run(self, inputs: dict) -> dict:

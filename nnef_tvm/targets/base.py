@@ -123,14 +123,6 @@ class Target:
             return cc.cross_compiler(tool.find() or self.cross_compiler)
         return None
 
-    def compile_addon(self, c_file: str, out_dir: str) -> str:
-        """Compile an extra C source (the metadata object) for this target -> path.
-
-        The plain C file is also accepted by the link step, but compiling it here
-        keeps the same compiler and flags as the link.
-        """
-        return c_file
-
     def export(self, executable, path: str, addons: list[str], workspace: str) -> None:
         """Write the one shared library for ``executable`` (a relax VMExecutable)."""
         from ..artifact import include_options
