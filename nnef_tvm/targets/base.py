@@ -115,6 +115,11 @@ class Target:
         """Raise NNEFError if this TVM build cannot generate code for the target."""
         return None
 
+    def build_context(self):
+        """Context manager around ``relax.build`` (e.g. a device-compiler callback)."""
+        import contextlib
+        return contextlib.nullcontext()
+
     def fcompile(self):
         """The ``export_library`` link function (None: TVM's default host compiler)."""
         if self.cross_compiler:

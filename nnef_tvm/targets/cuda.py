@@ -28,6 +28,7 @@ from .base import Target, Tool
 from .registry import register
 
 DEFAULT_ARCH = "sm_80"
+_CALLBACK = "tvm_callback_cuda_compile"
 NVCC = Tool("nvcc", "install the CUDA toolkit: https://developer.nvidia.com/cuda-downloads",
             paths=("/usr/local/cuda/bin",))
 
@@ -64,6 +65,36 @@ class CudaTarget(Target):
     @property
     def arch(self) -> str:
         return self.tvm_target.get("arch", DEFAULT_ARCH)
+
+    def build_context(self):
+        """While building: CUDA source -> fatbin with nvcc for ``self.arch``.
+
+        Only used where TVM finds a CUDA driver at build time (it then compiles
+        the kernels right away instead of keeping the source); TVM's default
+        callback would need NVRTC's Python bindings and guesses the arch.
+        """
+        import contextlib
+        import tvm
+        import tvm_ffi
+        nvcc = NVCC.find()
+        if nvcc is None:
+            return contextlib.nullcontext()
+        arch = self.arch
+
+        def compile_source(code, *_ignored):
+            with tempfile.TemporaryDirectory(prefix="nnef-tvm-nvcc-") as work:
+                return bytearray(nvcc_fatbin(str(code), arch, nvcc, work))
+
+        @contextlib.contextmanager
+        def swapped():
+            previous = tvm.get_global_func(_CALLBACK, allow_missing=True)
+            tvm_ffi.register_global_func(_CALLBACK, compile_source, override=True)
+            try:
+                yield
+            finally:
+                if previous is not None:
+                    tvm_ffi.register_global_func(_CALLBACK, previous, override=True)
+        return swapped()
 
     def export(self, executable, path, addons, workspace) -> None:
         nvcc = NVCC.find()
@@ -109,14 +140,14 @@ def _device_sources(mod) -> list[bytes]:
 def pack_imports_compiled(mod, is_system_lib, symbol_prefix, workspace_dir, *, arch, nvcc):
     """``fpack_imports`` for export_library: the module tree with CUDA source -> fatbin."""
     import tvm
-    from .library_blob import Blob, join_device_payload, split_device_payload, \
-        write_incbin_source
+    from .library_blob import (Blob, device_payload_format, join_device_payload,
+                               split_device_payload, write_incbin_source)
     raw = tvm.get_global_func("runtime.ModulePackImportsToTensor")(mod).numpy().tobytes()
     blob = Blob.parse(raw)
     sources = _device_sources(mod)
     modules = []
     for kind, payload in blob.modules:
-        if kind == "cuda" and payload is not None:
+        if kind == "cuda" and payload is not None and device_payload_format(payload) == "cuda":
             fmt, fmap, code = split_device_payload(payload, sources)
             if fmt == "cuda":
                 with tempfile.TemporaryDirectory(dir=workspace_dir) as work:

@@ -75,6 +75,12 @@ class Blob:
         return struct.pack("<Q", len(body)) + body
 
 
+def device_payload_format(payload: bytes) -> str:
+    """The ``fmt`` field of a device-module payload ("cuda" = source, "fatbin", ...)."""
+    fmt, _ = _bytes(payload, 0)
+    return fmt.decode()
+
+
 def split_device_payload(payload: bytes, code_candidates: list[bytes]) -> tuple[str, bytes, bytes]:
     """(fmt, fmap bytes, code) of a device-module payload ``<fmt><fmap><code>``.
 

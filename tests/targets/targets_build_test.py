@@ -248,3 +248,19 @@ def test_dump_ir_and_fusion_report(tmp_path, small_module):
                                                     ("mul", "g.nnef:5:5")]
     report = (tmp_path / "fusion_report.txt").read_text()
     assert "fused_add_relu_multiply:" in report and "relu -> act  at g.nnef:4:5" in report
+
+
+@pytest.mark.skipif(get_target("cuda").available() != [], reason="nvcc not installed")
+def test_cuda_build_callback_compiles_with_nvcc_and_is_restored():
+    """Where TVM sees a CUDA driver it compiles at build time: our callback makes a fatbin."""
+    import tvm
+    t = get_target("cuda", arch="sm_80")
+    before = tvm.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+    src = 'extern "C" __global__ void k(float* a) { a[threadIdx.x] += 1.0f; }\n'
+    with t.build_context():
+        out = bytes(tvm.get_global_func("tvm_callback_cuda_compile")(src))
+    assert out[:4] == struct.pack("<I", 0xBA55ED50)
+    assert [(kind, sm) for kind, sm, _ in _fatbin_entries(out) if kind == 2] == [(2, 80)]
+    after = tvm.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+    if before is not None:
+        assert after.__chandle__() == before.__chandle__()
