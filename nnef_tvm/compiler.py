@@ -256,6 +256,8 @@ def compile_relax(mod, target="x86", *, inputs: Optional[list[IOSpec]] = None,
     try:
         with tgt.build_context():
             executable = relax.build(lowered, tgt.tvm(), relax_pipeline=None)
+    except NNEFError:
+        raise
     except Exception as e:  # TVM codegen failure on a valid model is a bug: keep the traceback
         raise RuntimeError(f"TVM code generation failed for target {tgt.name}: {e}") from e
     meta = build_metadata(tgt, inputs, outputs, source, model_name, kernels)
