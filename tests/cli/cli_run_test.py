@@ -135,3 +135,43 @@ def test_run_over_rpc(tmp_path, tiny_so, tiny, capsys, request):
     assert code == 0, err
     got = np.load(tmp_path / "out.npz")
     np.testing.assert_allclose(got["pooled"], tiny.reference(x)["pooled"], rtol=1e-5, atol=1e-6)
+
+
+def test_run_through_tracker(tmp_path, tiny_so, tiny, capsys, request):
+    pytest.importorskip("tornado", reason="RPC needs the 'rpc' extra")
+    from tvm import rpc
+    from tvm.rpc import base, server, tracker
+    fork = multiprocessing.get_context("fork")
+
+    def listening():
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        return s, s.getsockname()[1]
+    tsock, tport = listening()
+    procs = [fork.Process(target=tracker._tracker_server,
+                          args=(tsock, base.random_key("tracker")))]
+    ssock, sport = listening()
+    procs.append(fork.Process(target=server._listen_loop,
+                              args=(ssock, sport, "pi", ("127.0.0.1", tport), None, None)))
+    for p in procs:
+        p.start()
+    tsock.close()
+    ssock.close()
+    request.addfinalizer(lambda: [(p.terminate(), p.join(10)) for p in procs])
+    import time
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        info = rpc.connect_tracker("127.0.0.1", tport).summary().get("queue_info", {})
+        if info.get("pi", {}).get("free", 0) >= 1:
+            break
+        time.sleep(0.2)
+    x = np.random.default_rng(6).standard_normal((1, 2, 4, 4)).astype("float32")
+    np.savez(tmp_path / "in.npz", input=x)
+    code, out, err = _run([tiny_so, "--inputs", str(tmp_path / "in.npz"), "--output",
+                           str(tmp_path / "out.npz"), "--tracker", f"127.0.0.1:{tport}",
+                           "--key", "pi"], capsys)
+    assert code == 0, err
+    got = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(got["output"], tiny.reference(x)["output"], rtol=1e-5, atol=1e-6)
