@@ -22,6 +22,7 @@ class Kernel:
     name: str                                   # fused function / PrimFunc name
     tensors: list[str] = field(default_factory=list)
     ops: list[dict] = field(default_factory=list)   # {'op', 'tensor', 'pos'}
+    primfuncs: list[str] = field(default_factory=list)   # legalized TIR functions, in order
 
 
 def _bindings(func):
@@ -83,8 +84,10 @@ def fusion_report(before, after, origins: Optional[dict] = None,
                 name = by_call.get((c, args), inner.var.name)
                 rename[inner.var.name] = name
                 k.tensors.append(name)
+                if c is not None:
+                    k.primfuncs.append(c)
         else:                                         # a lone PrimFunc call in main
-            k = Kernel(callee, [b.var.name])
+            k = Kernel(callee, [b.var.name], primfuncs=[callee])
         for t in k.tensors:
             origin = _lookup(t, origins)
             if origin is not None:
@@ -110,7 +113,8 @@ def format_report(kernels: list[Kernel]) -> str:
     for k in kernels:
         lines.append(f"{k.name}:")
         if not k.ops:
-            lines.append(f"  (tensors: {', '.join(k.tensors)})")
+            lines.append(f"  (no NNEF names; TIR: {', '.join(k.primfuncs)}; "
+                         f"values: {', '.join(k.tensors)})")
         for op in k.ops:
             where = f"  at {op['pos']}" if op["pos"] else ""
             lines.append(f"  {op['op']} -> {op['tensor']}{where}")
