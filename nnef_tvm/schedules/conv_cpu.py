@@ -95,7 +95,7 @@ def _prepare(sch):
     return _mac_block(sch)
 
 
-def _finish(sch, mac_block, wb, lanes):
+def _finish(sch, mac_block, wb, lanes, vector_wb=True):
     """Fuse the single elementwise consumer into the write-back; schedule the rest."""
     consumers = list(sch.get_consumers(wb))
     if len(consumers) == 1:
@@ -104,6 +104,11 @@ def _finish(sch, mac_block, wb, lanes):
         except Exception:
             pass
     wb_loops = sch.get_loops(wb)
+    if vector_wb:
+        try:
+            sch.vectorize(wb_loops[-1])
+        except Exception:
+            pass
     for b in root_blocks(sch):
         if b.same_as(mac_block) or is_reduction(sch, b):
             continue
@@ -251,9 +256,23 @@ def schedule_spatial_vector(sch, lanes: int, cores: int) -> bool:
     outer = list(loops[:x])
     reds = list(loops[nsp:])
     sch.reorder(*outer, xo, *reds, xi)
-    if outer:
-        par = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+    pads = list(sch.get_producers(mac.block))
+    if len(outer) >= 2:
+        # tasks = images x channels; each pads its own channel plane (stays in cache)
+        par = sch.fuse(*outer[:-1]) if len(outer) > 2 else outer[0]
         sch.parallel(par)
+        for pad in pads:
+            try:
+                sch.compute_at(pad, par)
+                ploops = sch.get_loops(pad)
+                pexts = static_extents(sch, ploops)
+                if pexts and pexts[-1] % lanes == 0:
+                    _, pv = sch.split(ploops[-1], [None, lanes])
+                    sch.vectorize(pv)
+            except Exception:
+                pass
+    elif outer:
+        sch.parallel(outer[0])
     wb = sch.cache_write(mac.block, 0, "local")
     sch.reverse_compute_at(wb, xo)
     sch.vectorize(xi)

@@ -114,9 +114,10 @@ def inline_elementwise(sch, keep) -> None:
 def schedule_spatial_nest(sch, block, lanes: int) -> None:
     """Parallel outer loops + vectorised innermost loop for an injective block.
 
-    The innermost loop is split by the SIMD width only when it divides evenly
-    (no tail predicate); the other loops are fused into one parallel loop when
-    there is enough work to share between threads.
+    The innermost loop stays its own loop (fusing it would put integer
+    divisions into every element's index); it is split by the SIMD width when
+    that divides evenly (no tail predicate). The loops above it are fused into
+    one parallel loop when there is enough work to share between threads.
     """
     loops = sch.get_loops(block)
     exts = static_extents(sch, loops)
@@ -125,11 +126,14 @@ def schedule_spatial_nest(sch, block, lanes: int) -> None:
     total = 1
     for e in exts:
         total *= e
-    outer = list(loops)
-    if exts[-1] % lanes == 0 and exts[-1] >= lanes and lanes > 1:
+    outer = list(loops[:-1])
+    if lanes > 1 and exts[-1] % lanes == 0 and exts[-1] >= lanes:
         lo, vin = sch.split(loops[-1], [None, lanes])
         sch.vectorize(vin)
-        outer = list(loops[:-1]) + [lo]
+        if not outer:
+            outer = [lo]
+    elif not outer:
+        outer = [loops[-1]]
     if total >= 1024:
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         sch.parallel(fused)
