@@ -181,6 +181,10 @@ def _preload_builder() -> None:
     import tvm.s_tir.tensor_intrin  # noqa: F401
 
 
+def _noop() -> None:
+    return None
+
+
 def export_shared(rt_mod, cc: Optional[str] = None) -> str:
     """Builder export: link a candidate into a .so (with ``cc``, a cross compiler)."""
     from tvm.support import cc as tcc
@@ -210,6 +214,9 @@ def make_builder(*, workers: int = 1, timeout_sec: float = 120.0, cross_compiler
             super().__init__()
             self.pool = PopenPoolExecutor(max_workers=workers, timeout=timeout_sec,
                                           initializer=_preload_builder)
+            # start the workers now: their slow import overlaps the tuner's own
+            for _ in range(workers):
+                self.pool.submit(_noop)
 
         def build(self, build_inputs):
             results = []
@@ -400,6 +407,10 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                      progress)
     per_iter = trials_per_iter or max(1, min(16, max(budgets)))
     work_dir = tempfile.mkdtemp(prefix="nnef-tune-")
+    _quiet_tvm_logs()
+    builder = make_builder(workers=builder_workers, timeout_sec=builder_timeout,
+                           cross_compiler=tgt.cross_compiler, shared=tracker is not None)
+    runner = make_runner(tracker=tracker, key=rpc_key)
     contexts, weights = [], []
     for t, rand in zip(todo, ms.utils.fork_seed(seed, n=len(todo))):
         contexts.append(ms.TuneContext(
@@ -408,11 +419,7 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
             rand_state=rand, num_threads=1,
             logger=ms.logging.get_logger(f"nnef_tvm.tune.{t.name}")).clone())
         weights.append(float(t.weight))
-    builder = make_builder(workers=builder_workers, timeout_sec=builder_timeout,
-                           cross_compiler=tgt.cross_compiler, shared=tracker is not None)
-    runner = make_runner(tracker=tracker, key=rpc_key)
     callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [_callback(prog)]
-    _quiet_tvm_logs()
     prog.report()
     ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=work_dir,
                   max_trials_global=sum(budgets), max_trials_per_task=max(budgets),
