@@ -103,9 +103,10 @@ def compile_model(model_or_path, target="x86", *, input_shapes=None, tuning_dir=
     """Read (if a path), convert and compile an NNEF model for ``target``.
 
     ``input_shapes`` ({input name: shape}) fixes the shapes of the external
-    inputs; ``tuning_dir`` points at a MetaSchedule database (workload +
-    tuning-record JSON files); ``dump_ir`` is a folder receiving the Relax
-    module before/after fusion and the fusion report.
+    inputs; ``tuning_dir`` is a tuning store root or one device's folder
+    (:mod:`nnef_tvm.schedules.apply`; without it the default store is looked
+    up); ``dump_ir`` is a folder receiving the Relax module before/after fusion
+    and the fusion report.
     """
     from .targets import get_target
     tgt = get_target(target, threads=threads, arch=arch)
