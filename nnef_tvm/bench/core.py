@@ -139,8 +139,14 @@ def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tra
               profile: bool = False, profile_runs: int = 10, isolate: bool = True,
               inputs_npz: Optional[str] = None, reference: Optional[str] = None,
               onnx_from: str = "auto", tuning_dir=None, seed: int = 0,
-              timeout: Optional[float] = 1800, progress: Progress = None) -> dict:
-    """Benchmark ``model_path`` -> result dict (schema :data:`SCHEMA`)."""
+              timeout: Optional[float] = 1800, compiled: Optional[dict] = None,
+              progress: Progress = None) -> dict:
+    """Benchmark ``model_path`` -> result dict (schema :data:`SCHEMA`).
+
+    ``compiled`` ({target name: CompiledModel}) reuses models compiled earlier
+    for those targets instead of compiling again (scripts running several
+    benchmarks of one model, tests).
+    """
     from ..compiler import compile_model
     from ..targets import get_target
     from .worker import execute, run_isolated
@@ -172,6 +178,7 @@ def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tra
     result["model"]["name"] = graph.name
     ref_path = reference or find_reference(model_path)
     ref = dict(np.load(ref_path, allow_pickle=False)) if ref_path else {}
+    reuse = dict(compiled or {})
     compiled = {}
     specs = None
     for name in targets:
@@ -186,8 +193,11 @@ def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tra
             rows.append(_row(runtime=TVM, target=name, host=LOCAL, status="skipped",
                              note="cannot build here: " + "; ".join(missing)))
             continue
-        say(f"compiling for {name}")
-        cm = compile_model(model, tgt, tuning_dir=tuning_dir)
+        if name in reuse:
+            cm = reuse[name]
+        else:
+            say(f"compiling for {name}")
+            cm = compile_model(model, tgt, tuning_dir=tuning_dir)
         lib = os.path.join(work, f"model_{name}.so")
         cm.export(lib)
         compiled[name] = (tgt, cm, lib)

@@ -13,9 +13,37 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import NNEFError
+
 from .runner import summarize
 
 SAVED = "nnef_bench_main"
+
+
+def registered_keys(tracker: str) -> set[str]:
+    """Device keys the servers registered at ``tracker`` (HOST:PORT)."""
+    from tvm import rpc as tvm_rpc
+    from ..runtime import _host_port
+    host, port = _host_port(tracker, "--tracker")
+    try:
+        summary = tvm_rpc.connect_tracker(host, port).summary()
+    except Exception as e:  # connection refused, not a tracker
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise NNEFError(f"cannot reach the tracker at {tracker}: {msg}") from None
+    keys = set()
+    for item in summary.get("server_info", []):
+        k = str(item.get("key", ""))
+        keys.add(k.split(":", 1)[1] if k.startswith("server:") else k)
+    return keys
+
+
+def check_key(tracker: str, key: Optional[str]) -> None:
+    """Fail fast (a tracker request for an absent key waits forever)."""
+    keys = registered_keys(tracker)
+    if key not in keys:
+        have = ", ".join(sorted(keys)) or "none"
+        raise NNEFError(f"no device with key '{key}' at the tracker {tracker} "
+                        f"(registered keys: {have})")
 
 
 def run_remote(library: str, device: str, inputs: dict, output_order: list[str], *,
@@ -23,6 +51,8 @@ def run_remote(library: str, device: str, inputs: dict, output_order: list[str],
                tracker: Optional[str] = None, key: Optional[str] = None) -> dict:
     """Result dict like the worker's (``stats``, ``samples_ms``, ``outputs`` arrays)."""
     from .. import runtime
+    if tracker is not None:
+        check_key(tracker, key)
     session = runtime.connect(rpc, tracker=tracker, key=key)
     model = runtime.load(library, device, session=session)
     args = model._arguments(inputs, None)
