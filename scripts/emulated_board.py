@@ -465,9 +465,7 @@ def read_stamp(layout: Layout) -> Optional[dict]:
 def is_set_up(layout: Layout, mirror: str) -> bool:
     stamp = read_stamp(layout)
     return bool(stamp and stamp.get("key") == recipe_key(mirror) and layout.python.is_file()
-                and (layout.site / "tvm").is_dir() and layout.server.is_file()
-                and stamp.get("qemu") and (shutil.which(stamp["qemu"]) or
-                                           os.path.isfile(stamp["qemu"])))
+                and (layout.site / "tvm").is_dir() and find_qemu(layout) is not None)
 
 
 def cmd_setup(layout: Layout, mirror: str, force: bool = False) -> dict:
@@ -481,6 +479,13 @@ def cmd_setup(layout: Layout, mirror: str, force: bool = False) -> dict:
         log(f"already set up at {layout.root} ({stamp.get('check')})")
         return stamp
     host_checks()
+    stamp = read_stamp(layout)
+    if (not force and stamp and stamp.get("key") == recipe_key(mirror)
+            and layout.python.is_file() and find_qemu(layout) is None):
+        # a cache restored on a machine without qemu: only qemu is missing
+        log("no qemu-aarch64(-static) on PATH: fetching qemu-user-static (amd64)")
+        fetch_qemu(layout, mirror)
+        return stamp
     layout.root.mkdir(parents=True, exist_ok=True)
     with open(layout.lock, "w") as lock:
         try:
@@ -506,9 +511,8 @@ def _build(layout: Layout, mirror: str) -> dict:
     apt.update()
     packages = build_sysroot(layout, apt)
     install_wheels(layout)
-    layout.server.write_text(SERVER_SOURCE)
     check = check_python(layout, qemu)
-    stamp = {"key": recipe_key(mirror), "qemu": qemu, "packages": packages,
+    stamp = {"key": recipe_key(mirror), "packages": packages,
              "wheels": list(WHEELS), "check": check, "seconds": round(time.time() - t0, 1)}
     layout.stamp.write_text(json.dumps(stamp, indent=2))
     log(f"board ready: {check} (setup {stamp['seconds']}s)")
@@ -608,11 +612,12 @@ def cmd_start(layout: Layout, mirror: str, port: int, timeout: float) -> int:
         raise SetupError(f"instance {port} is running but never reported its port "
                          f"(log: {inst.logfile}); stop it with 'stop --port {port}'")
     inst.forget()
-    stamp = read_stamp(layout)
     layout.work.mkdir(parents=True, exist_ok=True)
+    if not layout.server.is_file() or layout.server.read_text() != SERVER_SOURCE:
+        layout.server.write_text(SERVER_SOURCE)
     args = [str(layout.server), "127.0.0.1", str(port), str(port + 100)]
     with open(inst.logfile, "w") as logf:
-        proc = subprocess.Popen(python_command(layout, stamp["qemu"], args),
+        proc = subprocess.Popen(python_command(layout, find_qemu(layout), args),
                                 env=emulated_env(layout), stdout=logf,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=layout.work, start_new_session=True)
@@ -698,9 +703,9 @@ def cmd_status(layout: Layout, mirror: str) -> int:
 def cmd_python(layout: Layout, mirror: str, args) -> int:
     if not is_set_up(layout, mirror):
         raise SetupError("not set up")
-    stamp = read_stamp(layout)
     layout.work.mkdir(parents=True, exist_ok=True)
-    return subprocess.call(python_command(layout, stamp["qemu"], args), env=emulated_env(layout))
+    return subprocess.call(python_command(layout, find_qemu(layout), args),
+                           env=emulated_env(layout))
 
 
 def build_parser() -> argparse.ArgumentParser:
