@@ -95,6 +95,12 @@ def _run(args) -> int:
         raise UsageError(f"--{modes[0].rstrip('_')} takes no MODEL")
     if (args.tracker is None) != (args.key is None):
         raise UsageError("--tracker and --key go together")
+    if args.tracker is not None:
+        from ..schedules.tuning import parse_tracker
+        try:
+            parse_tracker(args.tracker)
+        except NNEFError as e:
+            raise UsageError(e.message) from None
     if args.list:
         return _list(args)
     if args.import_:
