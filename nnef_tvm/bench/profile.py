@@ -70,7 +70,7 @@ def kernel_rows(times: dict[str, dict], kernels: list[dict]) -> list[dict]:
             builtin["total_ms"] += t["total_ms"]
             continue
         k = by_name.get(sym)
-        ops = [dict(o) for o in k["ops"]] if k else []
+        ops = _unique_ops(k["ops"]) if k else []
         rows.append({"kernel": sym, "ms": t["total_ms"], "calls": t["calls"], "ops": ops,
                      "tensors": list(k["tensors"]) if k else []})
     if builtin["calls"]:
@@ -81,6 +81,22 @@ def kernel_rows(times: dict[str, dict], kernels: list[dict]) -> list[dict]:
         r["share"] = r["ms"] / total
     rows.sort(key=lambda r: -r["ms"])
     return rows
+
+
+def _unique_ops(ops: list[dict]) -> list[dict]:
+    """One entry per NNEF operation (helper values ``<tensor>_<n>`` share their op)."""
+    seen: dict = {}
+    out = []
+    for o in ops:
+        key = (o["op"], o.get("pos"))
+        if key in seen:
+            seen[key]["tensors"].append(o["tensor"])
+            continue
+        entry = {"op": o["op"], "tensor": o["tensor"], "pos": o.get("pos"),
+                 "tensors": [o["tensor"]]}
+        seen[key] = entry
+        out.append(entry)
+    return out
 
 
 def format_profile(rows: list[dict], title: str = "") -> str:
