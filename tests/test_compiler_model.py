@@ -102,8 +102,6 @@ def test_unknown_target_fails_before_reading_the_model(tmp_path):
         compile_model(str(tmp_path / "does-not-exist.nnef"), "nope")
 
 
-@pytest.mark.xfail(reason="needs the frontend to name Relax variables after NNEF tensors "
-                          "(name_hint=tensor name) for the fusion report", strict=False)
 def test_fusion_report_names_nnef_operations():
     cm = compile_model(Model(_graph()), "x86")
     ops = {op["op"] for k in cm.kernels for op in k.ops}

@@ -97,6 +97,9 @@ class ConvertContext:
     param_vars: dict[str, relax.Var] = field(default_factory=dict)
     # update(variable, value) results, in graph order: (variable name, result name)
     updates: list[tuple[str, str]] = field(default_factory=list)
+    # name of the tensor being converted (see emit/start_operation)
+    naming: Optional[str] = None
+    _helper_count: int = 0
 
     # -- types ---------------------------------------------------------------
     def dtype(self, nnef_type: str) -> str:
@@ -199,11 +202,26 @@ class ConvertContext:
         return ty
 
     # -- building ------------------------------------------------------------
-    def emit(self, expr: relax.Expr) -> relax.Expr:
-        """Emit ``expr`` into the current dataflow block; returns its variable."""
+    def emit(self, expr: relax.Expr, name_hint: Optional[str] = None) -> relax.Expr:
+        """Emit ``expr`` into the current dataflow block; returns its variable.
+
+        Variables are named after the NNEF tensor being computed (helper values
+        get ``<tensor>_<k>``): Relax spans do not survive legalization in TVM
+        0.27, variable names do, and the fusion report maps kernels back to
+        NNEF operations through them.
+        """
         if isinstance(expr, (relax.Var, tvm.ir.expr.Constant)):
             return expr
-        return self.bb.emit(expr)
+        if name_hint is None and self.naming is not None:
+            self._helper_count += 1
+            name_hint = f"{self.naming}_{self._helper_count}"
+        return self.bb.emit(expr, name_hint=name_hint or "")
+
+    def start_operation(self, op) -> None:
+        """Called by the driver before each converter: names its values after ``op``'s first output."""
+        names = op.output_names()
+        self.naming = names[0] if names else None
+        self._helper_count = 0
 
     def broadcast_to_rank(self, expr: relax.Expr, rank: int) -> relax.Expr:
         """Append unit extents to ``expr`` until it has ``rank`` dimensions (rank 0 stays)."""

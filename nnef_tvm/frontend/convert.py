@@ -92,7 +92,7 @@ def _bind_results(ctx: ConvertContext, op: Operation, result) -> None:
 
 
 def _bind_one(ctx: ConvertContext, op: Operation, name: str, value: relax.Expr) -> None:
-    value = ctx.emit(value)
+    value = ctx.emit(value, name_hint=name)
     expected = ctx.graph.tensors[name]
     got_shape = ctx.shape(value)
     exp_dtype = ctx.dtype(expected.dtype)
@@ -164,6 +164,7 @@ def _build_main(ctx, bb, graph, fn_params, options):
                 if fn is None:  # check_supported was skipped
                     raise NNEFError(f"operation '{op.name}' is not supported", op.pos)
                 try:
+                    ctx.start_operation(op)
                     _bind_results(ctx, op, fn(ctx, op))
                 except NNEFError:
                     raise

@@ -88,24 +88,27 @@ def fusion_report(before, after, origins: Optional[dict] = None,
                     k.primfuncs.append(c)
         else:                                         # a lone PrimFunc call in main
             k = Kernel(callee, [b.var.name], primfuncs=[callee])
+        seen = set()
         for t in k.tensors:
-            origin = _lookup(t, origins)
-            if origin is not None:
-                op, pos = origin
-                k.ops.append({"op": op, "tensor": t, "pos": str(pos) if pos else None})
+            tensor = _lookup(t, origins)
+            if tensor is not None and tensor not in seen:   # helper values join their tensor
+                seen.add(tensor)
+                op, pos = origins[tensor]
+                k.ops.append({"op": op, "tensor": tensor, "pos": str(pos) if pos else None})
         kernels.append(k)
     return kernels
 
 
 def _lookup(name: str, origins: dict):
+    """The NNEF tensor a Relax variable name stands for (or None)."""
     if name in origins:
-        return origins[name]
+        return name
     # helper values: '<tensor>_<suffix>' -> the longest known tensor prefix
     best = None
     for t in origins:
         if name.startswith(t + "_") and (best is None or len(t) > len(best)):
             best = t
-    return origins[best] if best is not None else None
+    return best
 
 
 def format_report(kernels: list[Kernel]) -> str:
