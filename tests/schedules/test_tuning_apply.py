@@ -196,3 +196,48 @@ def test_cpu_model_reads_proc_cpuinfo():
         return
     if "model name" in text:
         assert name in text
+
+
+# ------------------------------------------------------------ progress / time budget
+class _Result:
+    def __init__(self, secs, error=None):
+        self.run_secs, self.error_msg = secs, error
+
+
+class _Record:
+    def __init__(self):
+        self.is_terminated = False
+
+
+class _Scheduler:
+    def __init__(self, n):
+        self.tasks_ = [_Record() for _ in range(n)]
+        self.terminated = []
+
+    def terminate_task(self, i):
+        self.tasks_[i].is_terminated = True
+        self.terminated.append(i)
+
+
+def test_progress_line_counts_trials_best_latency_and_eta():
+    from nnef_tvm.schedules.tuning import _Progress
+    said = []
+    p = _Progress(["a", "b"], [4, 4], None, said.append)
+    sched = _Scheduler(2)
+    p.measured(sched, 0, [_Result([2e-6, 4e-6]), _Result(None, "build failed"),
+                          _Result([1e-5]), _Result([1e10], "run failed")])
+    assert p.trials == [4, 0] and p.best[0] == pytest.approx(3e-6)
+    line = said[-1]
+    assert "tasks 1/2" in line and "trials 4/8" in line and "best total 3.0 us" in line
+    assert "left ~" in line and "left ~?" not in line and sched.terminated == []
+
+
+def test_time_budget_terminates_every_task():
+    import time
+    from nnef_tvm.schedules.tuning import _Progress
+    p = _Progress(["a", "b", "c"], [8, 8, 8], time.monotonic() - 1, None)
+    sched = _Scheduler(3)
+    sched.tasks_[1].is_terminated = True
+    p.measured(sched, 0, [_Result([1e-6])])
+    assert p.stopped_by_time and sched.terminated == [0, 2]
+    assert "left ~0s" in p.line()
