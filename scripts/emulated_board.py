@@ -24,8 +24,9 @@ or ``$NNEF_TVM_BOARD_ROOT``):
 Commands::
 
     emulated_board.py setup [--root DIR] [--mirror URL]   # idempotent, cached
-    emulated_board.py start [--root DIR] [--port P]       # prints the port once it accepts
-    emulated_board.py stop  [--root DIR]
+    emulated_board.py start [--root DIR] [--port P] [--owner-pid PID]
+                                                          # prints the port once it accepts
+    emulated_board.py stop  [--root DIR] [--port P]       # that instance, or all of the root
     emulated_board.py status [--root DIR]
     emulated_board.py python [--root DIR] -- ARGS...      # the emulated python, for debugging
 
@@ -440,8 +441,25 @@ def check_python(layout: Layout, qemu: str, timeout: float = 900) -> str:
 # The server script run by the emulated python. Written by setup (not imported here).
 SERVER_SOURCE = '''\
 """TVM RPC server for the emulated board, run in process by the aarch64 python."""
-import os, sys, time
-host, port, port_end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+import os, sys, threading, time
+host, port, port_end, owner = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+
+def watch_owner():
+    # with --owner-pid: end the server when the process that asked for it is gone
+    while True:
+        time.sleep(2.0)
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            print(f"owner {owner} is gone: exiting", flush=True)
+            os._exit(0)
+        except PermissionError:
+            pass
+
+
+if owner > 0:
+    threading.Thread(target=watch_owner, daemon=True).start()
 t = time.time()
 print(f"importing tvm (pid {os.getpid()})", flush=True)
 import tvm  # noqa: E402
@@ -536,9 +554,9 @@ class Instance:
     @staticmethod
     def all(layout: Layout) -> list["Instance"]:
         out = []
-        for f in sorted(layout.root.glob("board-*.pid")):
+        for f in sorted(layout.root.glob("board-*.pid")) + sorted(layout.root.glob("board-*.log")):
             tail = f.stem.split("-", 1)[1]
-            if tail.isdigit():
+            if tail.isdigit() and int(tail) not in [i.port for i in out]:
                 out.append(Instance(layout, int(tail)))
         return out
 
@@ -593,7 +611,8 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def cmd_start(layout: Layout, mirror: str, port: int, timeout: float) -> int:
+def cmd_start(layout: Layout, mirror: str, port: int, timeout: float,
+              owner_pid: int = 0) -> int:
     if not is_set_up(layout, mirror):
         raise SetupError(f"the board at {layout.root} is not set up: run "
                          f"'{Path(__file__).name} setup --root {layout.root}' first")
@@ -615,7 +634,7 @@ def cmd_start(layout: Layout, mirror: str, port: int, timeout: float) -> int:
     layout.work.mkdir(parents=True, exist_ok=True)
     if not layout.server.is_file() or layout.server.read_text() != SERVER_SOURCE:
         layout.server.write_text(SERVER_SOURCE)
-    args = [str(layout.server), "127.0.0.1", str(port), str(port + 100)]
+    args = [str(layout.server), "127.0.0.1", str(port), str(port + 100), str(owner_pid)]
     with open(inst.logfile, "w") as logf:
         proc = subprocess.Popen(python_command(layout, find_qemu(layout), args),
                                 env=emulated_env(layout), stdout=logf,
@@ -677,9 +696,9 @@ def cmd_stop(layout: Layout, port: Optional[int]) -> int:
     for inst in instances:
         pid = inst.running_pid()
         inst.forget()
+        inst.logfile.unlink(missing_ok=True)
         if pid is not None:
             _stop_pid(pid)
-            inst.logfile.unlink(missing_ok=True)
             log(f"stopped (pid {pid}, port {inst.port})")
             stopped += 1
     if not stopped:
@@ -719,6 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None,
                    help=f"start: first port to try (default {DEFAULT_PORT}; the first free one "
                         "of the next 100 is bound); stop: the instance to stop (default: all)")
+    p.add_argument("--owner-pid", type=int, default=0,
+                   help="start: the server exits when this process is gone (tests pass "
+                        "their own pid, so a killed test run leaves no board behind)")
     p.add_argument("--timeout", type=float, default=START_TIMEOUT,
                    help="seconds to wait for the server to listen")
     p.add_argument("--force", action="store_true", help="setup: rebuild even if cached")
@@ -738,7 +760,8 @@ def main(argv=None) -> int:
         if args.command == "setup":
             cmd_setup(layout, args.mirror, force=args.force)
         elif args.command == "start":
-            cmd_start(layout, args.mirror, args.port or DEFAULT_PORT, args.timeout)
+            cmd_start(layout, args.mirror, args.port or DEFAULT_PORT, args.timeout,
+                      args.owner_pid)
         elif args.command == "stop":
             cmd_stop(layout, args.port)
         elif args.command == "status":

@@ -12,6 +12,7 @@ The arm64 outputs are compared with the x86 build of the same model and with a
 numpy implementation of the tiny model written from the NNEF definitions.
 """
 import importlib.util
+import os
 import platform
 import shutil
 import socket
@@ -159,7 +160,8 @@ class _StartingBoard:
         self.first_port = _free_port()        # also names this run's instance
         self.proc = subprocess.Popen(
             [sys.executable, str(SCRIPT), "start", "--root", str(root), "--port",
-             str(self.first_port)], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             str(self.first_port), "--owner-pid", str(os.getpid())],
+            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._port = None
 
     @property
@@ -189,6 +191,20 @@ def board(board_root):
         yield started
     finally:
         started.stop()
+
+
+def test_board_exits_when_its_owner_is_gone(board_root):
+    """--owner-pid: a board whose owner died ends itself (no orphan after a killed run)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    port = _free_port()
+    res = _board("start", "--root", str(board_root), "--port", str(port), "--owner-pid",
+                 str(gone.pid), "--timeout", "300", timeout=400)
+    try:
+        assert res.returncode == 1, res.stderr
+        assert f"owner {gone.pid} is gone" in res.stderr
+    finally:
+        _board("stop", "--root", str(board_root), "--port", str(port), timeout=120)
 
 
 @pytest.fixture(scope="module")
