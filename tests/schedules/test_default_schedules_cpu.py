@@ -62,6 +62,7 @@ CONVS = [
     ("conv3x3_s1_residual", 32, 32, 14, 3, 1, 1, "conv_channel_vector"),
     ("conv3x3_s2", 16, 32, 15, 3, 2, 1, "conv_channel_vector"),
     ("conv1x1", 24, 48, 7, 1, 1, 1, "conv_channel_vector"),
+    ("conv3x3_two_vector_tile", 16, 64, 6, 3, 1, 1, "conv_channel_vector"),
     ("conv3x3_cout24", 8, 24, 10, 3, 1, 1, "conv_channel_vector"),
     ("depthwise3x3", 32, 32, 14, 3, 1, 32, "conv_spatial_vector"),
     ("depthwise3x3_s2", 16, 16, 16, 3, 2, 16, "conv_spatial_vector"),
@@ -79,6 +80,22 @@ def test_conv_rules_keep_numbers(target, name, cin, cout, hw, k, stride, groups,
     if len(arrays) == 5:                          # residual input
         want = want + arrays[3]
     np.testing.assert_allclose(got, np.maximum(want, 0), rtol=1e-4, atol=1e-4)
+
+
+def test_rules_on_a_256_bit_target(target):
+    """The same kernels scheduled for AVX2 (8 lanes) still match (runs on any AVX2 host)."""
+    import tvm
+    from nnef_tvm.schedules.default import schedule_cpu_func
+    avx2 = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("host without AVX2")
+    for mod in (conv_case(16, 24, 10, 3, 1, 1), conv_case(16, 16, 10, 3, 2, 16)):
+        func = _single_kernel(mod, target)
+        scheduled, rule = schedule_cpu_func(func, avx2)
+        assert rule in ("conv_channel_vector", "conv_spatial_vector")
+        arrays = random_args(func)
+        np.testing.assert_allclose(run_primfunc(scheduled, avx2, arrays),
+                                   run_primfunc(func, avx2, arrays), rtol=1e-5, atol=1e-5)
 
 
 def test_conv_without_epilogue(target):
