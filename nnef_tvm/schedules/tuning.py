@@ -284,7 +284,12 @@ class _Progress:
                 m = sum(float(s) for s in secs) / len(secs)
                 if m < self.best[task_id]:
                     self.best[task_id] = m
+        # a resumed task only owes its missing trials (tune_tasks has one per-task cap)
+        if self.trials[task_id] >= self.budgets[task_id] and \
+                not scheduler.tasks_[task_id].is_terminated:
+            scheduler.terminate_task(task_id)
         if self.deadline is not None and time.monotonic() >= self.deadline:
+            # tasks whose batch is still being measured lose that batch (never recorded)
             self.stopped_by_time = True
             for i in range(len(self.tasks)):
                 if not scheduler.tasks_[i].is_terminated:

@@ -229,7 +229,10 @@ def test_progress_line_counts_trials_best_latency_and_eta():
     assert p.trials == [4, 0] and p.best[0] == pytest.approx(3e-6)
     line = said[-1]
     assert "tasks 1/2" in line and "trials 4/8" in line and "best total 3.0 us" in line
-    assert "left ~" in line and "left ~?" not in line and sched.terminated == []
+    assert "left ~" in line and "left ~?" not in line
+    assert sched.terminated == [0]            # task a got its 4 trials
+    p.measured(sched, 1, [_Result([1e-6])])
+    assert sched.terminated == [0] and p.trials == [4, 1]
 
 
 def test_time_budget_terminates_every_task():
