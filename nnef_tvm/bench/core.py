@@ -181,17 +181,23 @@ def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tra
     reuse = dict(compiled or {})
     compiled = {}
     specs = None
+    tvm_rows: dict[str, dict] = {}         # target -> its row, in --targets order
     for name in targets:
+        tvm_rows[name] = _row(runtime=TVM, target=name, host=LOCAL)
         try:
             tgt = get_target(name, threads=threads)
         except NNEFError as e:
-            rows.append(_row(runtime=TVM, target=name, host=LOCAL, status="skipped",
-                             note=str(e.errors[0].message)))
+            tvm_rows[name].update(status="skipped", note=str(e.errors[0].message))
             continue
         missing = tgt.available()
         if missing:
-            rows.append(_row(runtime=TVM, target=name, host=LOCAL, status="skipped",
-                             note="cannot build here: " + "; ".join(missing)))
+            tvm_rows[name].update(status="skipped",
+                                  note="cannot build here: " + "; ".join(missing))
+            continue
+        if not (rpc or name in key_of or tgt.runs_locally):   # nowhere to run it: no compile
+            tvm_rows[name].update(status="skipped",
+                                  note=f"target '{name}' does not run on this machine; give "
+                                       "--rpc HOST:PORT or --tracker HOST:PORT --keys KEY")
             continue
         if name in reuse:
             cm = reuse[name]
@@ -236,6 +242,7 @@ def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tra
                 "output_order": output_order, "warmup": warmup, "repeat": repeat,
                 "threads": threads}
     outputs_of: dict[int, dict] = {}
+    tvm_outputs: dict[str, dict] = {}
 
     def launch(job):
         job["slot"] = next_slot()
@@ -261,30 +268,31 @@ def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tra
             except NNEFError as e:
                 res = {"error": e.errors[0].message}
             except Exception as e:  # RPC failures: a note on the row, not a crash
-                res = {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1:]}"}
-            row = _row(runtime=TVM, target=name, host=host, device=f"{tgt.device} (remote)",
-                       source="nnef-tvm library", threads=threads)
+                last = str(e).strip().splitlines()
+                res = {"error": f"{type(e).__name__}: {last[-1] if last else ''}"}
+            row = tvm_rows[name]
+            row.update(host=host, device=f"{tgt.device} (remote)", source="nnef-tvm library",
+                       threads=threads)
             if profile:
                 row["note"] = "profile: local runs only (the VM instrument is a Python callback)"
-        elif tgt.runs_locally:
+        else:
             say(f"running {name} here")
             job = dict(base_job, kind="tvm", runtime=TVM, library=lib, device=tgt.device,
                        profile=profile, profile_runs=profile_runs)
             res = launch(job)
-            row = _row(runtime=TVM, target=name, host=LOCAL, device=f"{tgt.device} (local)",
-                       source="nnef-tvm library", threads=threads)
+            row = tvm_rows[name]
+            row.update(device=f"{tgt.device} (local)", source="nnef-tvm library",
+                       threads=threads)
             if profile and "profile_times" in res:
                 from .profile import kernel_rows
                 row["profile"] = kernel_rows(res["profile_times"], kernels)
-        else:
-            rows.append(_row(runtime=TVM, target=name, host=LOCAL, status="skipped",
-                             note=f"target '{name}' does not run on this machine; give --rpc "
-                                  "HOST:PORT or --tracker HOST:PORT --keys KEY"))
-            continue
         _fill(row, res)
-        rows.append(row)
         if "outputs_arrays" in res:
-            outputs_of[len(rows) - 1] = res["outputs_arrays"]
+            tvm_outputs[name] = res["outputs_arrays"]
+    for name, row in tvm_rows.items():
+        rows.append(row)
+        if name in tvm_outputs:
+            outputs_of[len(rows) - 1] = tvm_outputs[name]
 
     # ------------------------------------------------------------ peers
     for pname in compare:
