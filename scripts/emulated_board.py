@@ -20,6 +20,9 @@ or ``$NNEF_TVM_BOARD_ROOT``):
 * ``qemu/``: ``qemu-aarch64-static`` from the amd64 ``qemu-user-static``
   package, only when neither ``qemu-aarch64-static`` nor ``qemu-aarch64`` is on
   ``$PATH``.
+* ``cross/``: Debian's aarch64 cross gcc (what ``nnef-compile --target arm64``
+  links with), only when ``aarch64-linux-gnu-gcc`` is not on ``$PATH``; put
+  the folder ``toolchain`` prints first on ``$PATH`` to use it.
 
 Commands::
 
@@ -29,6 +32,7 @@ Commands::
     emulated_board.py stop  [--root DIR] [--port P]       # that instance, or all of the root
     emulated_board.py status [--root DIR]
     emulated_board.py python [--root DIR] -- ARGS...      # the emulated python, for debugging
+    emulated_board.py toolchain [--root DIR]              # folder of aarch64-linux-gnu-gcc
 
 The server runs *in process* in the emulated Python (TVM's ``rpc_server``
 launcher re-executes Python through a popen worker, which fails under
@@ -354,6 +358,61 @@ def build_sysroot(layout: Layout, apt: PrivateApt) -> list[str]:
     return names
 
 
+# The AArch64 cross compiler nnef-compile links arm64 libraries with. Debian's
+# cross gcc is relocatable (it finds cc1, as, ld, crt files and the arm64 libc
+# relative to its own path), so it runs from the unpacked packages. Its cc1
+# needs the host's libisl/libmpc/libmpfr/libgmp, present wherever gcc is.
+CROSS_GCC = "aarch64-linux-gnu-gcc"
+CROSS_PACKAGES = ("gcc-12-aarch64-linux-gnu:amd64", "cpp-12-aarch64-linux-gnu:amd64",
+                  "gcc-12-aarch64-linux-gnu-base:amd64", "binutils-aarch64-linux-gnu:amd64",
+                  "libgcc-12-dev-arm64-cross", "libc6-dev-arm64-cross", "libc6-arm64-cross",
+                  "linux-libc-dev-arm64-cross", "libgcc-s1-arm64-cross")
+
+
+def cross_bin(layout: Layout) -> Path:
+    return layout.root / "cross" / "usr" / "bin"
+
+
+def find_cross_gcc(layout: Layout) -> Optional[str]:
+    """The host's aarch64-linux-gnu-gcc, else the one unpacked under the root."""
+    found = shutil.which(CROSS_GCC)
+    if found:
+        return found
+    local = cross_bin(layout) / CROSS_GCC
+    return str(local) if local.is_file() else None
+
+
+def fetch_cross_gcc(layout: Layout, mirror: str) -> str:
+    """Unpack Debian's aarch64 cross gcc under ``cross/`` (no root) and check it links."""
+    apt = PrivateApt(layout, mirror, extra_archs=("amd64",), folder="apt-cross")
+    apt.update()
+    debs = download_debs(apt, list(CROSS_PACKAGES), layout.root / "cross-debs")
+    dest = layout.root / "cross"
+    shutil.rmtree(dest, ignore_errors=True)
+    for deb in debs:
+        extract_deb(deb, dest)
+    gcc = cross_bin(layout) / CROSS_GCC
+    versioned = cross_bin(layout) / f"{CROSS_GCC}-12"
+    if not versioned.is_file():
+        raise SetupError(f"{versioned.name} missing from the cross gcc packages")
+    gcc.unlink(missing_ok=True)
+    gcc.symlink_to(versioned.name)
+    probe_dir = layout.root / "cross-check"
+    probe_dir.mkdir(exist_ok=True)
+    (probe_dir / "t.c").write_text("int twice(int x) { return 2 * x; }\n")
+    res = subprocess.run([str(gcc), "-shared", "-fPIC", "-O2", "-o", str(probe_dir / "t.so"),
+                          str(probe_dir / "t.c")], text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    head = (probe_dir / "t.so").read_bytes()[:20] if (probe_dir / "t.so").is_file() else b""
+    shutil.rmtree(probe_dir, ignore_errors=True)
+    if res.returncode != 0 or head[18:20] != (183).to_bytes(2, "little"):
+        raise Unavailable(f"the unpacked {CROSS_GCC} cannot link here (install "
+                          f"gcc-aarch64-linux-gnu, or the host gcc's libraries):\n"
+                          f"{res.stdout[-1500:]}")
+    log(f"cross compiler ready: {gcc}")
+    return str(gcc)
+
+
 def fetch_qemu(layout: Layout, mirror: str) -> str:
     """qemu-aarch64-static from the amd64 qemu-user-static package (no root)."""
     apt = PrivateApt(layout, mirror, extra_archs=("amd64",), folder="apt-qemu")
@@ -492,18 +551,11 @@ def cmd_setup(layout: Layout, mirror: str, force: bool = False) -> dict:
     A lock file serializes concurrent setups of one root (two test runs): the
     second waits and then finds the board ready.
     """
-    if not force and is_set_up(layout, mirror):
+    if not force and is_set_up(layout, mirror) and find_cross_gcc(layout):
         stamp = read_stamp(layout)
         log(f"already set up at {layout.root} ({stamp.get('check')})")
         return stamp
     host_checks()
-    stamp = read_stamp(layout)
-    if (not force and stamp and stamp.get("key") == recipe_key(mirror)
-            and layout.python.is_file() and find_qemu(layout) is None):
-        # a cache restored on a machine without qemu: only qemu is missing
-        log("no qemu-aarch64(-static) on PATH: fetching qemu-user-static (amd64)")
-        fetch_qemu(layout, mirror)
-        return stamp
     layout.root.mkdir(parents=True, exist_ok=True)
     with open(layout.lock, "w") as lock:
         try:
@@ -511,11 +563,26 @@ def cmd_setup(layout: Layout, mirror: str, force: bool = False) -> dict:
         except BlockingIOError:
             log("another setup of this root is running: waiting for it")
             fcntl.flock(lock, fcntl.LOCK_EX)
-        if not force and is_set_up(layout, mirror):
-            stamp = read_stamp(layout)
-            log(f"set up meanwhile at {layout.root} ({stamp.get('check')})")
-            return stamp
-        return _build(layout, mirror)
+        if find_cross_gcc(layout) is None:
+            log(f"no {CROSS_GCC} on PATH: unpacking Debian's cross gcc under {layout.root}")
+            probe(mirror)
+            fetch_cross_gcc(layout, mirror)
+        return _setup_board(layout, mirror, force)
+
+
+def _setup_board(layout: Layout, mirror: str, force: bool) -> dict:
+    stamp = read_stamp(layout)
+    if (not force and stamp and stamp.get("key") == recipe_key(mirror)
+            and layout.python.is_file() and find_qemu(layout) is None):
+        # a cache restored on a machine without qemu: only qemu is missing
+        log("no qemu-aarch64(-static) on PATH: fetching qemu-user-static (amd64)")
+        fetch_qemu(layout, mirror)
+        return stamp
+    if not force and is_set_up(layout, mirror):
+        stamp = read_stamp(layout)
+        log(f"set up at {layout.root} ({stamp.get('check')})")
+        return stamp
+    return _build(layout, mirror)
 
 
 def _build(layout: Layout, mirror: str) -> dict:
@@ -729,7 +796,7 @@ def cmd_python(layout: Layout, mirror: str, args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=["setup", "start", "stop", "status", "python"])
+    p.add_argument("command", choices=["setup", "start", "stop", "status", "python", "toolchain"])
     p.add_argument("--root", type=Path, default=None,
                    help="cache folder (default $NNEF_TVM_BOARD_ROOT or "
                         "~/.cache/nnef-tvm/arm64-board)")
@@ -766,6 +833,11 @@ def main(argv=None) -> int:
             cmd_stop(layout, args.port)
         elif args.command == "status":
             return cmd_status(layout, args.mirror)
+        elif args.command == "toolchain":
+            gcc = find_cross_gcc(layout)
+            if gcc is None:
+                raise SetupError(f"no {CROSS_GCC}: run setup first")
+            print(os.path.dirname(gcc))
         else:
             return cmd_python(layout, args.mirror, args.args)
     except Unavailable as e:

@@ -6,7 +6,8 @@ apache-tvm wheel, run by qemu-user on this x86_64 machine, serving TVM RPC on
 under ``$NNEF_TVM_BOARD_ROOT`` or ``~/.cache/nnef-tvm/arm64-board``; CI can run
 ``python3 scripts/emulated_board.py setup`` beforehand (or restore that folder).
 The test skips only when the script says the machine cannot host the board
-(exit code 3: no apt/dpkg-deb, no network, not x86_64 Linux).
+(exit code 3: no apt/dpkg-deb, no network, not x86_64 Linux). Without a host
+aarch64-linux-gnu-gcc, setup unpacks Debian's cross gcc under the root too.
 
 The arm64 outputs are compared with the x86 build of the same model and with a
 numpy implementation of the tiny model written from the NNEF definitions.
@@ -216,12 +217,19 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def arm_library(tiny_model):
-    """The tiny model cross-compiled for arm64 (once per module)."""
-    if shutil.which("aarch64-linux-gnu-gcc") is None:
-        pytest.skip("aarch64-linux-gnu-gcc missing (apt-get install gcc-aarch64-linux-gnu)")
+def arm_library(tiny_model, board_root):
+    """The tiny model cross-compiled for arm64 (once per module).
+
+    Without a host aarch64-linux-gnu-gcc, setup unpacked Debian's cross gcc
+    under the board root: ``toolchain`` names its folder, put first on PATH.
+    """
     folder, _ = tiny_model
-    return _compile(folder, "arm64", folder.parent / "tiny-arm64.so")
+    with pytest.MonkeyPatch.context() as mp:
+        if shutil.which("aarch64-linux-gnu-gcc") is None:
+            res = _board("toolchain", "--root", str(board_root), timeout=60)
+            assert res.returncode == 0, res.stderr
+            mp.setenv("PATH", res.stdout.strip() + os.pathsep + os.environ.get("PATH", ""))
+        return _compile(folder, "arm64", folder.parent / "tiny-arm64.so")
 
 
 def _compile(model: Path, target: str, out: Path):
