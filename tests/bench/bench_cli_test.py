@@ -86,6 +86,16 @@ def test_profile_rows(run):
     assert sum(p["share"] for p in prof) == pytest.approx(1.0)
     for p in prof:
         assert p["calls"] >= 1 and p["ms"] >= 0 and isinstance(p["ops"], list)
+    # the fusion report maps each fused kernel back to the NNEF statements it computes
+    conv = [p for p in prof if p["kernel"].startswith("fused_conv2d")]
+    assert len(conv) == 2
+    for p in conv:
+        ops = [o["op"] for o in p["ops"]]
+        assert "conv" in ops and "relu" in ops
+        assert all(o["pos"] and "graph.nnef:" in o["pos"] for o in p["ops"])
+    lines = {next(o["pos"] for o in p["ops"] if o["op"] == "conv").split(":")[-2]
+             for p in conv}
+    assert lines == {"10", "17"}                # graph.nnef lines of conv1 and conv2
 
 
 def test_csv_columns(run):
