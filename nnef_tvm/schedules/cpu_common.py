@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 
+# Below this many loop iterations (elements x reduction steps) a kernel runs on
+# one thread: waking the thread pool costs microseconds, more than the work.
+PARALLEL_MIN_WORK = 1 << 16
+
+
 def vector_lanes(target, dtype_bits: int = 32) -> int:
     """SIMD lanes of ``dtype_bits`` elements for an LLVM target.
 
@@ -134,6 +139,6 @@ def schedule_spatial_nest(sch, block, lanes: int) -> None:
             outer = [lo]
     elif not outer:
         outer = [loops[-1]]
-    if total >= 1024:
+    if total >= PARALLEL_MIN_WORK:
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         sch.parallel(fused)

@@ -11,8 +11,8 @@ always correct.
 """
 from __future__ import annotations
 
-from .cpu_common import (inline_elementwise, is_reduction, iter_kinds, root_blocks,
-                         schedule_spatial_nest, static_extents, trivial_binding)
+from .cpu_common import (PARALLEL_MIN_WORK, inline_elementwise, is_reduction, iter_kinds,
+                         root_blocks, schedule_spatial_nest, static_extents, trivial_binding)
 
 
 def _schedule_reduction(sch, block, lanes: int) -> bool:
@@ -41,7 +41,7 @@ def _schedule_reduction(sch, block, lanes: int) -> bool:
     work = total
     for e in exts[nsp:]:
         work *= e
-    if spatial and total >= 2 and work >= 4096:
+    if spatial and total >= 2 and work >= PARALLEL_MIN_WORK:
         par = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
         sch.parallel(par)
     return True

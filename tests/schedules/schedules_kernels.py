@@ -59,7 +59,7 @@ def dense_case(n, k, m):
 def pool_case(kind):
     from tvm import relax
     from tvm.relax import op
-    x = _var("x", (1, 16, 28, 28))
+    x = _var("x", (1, 64, 32, 32))
     bb = relax.BlockBuilder()
     with bb.function("main", [x]):
         with bb.dataflow():
@@ -77,7 +77,7 @@ def pool_case(kind):
 def elementwise_case():
     from tvm import relax
     from tvm.relax import op
-    x, y = _var("x", (1, 32, 14, 14)), _var("y", (1, 32, 1, 1))
+    x, y = _var("x", (1, 64, 32, 32)), _var("y", (1, 64, 1, 1))
     bb = relax.BlockBuilder()
     with bb.function("main", [x, y]):
         with bb.dataflow():
