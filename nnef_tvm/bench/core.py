@@ -6,7 +6,9 @@ the target runs here, or on a remote device over RPC (``rpc='host:port'``, or
 a tracker plus device keys), then runs the comparison runtimes of
 :mod:`.peers` on the same inputs. The result is one JSON-able dict (schema
 ``nnef-tvm-bench/1``, see :data:`ROW_KEYS`) that :mod:`.report` turns into a
-table, CSV or plot.
+table, CSV or plot; ``compiled`` records, per target, the TVM target, the
+kernel count and the tuning summary the compiler reported (which stored
+tuning records were applied).
 
 Agreement: every row's outputs are compared with ``reference.npz`` when one
 is found beside the model (the zoo layout ``<name>/nnef`` +
@@ -162,6 +164,7 @@ def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tra
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine_info(), "method": method_info(warmup, repeat, threads),
               "model": {"path": os.path.abspath(model_path)}, "agreement_reference": None,
+              "compiled": {},
               "rows": [], "notes": []}
     rows = result["rows"]
     work = tempfile.mkdtemp(prefix="nnef-bench-")
@@ -208,6 +211,8 @@ def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tra
         cm.export(lib)
         compiled[name] = (tgt, cm, lib)
         specs = specs or (cm.inputs, cm.outputs)
+        result["compiled"][name] = {"target": tgt.describe(), "kernels": len(cm.kernels),
+                                    "tuning": cm.metadata.get("tuning")}
     if specs is None:                     # no target compiled: describe the graph instead
         specs = ([{"name": n, "shape": list(graph.tensors[n].shape or []),
                    "dtype": "float32"} for n in graph.inputs],

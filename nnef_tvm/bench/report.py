@@ -49,7 +49,15 @@ def header_lines(result: dict) -> list[str]:
         f"memory: {meth['memory']}",
         f"inputs: {result.get('inputs_source')}; agreement vs "
         f"{result.get('agreement_reference') or 'nothing'}",
-    ]
+    ] + [f"compiled {name}: {c['kernels']} kernels; {_tuning_text(c.get('tuning'))}"
+         for name, c in result.get("compiled", {}).items()]
+
+
+def _tuning_text(t) -> str:
+    if not t:
+        return "default schedules (no tuning records found)"
+    return (f"tuning store key {t.get('device_key')}: {t.get('tuned_kernels')} tuned, "
+            f"{t.get('default_kernels')} default-scheduled kernels")
 
 
 def format_table(result: dict) -> str:

@@ -36,6 +36,7 @@ def test_json_schema(run):
     result, _ = run
     assert result["schema"] == SCHEMA
     for key, typ in [("date", str), ("machine", dict), ("method", dict), ("model", dict),
+                     ("compiled", dict),
                      ("rows", list), ("notes", list)]:
         assert isinstance(result[key], typ), key
     assert isinstance(result["machine"]["cpu"], str) and result["machine"]["cores"] >= 1
@@ -43,6 +44,8 @@ def test_json_schema(run):
     assert meth["warmup"] == 1 and meth["repeat"] == 3 and meth["threads"] == 1
     assert "first run" in meth["timed"] and "upload" in meth["timed"]
     assert result["model"]["name"] == "tiny_cnn"
+    assert isinstance(result["compiled"]["x86"]["kernels"], int)
+    assert result["compiled"]["x86"]["target"]["name"] == "x86"
     assert result["model"]["inputs"][0] == {"name": "input", "shape": [1, 3, 32, 32],
                                             "dtype": "float32"}
     for row in result["rows"]:
