@@ -241,6 +241,10 @@ class PrivateApt:
             raise SetupError(f"{tool} {' '.join(args[:3])} failed:\n{res.stdout[-3000:]}")
         return res.stdout if capture else ""
 
+    def discard(self) -> None:
+        """Drop the private lists and cache (only setup needs them; ~20-40 MB)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def update(self) -> None:
         self.prepare()
         log(f"apt-get update (private lists: {SUITE} {', '.join(self.archs)} from {self.mirror})")
@@ -351,6 +355,8 @@ def build_sysroot(layout: Layout, apt: PrivateApt) -> list[str]:
     tmp.mkdir()
     for deb in debs:
         extract_deb(deb, tmp)
+    shutil.rmtree(layout.debs, ignore_errors=True)
+    apt.discard()
     if not (tmp / "usr" / "bin" / PY).is_file():
         raise SetupError(f"{PY} missing from the unpacked packages")
     shutil.rmtree(layout.sysroot, ignore_errors=True)
@@ -391,6 +397,8 @@ def fetch_cross_gcc(layout: Layout, mirror: str) -> str:
     shutil.rmtree(dest, ignore_errors=True)
     for deb in debs:
         extract_deb(deb, dest)
+    shutil.rmtree(layout.root / "cross-debs", ignore_errors=True)
+    apt.discard()
     gcc = cross_bin(layout) / CROSS_GCC
     versioned = cross_bin(layout) / f"{CROSS_GCC}-12"
     if not versioned.is_file():
@@ -421,9 +429,15 @@ def fetch_qemu(layout: Layout, mirror: str) -> str:
     debs = download_debs(apt, ["qemu-user-static:amd64"], dest)
     shutil.rmtree(layout.qemu_dir, ignore_errors=True)
     extract_deb(debs[0], layout.qemu_dir)
+    shutil.rmtree(dest, ignore_errors=True)
+    apt.discard()
     local = layout.qemu_dir / "usr" / "bin" / "qemu-aarch64-static"
     if not local.is_file():
         raise SetupError("qemu-aarch64-static not found in the qemu-user-static package")
+    for other in local.parent.iterdir():          # the package holds every guest ISA
+        if other != local:
+            other.unlink()
+    shutil.rmtree(layout.qemu_dir / "usr" / "share", ignore_errors=True)
     return str(local)
 
 
