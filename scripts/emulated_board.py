@@ -13,7 +13,8 @@ or ``$NNEF_TVM_BOARD_ROOT``):
 
 * ``sysroot/``: Debian bookworm arm64 packages (python3.11 and the C/C++
   libraries it and TVM load), downloaded by ``apt-get download`` through a
-  *private* apt configuration (``apt/``) and unpacked with ``dpkg-deb -x``.
+  *private* apt configuration (``apt/``, removed afterwards), unpacked with
+  ``dpkg-deb -x``.
   Nothing is installed on, or configured in, the host (no root needed).
 * ``site/``: aarch64 wheels (apache-tvm, apache-tvm-ffi, numpy, ml_dtypes,
   typing_extensions) installed by the host's pip with ``--platform``.
