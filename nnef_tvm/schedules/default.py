@@ -15,7 +15,7 @@ left alone):
   which bind every kernel to threads.
 
 The name of the rule that fired is stored as the function attribute
-``nnef.schedule_rule`` (read by tests and the fusion report).
+``nnef.schedule_rule`` (tests read it; handy when dumping the scheduled IR).
 """
 from __future__ import annotations
 
