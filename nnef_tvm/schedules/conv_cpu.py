@@ -208,6 +208,12 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     perm = [i for i in range(ndim) if i != fdim] + [fdim]
     sch.transform_layout(packed, ("write", 0), lambda *idx: [idx[i] for i in perm])
     sch.compute_at(packed, par)
+    # copy loops in the packed order (output channel innermost, unrolled): the
+    # stores then run contiguously instead of striding over the whole copy
+    pk = sch.get_loops(packed)[-ndim:]
+    if len(pk) == ndim and ndim > 1:
+        sch.reorder(*[pk[i] for i in perm])
+        sch.unroll(pk[fdim])
     # register accumulator
     wb = sch.cache_write(mac.block, 0, "local")
     nout = len(sch.get(mac.block).writes[0].region)
