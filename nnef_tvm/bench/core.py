@@ -206,9 +206,19 @@ def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tra
             cm = reuse[name]
         else:
             say(f"compiling for {name}")
-            cm = compile_model(model, tgt, tuning_dir=tuning_dir)
-        lib = os.path.join(work, f"model_{name}.so")
-        cm.export(lib)
+        try:
+            if name not in reuse:
+                cm = compile_model(model, tgt, tuning_dir=tuning_dir)
+            lib = os.path.join(work, f"model_{name}.so")
+            cm.export(lib)
+        except NNEFError as e:          # unsupported op, bad tuning dir: this target's note
+            tvm_rows[name].update(status="error", note="compile: " + e.errors[0].message)
+            continue
+        except Exception as e:          # a compiler bug on this model: recorded, not fatal
+            last = str(e).strip().splitlines()
+            tvm_rows[name].update(status="error", note=f"compile: {type(e).__name__}: "
+                                  f"{last[-1][:300] if last else ''}")
+            continue
         compiled[name] = (tgt, cm, lib)
         specs = specs or (cm.inputs, cm.outputs)
         result["compiled"][name] = {"target": tgt.describe(), "kernels": len(cm.kernels),

@@ -207,7 +207,8 @@ def write_zoo_plot(results: list[dict], path: str) -> dict:
     ax.set_ylabel("median latency (ms, log scale, lower is better)")
     if results:
         m = results[0]["machine"]
-        ax.set_title(f"{m['cpu']} ({m['cores']} cores), {results[0]['date'][:10]}", fontsize=9)
+        date = next((r["date"] for r in results if r.get("date")), "")
+        ax.set_title(f"{m['cpu']} ({m['cores']} cores), {date[:10]}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)

@@ -26,6 +26,8 @@ def tiny_zoo(tiny_model, tiny_compiled, tmp_path):
     # is not needed for the page format; a fixed offset makes 'max err' predictable
     want = tiny_compiled["x86"].run({"input": x})["output"]
     np.savez(zoo / "tiny" / "reference.npz", input=x, output=want + 0.5)
+    (zoo / "broken" / "nnef").mkdir(parents=True)
+    (zoo / "broken" / "nnef" / "graph.nnef").write_text("version 1.0;\ngraph g( x ) -> ( y )\n{\n")
     return str(zoo)
 
 
@@ -48,11 +50,14 @@ def test_page_plot_and_json(tiny_zoo, tiny_compiled, tmp_path, monkeypatch):
     row = next(line for line in page.splitlines() if line.startswith("| tiny"))
     assert row.endswith("| 0.5 |")
     assert "no-such-runtime: skipped" in page
+    # a model that does not load is a table line and a note, not a crash
+    assert "| broken | not run | not run |" in page
+    assert "- broken: nnef-tvm cannot read the model: " in page
     with open(out / "benchmarks.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     import json
     data = json.loads((out / "benchmarks.json").read_text())
-    assert [d["model"]["name"] for d in data] == ["tiny"]
+    assert [d["model"]["name"] for d in data] == ["broken", "tiny"]
 
 
 def test_zoo_series_marks_missing_runs():
