@@ -59,7 +59,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--trials", type=positive_int, default=64,
                    help="measured trials per kernel (default 64)")
     p.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
-                   help="stop measuring after this wall time")
+                   help="stop measuring after this wall time (counted from the start; "
+                   "the batch in flight finishes)")
     p.add_argument("--device-key", help="store folder name (default: derived from the device)")
     p.add_argument("--tuning-dir", metavar="DIR", help="tuning store root")
     p.add_argument("--tracker", metavar="HOST:PORT", help="measure on a device via an RPC tracker")
