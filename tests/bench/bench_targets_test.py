@@ -37,3 +37,18 @@ def test_keys_count_mismatch_is_an_error():
         _split_keys(["x86", "arm64", "rpi4"], ["a", "b"])
     with pytest.raises(NNEFError, match="not one of the --targets"):
         _split_keys(["x86"], ["cuda=a"])
+
+
+@pytest.mark.parametrize("exc, text", [
+    (NNEFError("operation 'foo' is not supported"), "compile: operation 'foo' is not supported"),
+    (RuntimeError("TVM code generation failed\nCheck failed: x"), "compile: RuntimeError: "
+                                                                    "Check failed: x"),
+])
+def test_compile_failure_is_a_row_error(tiny_model, monkeypatch, exc, text):
+    def failing(*a, **k):
+        raise exc
+    monkeypatch.setattr(nnef_tvm.compiler, "compile_model", failing)
+    res = benchmark(tiny_model, targets=["x86"], compare=[], warmup=0, repeat=1,
+                    isolate=False)
+    row = res["rows"][0]
+    assert row["status"] == "error" and row["note"] == text
