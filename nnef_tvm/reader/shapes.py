@@ -105,7 +105,7 @@ def infer_shapes(graph: Graph, custom_shapes: Optional[dict[str, Callable]] = No
     def shape_of(value):
         if isinstance(value, Identifier):
             try:
-                return shapes[str(value)]
+                return shapes[value]      # an Identifier hashes and compares as its str
             except KeyError:
                 # The checked graph guarantees definition before use.
                 raise RuntimeError(f"tensor '{value}' is used before it is defined") from None
@@ -113,11 +113,27 @@ def infer_shapes(graph: Graph, custom_shapes: Optional[dict[str, Callable]] = No
             return [shape_of(v) for v in value]
         return ()
 
+    functions = SHAPE_FUNCTIONS
     for op in graph.operations:
-        if op.name == "external" and str(op.outputs.get("output")) in overrides:
+        name = op.name
+        if overrides and name == "external" and str(op.outputs.get("output")) in overrides:
             result = [overrides[str(op.outputs["output"])]]
         else:
-            result = _run_shape_function(op, shape_of, custom_shapes)
+            fn = functions.get(name)
+            if fn is not None:          # a standard operation: the inlined fast path
+                try:
+                    result = fn(op, shape_of)
+                except (ShapeMismatch, NNEFError):
+                    result = _run_shape_function(op, shape_of, custom_shapes)   # re-raise, located
+            else:
+                result = _run_shape_function(op, shape_of, custom_shapes)
+        outputs = op.outputs
+        if len(outputs) == 1 and len(result) == 1:      # one output: the usual case
+            out, = outputs.values()
+            shape = result[0]
+            if type(out) is Identifier and type(shape) is tuple:
+                shapes[out] = shape
+                continue
         _assign(op, result, shapes)
 
     for name, tensor in graph.tensors.items():
@@ -210,9 +226,9 @@ def _assign(op: Operation, result: list, shapes: dict) -> None:
                 raise NNEFError(f"{op.name}: result '{name}' is an array of {len(shape)} tensors "
                                 f"but {len(out)} identifiers are assigned", _error_pos(op))
             for ident, s in zip(out, shape):
-                shapes[str(ident)] = tuple(s)
+                shapes[ident] = tuple(s)
         else:
             if isinstance(shape, list):
                 raise NNEFError(f"{op.name}: result '{name}' is an array of {len(shape)} tensors "
                                 f"but is assigned to the single identifier '{out}'", _error_pos(op))
-            shapes[str(out)] = tuple(shape)
+            shapes[out] = tuple(shape)

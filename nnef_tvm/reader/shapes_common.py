@@ -45,6 +45,8 @@ def volume(shape: Sequence[int]) -> int:
 
 def padded(shape: Sequence[int], rank: int) -> Shape:
     """``shape`` with trailing unit extents up to ``rank`` (the implicit NNEF tail)."""
+    if rank == len(shape) and type(shape) is tuple:
+        return shape
     return tuple(shape) + (1,) * (rank - len(shape))
 
 
@@ -53,6 +55,8 @@ def padded(shape: Sequence[int], rank: int) -> Shape:
 
 def broadcast(a: Shape, b: Shape, what: str = "") -> Shape:
     """Left-aligned broadcast of two shapes; result rank is the larger rank."""
+    if a == b and type(a) is tuple:     # the common case: nothing to broadcast
+        return a
     rank = max(len(a), len(b))
     pa, pb = padded(a, rank), padded(b, rank)
     out = []
@@ -88,15 +92,24 @@ def broadcast_to(param: Shape, target: Shape, param_name: str, target_name: str 
 
 def attr(op, name: str, default: Any = None) -> Any:
     """Attribute ``name`` of ``op`` (defaults are normally filled by the checker)."""
-    if name in op.attribs:
-        return op.attribs[name]
+    attribs = op.attribs
+    if name in attribs:
+        return attribs[name]
     if default is None:
         raise ShapeMismatch(f"missing attribute '{name}'")
     return default
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+    return type(v) is int or (isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)))
+
+
+def _all_ints(v) -> bool:
+    """Every item is an integer (``_is_int``); the exact-``int`` test first, as that is the usual case."""
+    for x in v:
+        if type(x) is not int and not _is_int(x):
+            return False
+    return True
 
 
 def int_value(op, name: str, default: Any = None) -> int:
@@ -114,9 +127,9 @@ def int_list(op, name: str, default: Any = None, *, length: int | None = None,
     ``allow_empty``: ``[]`` is accepted whatever ``length`` says (``stride = []``).
     """
     v = attr(op, name, default)
-    if not isinstance(v, (list, tuple)) or not all(_is_int(x) for x in v):
+    if not isinstance(v, (list, tuple)) or not _all_ints(v):
         raise ShapeMismatch(f"'{name}' must be an array of integers, found {v!r}")
-    v = [int(x) for x in v]
+    v = [x if type(x) is int else int(x) for x in v]
     if allow_empty and not v:
         return v
     if length is not None and len(v) != length:
@@ -134,8 +147,12 @@ def pair_list(op, name: str, *, length: int, length_note: str = "",
               allow_empty: bool = True) -> list[tuple[int, int]]:
     """A ``(integer, integer)[]`` attribute (padding) of the given length or ``[]``."""
     v = attr(op, name, [] if allow_empty else None)
-    ok = isinstance(v, (list, tuple)) and all(
-        isinstance(p, (list, tuple)) and len(p) == 2 and _is_int(p[0]) and _is_int(p[1]) for p in v)
+    ok = isinstance(v, (list, tuple))
+    if ok:
+        for p in v:
+            if not (isinstance(p, (list, tuple)) and len(p) == 2 and _is_int(p[0]) and _is_int(p[1])):
+                ok = False
+                break
     if not ok:
         raise ShapeMismatch(f"'{name}' must be an array of (integer, integer) pairs, found {v!r}")
     v = [(int(p), int(q)) for p, q in v]
