@@ -28,6 +28,7 @@ def _drive(tables: _Tables, text: str, file: Optional[str]):
     punctuation = tables.punctuation
     plain = _PLAIN_TOKENS
     top = tables.start_state
+    end_state = tables.end_state
     state_stack = [top]
     value_stack = []
     push_state = state_stack.append
@@ -63,7 +64,10 @@ def _drive(tables: _Tables, text: str, file: Optional[str]):
             raise NNEFError(_lexer_error_message(text, m.start(kind)),
                             SourcePos(file, line, column))
         elif kind == "END":
-            break
+            # $END runs through the same loop: it is never shifted, only
+            # reduces until the start rule lands in the (empty) end state
+            ttype = "$END"
+            tok = Tok(ttype, "", *_end_position(text))
         else:
             value = m.group(kind)
             ttype = kind
@@ -98,36 +102,10 @@ def _drive(tables: _Tables, text: str, file: Optional[str]):
                 top = state_stack[-1][origin]
                 push_state(top)
             else:
+                if top is end_state:      # only reached on $END: the document is complete
+                    return value_stack[-1]
                 if tok.__class__ is not Tok:
                     tok = Tok(ttype, tok, line, m.end() - len(value) - line_start + 1)
                 raise _unexpected_token(tok, state_stack, value_stack, file, tables)
 
-    end_line, end_column = _end_position(text)
-    end_state = tables.end_state
-    while True:
-        action = top.get("$END")
-        cls = action.__class__
-        if cls is pass_through:
-            top = action.get(id(state_stack[-2])) or action.resolve(state_stack[-2])
-            state_stack[-1] = top
-        elif cls is tuple_:
-            size, callback, origin = action
-            children = value_stack[-size:]
-            del value_stack[-size:]
-            del state_stack[-size:]
-            top = state_stack[-1][origin]
-            push_state(top)
-            push_value(callback(children))
-        elif cls is append:
-            size, origin = action
-            value_stack[-size].append(value_stack[-1])
-            del value_stack[1 - size:]
-            del state_stack[-size:]
-            top = state_stack[-1][origin]
-            push_state(top)
-        else:
-            raise _unexpected_token(Tok("$END", "", end_line, end_column), state_stack,
-                                    value_stack, file, tables)
-        if top is end_state:
-            return value_stack[-1]
-
+    raise AssertionError("the scanner always ends with an END match")  # pragma: no cover
