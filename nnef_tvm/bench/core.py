@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shutil
 import tempfile
 from dataclasses import asdict
 from typing import Callable, Optional
@@ -134,7 +135,20 @@ def _split_keys(targets: list[str], keys: Optional[list[str]]) -> dict[str, str]
     return named
 
 
-def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tract",
+def benchmark(model_path: str, **options) -> dict:
+    """Benchmark ``model_path`` -> result dict (schema :data:`SCHEMA`); see :func:`run_benchmark`.
+
+    Libraries, exported ONNX models and worker files live in a temporary folder
+    that is removed afterwards.
+    """
+    work = tempfile.mkdtemp(prefix="nnef-bench-")
+    try:
+        return run_benchmark(model_path, work=work, **options)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_benchmark(model_path: str, *, work: str, targets=("x86",), compare=("onnxruntime", "tract",
               "nnef-interpreter"), warmup: int = 10, repeat: int = 50,
               threads: Optional[int] = None, rpc: Optional[str] = None,
               tracker: Optional[str] = None, keys: Optional[list[str]] = None,
@@ -143,7 +157,7 @@ def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tra
               onnx_from: str = "auto", tuning_dir=None, seed: int = 0,
               timeout: Optional[float] = 1800, compiled: Optional[dict] = None,
               progress: Progress = None) -> dict:
-    """Benchmark ``model_path`` -> result dict (schema :data:`SCHEMA`).
+    """Benchmark ``model_path`` using the folder ``work`` for its files.
 
     ``compiled`` ({target name: CompiledModel}) reuses models compiled earlier
     for those targets instead of compiling again (scripts running several
@@ -167,7 +181,6 @@ def benchmark(model_path: str, *, targets=("x86",), compare=("onnxruntime", "tra
               "compiled": {},
               "rows": [], "notes": []}
     rows = result["rows"]
-    work = tempfile.mkdtemp(prefix="nnef-bench-")
     slot = [0]
 
     def next_slot():
