@@ -182,3 +182,19 @@ def test_default_passes_per_target_kind():
     assert len(default_schedule_passes({"kind": "llvm"})) == 1
     assert len(default_schedule_passes({"kind": "cuda", "arch": "sm_80"})) == 1
     assert default_schedule_passes({"kind": "c"}) == []
+
+
+def test_arm64_neon_kernels_generate_code(target):
+    """Cross targets: 4-lane NEON schedules lower and generate AArch64 code."""
+    import tvm
+    from nnef_tvm.schedules.default import schedule_cpu_func
+    arm = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu",
+                             "mattr": ["+neon"], "num-cores": 4})
+    for mod, want in ((conv_case(16, 24, 10, 3, 1, 1), "conv_channel_vector"),
+                      (conv_case(16, 16, 16, 3, 2, 16), "conv_spatial_vector")):
+        func = _single_kernel(mod, target)
+        scheduled, rule = schedule_cpu_func(func, arm)
+        assert rule == want
+        lib = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}),
+                          arm)
+        assert "fmla" in lib.mod.inspect_source("asm") or "fmul" in lib.mod.inspect_source("asm")
