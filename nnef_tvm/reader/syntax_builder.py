@@ -51,6 +51,11 @@ class _Header:
 _Argument = ast.Argument
 
 
+def _arguments(items):
+    """Invocation arguments: positional ones (bare expressions) wrapped as unnamed Arguments."""
+    return [a if type(a) is _Argument else _Argument(a, None, a.pos) for a in items]
+
+
 class _Builder(lark.Transformer):
     """Rule callbacks turning each reduction straight into an :mod:`.ast` node.
 
@@ -330,15 +335,13 @@ class _Builder(lark.Transformer):
     def invocation(self, c):
         # IDENT ( arguments )
         name = c[0]
-        args = [a if type(a) is _Argument else _Argument(a, None, a.pos) for a in c[2]]
-        return ast.Invocation(name.value, args, None, _pos(self.file, name))
+        return ast.Invocation(name.value, _arguments(c[2]), None, _pos(self.file, name))
 
     def generic_invocation(self, c):
         # IDENT GENERIC ( arguments )
         name = c[0]
         dtype = _GENERIC_RE.findall(c[1].value)[0]
-        args = [a if type(a) is _Argument else _Argument(a, None, a.pos) for a in c[3]]
-        return ast.Invocation(name.value, args, dtype, _pos(self.file, name))
+        return ast.Invocation(name.value, _arguments(c[3]), dtype, _pos(self.file, name))
 
     def named_argument(self, c):
         name = c[0]
