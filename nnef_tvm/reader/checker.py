@@ -48,12 +48,22 @@ def flat_violation(e: ast.Expr, top: bool = True) -> Optional[ast.Expr]:
     if top:
         if type(e) is not ast.Invocation:
             return e
+        leaves = _FLAT_LEAVES
         for a in e.args:
             v = a.value
-            if type(v) not in _FLAT_LEAVES:
-                bad = flat_violation(v, False)
-                if bad is not None:
-                    return bad
+            cls = type(v)
+            if cls in leaves:
+                continue
+            if cls is ast.ArrayExpr or cls is ast.TupleExpr:     # inlined: arrays of leaves
+                for i in v.items:
+                    if type(i) not in leaves:
+                        bad = flat_violation(i, False)
+                        if bad is not None:
+                            return bad
+                continue
+            bad = flat_violation(v, False)
+            if bad is not None:
+                return bad
         return None
     cls = type(e)
     if cls in _FLAT_LEAVES:
@@ -128,14 +138,16 @@ class ExprChecker:
         typ = self.expr(items[0])
         for item in items[1:]:
             t = self.expr(item)
+            if t is typ:                # common_type(a, a) is a
+                continue
             c = T.common_type(typ, t)
             if c is None:
                 raise _err(f"array items of types '{typ}' and '{t}' have no common type", item)
             typ = c
-        return T.ArrayT(typ)
+        return T.array_of(typ)
 
     def _TupleExpr(self, e):
-        return T.TupleT(tuple(self.expr(i) for i in e.items))
+        return T.tuple_of(tuple([self.expr(i) for i in e.items]))
 
     # --------------------------------------------------------- operators ---
     def _UnaryOp(self, e):
@@ -366,15 +378,14 @@ class ExprChecker:
                 else:
                     raise _err(f"could not deduce the generic type of '{sig.name}': ambiguous "
                                f"candidates {' vs '.join(repr(c) for c in sorted(cands))}", e)
-        for p, a, t in zip(sig.params, args, arg_types):
-            if a is None:
-                continue
-            want = T.bind(p.type, binding) if binding is not None else p.type
-            if t is not want and not T.can_cast(t, want):
+        wants, result = sig.bound_types(binding)
+        can_cast = T.can_cast
+        for a, t, want, p in zip(args, arg_types, wants, sig.params):
+            if a is not None and t is not want and not can_cast(t, want):
                 raise _err(f"argument of type '{t}' cannot be cast to type '{want}' for parameter "
                            f"'{p.name}' of '{sig.name}'", a)
         self.plans[id(e)] = Plan(sig, args, binding, e.pos)
-        return sig.result_type(binding)
+        return result
 
 
 # ------------------------------------------------------------ lvalues ------

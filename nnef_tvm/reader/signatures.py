@@ -43,21 +43,34 @@ class Signature:
     standard: bool = False
     index: dict = field(default_factory=dict)       # param name -> position
     broken: bool = False    # declaration or body had errors (already reported): invocations are skipped
+    # memo of bound_types(): a signature does not change once checked, and binding the same
+    # generic for every invocation of a 10k-op graph is measurable
+    _bound: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def has_body(self) -> bool:
         return self.fragment is not None and self.fragment.body is not None
 
     def result_type(self, binding: Optional[str]) -> T.Type:
-        if len(self.results) == 1:
-            return T.bind(self.results[0][1], binding)
-        return T.TupleT(tuple(T.bind(t, binding) for _, t in self.results))
+        return self.bound_types(binding)[1]
+
+    def bound_types(self, binding: Optional[str]) -> tuple:
+        """``(parameter types, result type)`` with ``?`` bound to ``binding`` (as is for None)."""
+        memo = self._bound.get(binding)
+        if memo is None:
+            if len(self.results) == 1:
+                result = T.bind(self.results[0][1], binding)
+            else:
+                result = T.TupleT(tuple(T.bind(t, binding) for _, t in self.results))
+            memo = ([T.bind(p.type, binding) for p in self.params], result)
+            self._bound[binding] = memo
+        return memo
 
     def describe(self) -> str:
         return f"'{self.name}'"
 
 
-@dataclass
+@dataclass(slots=True)
 class Plan:
     """How one invocation node calls its fragment (filled in by the checker)."""
     sig: Signature

@@ -91,15 +91,33 @@ def tensor(item: Optional[str]) -> TensorT:
 
 
 _ARRAYS: dict = {}
+_TUPLES: dict = {}
+_MAX_INTERNED = 4096     # tuple types come from user text: bound the memo
+
+
+def _flat(t) -> bool:
+    return isinstance(t, (Prim, TensorT))
 
 
 def array_of(item: "Type") -> ArrayT:
-    """``item[]``, shared for primitive and tensor items so that equal types are usually identical."""
+    """``item[]``, shared for primitive and tensor items (and tuples of those) so that equal
+    types are usually identical and compare by ``is``."""
     t = _ARRAYS.get(item)
     if t is None:
         t = ArrayT(item)
-        if isinstance(item, (Prim, TensorT)):
+        if _flat(item) or (isinstance(item, TupleT) and _TUPLES.get(item.items) is item
+                             and len(_ARRAYS) < _MAX_INTERNED):
             _ARRAYS[item] = t
+    return t
+
+
+def tuple_of(items: tuple) -> TupleT:
+    """``(T1, ..., Tn)``, shared when every item is a primitive or tensor type."""
+    t = _TUPLES.get(items)
+    if t is None:
+        t = TupleT(items)
+        if len(_TUPLES) < _MAX_INTERNED and all(_flat(i) for i in items):
+            _TUPLES[items] = t
     return t
 
 
@@ -112,7 +130,7 @@ def from_spec(spec: ast.TypeSpec) -> Type:
     if isinstance(spec, ast.ArrayType):
         return array_of(from_spec(spec.item))
     if isinstance(spec, ast.TupleType):
-        return TupleT(tuple(from_spec(t) for t in spec.items))
+        return tuple_of(tuple([from_spec(t) for t in spec.items]))
     raise TypeError(f"not a type spec: {spec!r}")
 
 
