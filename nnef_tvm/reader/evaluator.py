@@ -87,7 +87,7 @@ class Evaluator:
 
     def declare(self, name, dtype) -> Identifier:
         ident = Identifier(name)
-        self.tensors[ident] = Tensor(ident, dtype=dtype)
+        self.tensors[ident] = Tensor(ident, dtype)
         return ident
 
     # ------------------------------------------------------- statements ---
@@ -279,7 +279,9 @@ class Evaluator:
         binding = plan.binding
         if binding == T.GENERIC:
             binding = frame.binding
-        if sig.has_body and (self.lower(sig) or self._needs_expansion(sig, target)):
+        fragment = sig.fragment
+        if fragment is not None and fragment.body is not None \
+                and (self.lower(sig) or self._needs_expansion(sig, target)):
             return self.expand(sig, values, binding, frame, target, plan.pos)
         return self.emit(sig, values, binding, frame, target, plan.pos)
 
@@ -287,6 +289,8 @@ class Evaluator:
     def _needs_expansion(sig, target):
         """A compound with array results assigned to single identifiers: only expansion knows the length."""
         if len(sig.results) == 1:
+            if type(target) is str:         # a single name never holds an array result's items
+                return isinstance(sig.results[0][1], T.ArrayT)
             targets = [target]
         else:
             targets = list(target) if isinstance(target, tuple) else [None] * len(sig.results)
@@ -321,12 +325,16 @@ class Evaluator:
     def emit(self, sig: Signature, values, binding, frame, target, pos):
         inputs, attribs = {}, {}
         for p, v in zip(sig.params, values):
-            (inputs if p.is_tensor else attribs)[p.name] = v
-        rtype = sig.results[0][1]
-        if len(sig.results) == 1 and type(rtype) is T.TensorT:     # the common case: one tensor
+            if p.is_tensor:
+                inputs[p.name] = v
+            else:
+                attribs[p.name] = v
+        results = sig.results
+        rname, rtype = results[0]
+        if len(results) == 1 and type(rtype) is T.TensorT:     # the common case: one tensor
             item = rtype.item if rtype.item != T.GENERIC else binding
             out = self.declare(target if isinstance(target, str) else self.fresh(sig.name), item)
-            outputs = {sig.results[0][0]: out}
+            outputs = {rname: out}
             results = [out]
         else:
             outputs = {}

@@ -244,27 +244,32 @@ class _Build:
                 if type(names) is not list:
                     raise names
                 declared_here = [n.name for n in names if n.name not in scope]
-                if not allow_expr:
-                    _require_flat(stmt)
+                if not allow_expr and flat_violation(stmt.rvalue) is not None:
+                    _require_flat(stmt)     # raises the located error
                 seen: set = set()
                 for n in names:
                     if n.name in scope or n.name in seen:
                         raise NNEFError(f"identifier '{n.name}' is already declared", n.pos)
                     seen.add(n.name)
                 rv = stmt.rvalue
-                is_external = isinstance(rv, ast.Invocation) and rv.op == "external"
-                if is_external:
-                    if not isinstance(stmt.lvalue, ast.Name) or stmt.lvalue.name not in param_set:
+                lv = stmt.lvalue
+                is_invocation = type(rv) is ast.Invocation
+                if is_invocation and rv.op == "external":
+                    if not isinstance(lv, ast.Name) or lv.name not in param_set:
                         raise NNEFError("identifiers assigned by operation 'external' must be graph "
-                                        "parameters", stmt.lvalue.pos or stmt.pos)
+                                        "parameters", lv.pos or stmt.pos)
                 else:
                     for n in names:
                         if n.name in param_set:
                             raise NNEFError(f"graph parameter '{n.name}' can only be assigned by "
                                             f"operation 'external'", n.pos)
-                typ = checker.expr(rv, top=True)
+                typ = checker._Invocation(rv, True) if is_invocation else checker.expr(rv, top=True)
+                if type(lv) is ast.Name and type(typ) is T.TensorT:    # destructure's common case
+                    evaluator.assign(stmt, frame, True)
+                    scope[lv.name] = typ
+                    continue
                 out: dict = {}
-                destructure(stmt.lvalue, typ, out, graph=True)
+                destructure(lv, typ, out, graph=True)
                 evaluator.assign(stmt, frame, True)
                 scope.update(out)
             except Poisoned:
