@@ -8,7 +8,7 @@ on lark's LALR(1) tables. The work is split by concern:
   :mod:`.syntax_nodes`;
 * :mod:`.syntax_tables` -- lark's tables and the lexer regex, re-packed once;
 * :mod:`.syntax_driver` -- the shift/reduce loop that runs them (lark's own
-  lexer and loop are about 3.5x slower on 10,000-operation documents);
+  lexer and loop take about 3x the CPU time on 10,000-operation documents);
 * :mod:`.syntax_errors` -- every failure as a located
   :class:`~nnef_tvm.errors.NNEFError` saying what was expected.
 

@@ -2,7 +2,8 @@
 
 lark analyses ``grammar.lark`` once per process; its generic lexer and parser
 loop then cost a few microseconds more per token than NNEF documents of 10,000
-operations allow (our own loop over the same tables measured about 3.5x faster).
+operations allow (our own loop over the same tables is about 3x faster,
+see :mod:`.syntax_driver`).
 So the tables are re-packed here into the shape the driver's loop wants --
 each state a dict from symbol to action, the action's kind told by its class --
 and the terminals become one master regular expression, ordered by how often
