@@ -131,7 +131,11 @@ class ExprChecker:
         items = e.items
         if items and type(items[0]) is ast.Literal:
             kind = items[0].kind
-            if all(type(i) is ast.Literal and i.kind == kind for i in items):
+            lit = ast.Literal
+            for i in items:
+                if type(i) is not lit or i.kind != kind:
+                    break
+            else:
                 return T.array_of(T.prim(kind))
         if not items:
             return T.EMPTY
@@ -312,30 +316,36 @@ class ExprChecker:
             raise _err("operation 'external' must be the whole right-hand side of an assignment "
                        "to a graph parameter", e)
         params = sig.params
-        args: list = [None] * len(params)
+        n_params = len(params)
+        args: list = [None] * n_params
         named_seen = False
-        for i, a in enumerate(e.args):
-            if a.name is None:
+        index = sig.index
+        i = 0
+        for a in e.args:
+            name = a.name
+            if name is None:
                 if named_seen:
                     raise _err("positional argument after named argument", a)
-                if i >= len(params):
+                if i >= n_params:
                     raise _err(f"too many positional arguments; definition of '{sig.name}' has only "
-                               f"{len(params)} parameter(s)", a)
+                               f"{n_params} parameter(s)", a)
                 if not params[i].is_tensor:
                     raise _err(f"expected named argument: attribute parameter '{params[i].name}' of "
                                f"'{sig.name}' must be passed by name", a)
                 args[i] = a.value
             else:
                 named_seen = True
-                k = sig.index.get(a.name)
+                k = index.get(name)
                 if k is None:
-                    raise _err(f"operation '{sig.name}' has no parameter named '{a.name}'", a)
+                    raise _err(f"operation '{sig.name}' has no parameter named '{name}'", a)
                 if args[k] is not None:
-                    raise _err(f"duplicate argument for parameter '{a.name}' of '{sig.name}'", a)
+                    raise _err(f"duplicate argument for parameter '{name}' of '{sig.name}'", a)
                 args[k] = a.value
-        for p, a in zip(params, args):
-            if a is None and not p.has_default:
-                raise _err(f"missing argument for required parameter '{p.name}' of '{sig.name}'", e)
+            i += 1
+        if i < n_params:        # else every parameter got its own argument
+            for p, a in zip(params, args):
+                if a is None and not p.has_default:
+                    raise _err(f"missing argument for required parameter '{p.name}' of '{sig.name}'", e)
         scope = self.scope
         arg_types = []
         for a in args:          # inline the common flat cases (identifiers and literals)

@@ -177,8 +177,9 @@ class Evaluator:
 
     def _TupleExpr(self, e, frame, target):
         if isinstance(target, tuple) and len(target) == len(e.items):
-            return tuple(self.eval(i, frame, t) for i, t in zip(e.items, target))
-        return tuple(self.eval(i, frame) for i in e.items)
+            return tuple([self.eval(i, frame, t) for i, t in zip(e.items, target)])
+        lit = ast.Literal
+        return tuple([i.value if type(i) is lit else self.eval(i, frame) for i in e.items])
 
     def _UnaryOp(self, e, frame, target):
         plan = self.plans.get(id(e))
