@@ -151,7 +151,8 @@ class ExprChecker:
         return T.array_of(typ)
 
     def _TupleExpr(self, e):
-        return T.tuple_of(tuple([self.expr(i) for i in e.items]))
+        lit = ast.Literal
+        return T.tuple_of(tuple([T.prim(i.kind) if type(i) is lit else self.expr(i) for i in e.items]))
 
     # --------------------------------------------------------- operators ---
     def _UnaryOp(self, e):

@@ -103,6 +103,14 @@ class Evaluator:
         value = self.eval(stmt.rvalue, frame, target)
         self._bind(lv, value, frame, graph_level, stmt)
 
+    def assign_invocation(self, stmt: ast.Assignment, plan: Plan, frame: Frame) -> None:
+        """``assign(stmt, frame, True)`` for ``name = op(...)`` whose checked plan is at hand."""
+        name = stmt.lvalue.name
+        value = self.call(plan, plan.args, frame, name)
+        if type(value) is not Identifier or value != name:
+            value = self.materialize(value, name, stmt, frame)
+        frame.env[name] = value
+
     def _target_of(self, lv, frame, graph_level):
         if isinstance(lv, ast.Name):
             if graph_level:

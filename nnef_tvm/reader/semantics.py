@@ -265,7 +265,10 @@ class _Build:
                                             f"operation 'external'", n.pos)
                 typ = checker._Invocation(rv, True) if is_invocation else checker.expr(rv, top=True)
                 if type(lv) is ast.Name and type(typ) is T.TensorT:    # destructure's common case
-                    evaluator.assign(stmt, frame, True)
+                    if is_invocation:
+                        evaluator.assign_invocation(stmt, plans[id(rv)], frame)
+                    else:
+                        evaluator.assign(stmt, frame, True)
                     scope[lv.name] = typ
                     continue
                 out: dict = {}
