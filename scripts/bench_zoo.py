@@ -130,6 +130,14 @@ def markdown(results: list[dict], entries: dict, args, elapsed: float) -> str:
     return "\n".join(lines)
 
 
+def write_outputs(results: list[dict], entries: dict, args, elapsed: float) -> None:
+    """benchmarks.md, benchmarks.png and benchmarks.json for the models done so far."""
+    with open(os.path.join(args.out, "benchmarks.md"), "w") as f:
+        f.write(markdown(results, entries, args, elapsed))
+    write_zoo_plot(results, os.path.join(args.out, "benchmarks.png"))
+    write_json(results, os.path.join(args.out, "benchmarks.json"))
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -164,14 +172,9 @@ def main(argv=None) -> int:
                                         f"{e.errors[0].located()} ({len(e.errors)} errors)")
         res["model"]["name"] = name
         results.append(res)
+        # rewrite the page after every model: a run cut short still leaves a true page
+        write_outputs(results, {n: e for n, _, e in models}, args, time.monotonic() - start)
     elapsed = time.monotonic() - start
-    entries = {n: e for n, _, e in models}
-    with open(os.path.join(args.out, "benchmarks.md"), "w") as f:
-        f.write(markdown(results, entries, args, elapsed))
-    write_zoo_plot(results, os.path.join(args.out, "benchmarks.png"))
-    for res in results:           # keep the JSON readable: profiles are not requested here
-        res.pop("profile", None)
-    write_json(results, os.path.join(args.out, "benchmarks.json"))
     print(f"bench_zoo: wrote {args.out}/benchmarks.md, benchmarks.png, benchmarks.json "
           f"({len(results)} models, {elapsed / 60:.1f} min)")
     return 0
