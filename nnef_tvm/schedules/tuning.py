@@ -284,16 +284,25 @@ class _Progress:
                 m = sum(float(s) for s in secs) / len(secs)
                 if m < self.best[task_id]:
                     self.best[task_id] = m
+        # MetaSchedule terminates the joined task itself once it reaches the
+        # per-task cap (max of the budgets) and fails if it was terminated
+        # already, so that one is left to it.
+        cap = max(self.budgets) if self.budgets else 0
+
+        def stop(i):
+            if scheduler.tasks_[i].is_terminated:
+                return
+            if i == task_id and self.trials[i] >= cap:
+                return
+            scheduler.terminate_task(i)
         # a resumed task only owes its missing trials (tune_tasks has one per-task cap)
-        if self.trials[task_id] >= self.budgets[task_id] and \
-                not scheduler.tasks_[task_id].is_terminated:
-            scheduler.terminate_task(task_id)
+        if self.trials[task_id] >= self.budgets[task_id]:
+            stop(task_id)
         if self.deadline is not None and time.monotonic() >= self.deadline:
             # tasks whose batch is still being measured lose that batch (never recorded)
             self.stopped_by_time = True
             for i in range(len(self.tasks)):
-                if not scheduler.tasks_[i].is_terminated:
-                    scheduler.terminate_task(i)
+                stop(i)
         self.report()
 
     def line(self) -> str:

@@ -222,17 +222,19 @@ class _Scheduler:
 def test_progress_line_counts_trials_best_latency_and_eta():
     from nnef_tvm.schedules.tuning import _Progress
     said = []
-    p = _Progress(["a", "b"], [4, 4], None, said.append)
+    p = _Progress(["a", "b"], [4, 8], None, said.append)
     sched = _Scheduler(2)
     p.measured(sched, 0, [_Result([2e-6, 4e-6]), _Result(None, "build failed"),
                           _Result([1e-5]), _Result([1e10], "run failed")])
     assert p.trials == [4, 0] and p.best[0] == pytest.approx(3e-6)
     line = said[-1]
-    assert "tasks 1/2" in line and "trials 4/8" in line and "best total 3.0 us" in line
+    assert "tasks 1/2" in line and "trials 4/12" in line and "best total 3.0 us" in line
     assert "left ~" in line and "left ~?" not in line
     assert sched.terminated == [0]            # task a got its 4 trials
     p.measured(sched, 1, [_Result([1e-6])])
     assert sched.terminated == [0] and p.trials == [4, 1]
+    p.measured(sched, 1, [_Result([1e-6])] * 7)     # at the cap: MetaSchedule stops it
+    assert sched.terminated == [0] and p.trials == [4, 8]
 
 
 def test_time_budget_terminates_every_task():
@@ -243,4 +245,8 @@ def test_time_budget_terminates_every_task():
     sched.tasks_[1].is_terminated = True
     p.measured(sched, 0, [_Result([1e-6])])
     assert p.stopped_by_time and sched.terminated == [0, 2]
+    q = _Progress(["a", "b"], [1, 1], time.monotonic() - 1, None)
+    sched = _Scheduler(2)
+    q.measured(sched, 0, [_Result([1e-6])])          # task 0 at the cap: left to MetaSchedule
+    assert sched.terminated == [1]
     assert "left ~0s" in p.line()
