@@ -39,8 +39,9 @@ def execute(job: dict) -> dict:
     except PeerUnavailable as e:
         return {"skipped": str(e)}
     except Exception as e:  # a runtime that cannot load/run this model: a note, not a crash
-        last = str(e).strip().splitlines()
-        return {"error": f"{type(e).__name__}: {last[-1][:300] if last else ''}".strip(),
+        # the first line carries the message (Rust/C++ runtimes append backtraces)
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        return {"error": f"{type(e).__name__}: {lines[0][:300] if lines else ''}".strip(),
                 "traceback": traceback.format_exc(limit=4)}
 
 
