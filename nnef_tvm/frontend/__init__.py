@@ -26,7 +26,7 @@ from .context import ConvertContext, ConvertOptions
 from .convert import check_supported, convert_graph
 from .registry import converter, lookup, supported_ops
 
-__all__ = ["from_nnef", "check_supported", "supported_ops", "converter", "lookup",
+__all__ = ["from_nnef", "quantization_mode", "check_supported", "supported_ops", "converter", "lookup",
            "ConvertContext", "ConvertOptions", "relower_graph"]
 
 
@@ -63,6 +63,27 @@ def relower_graph(model: Model, extensions: Iterable[str] = ()) -> Optional[Grap
     return graph
 
 
+QUANTIZATION_MODES = ("auto", "fake", "none")
+
+
+def quantization_mode(model: Union[Model, Graph], requested: str = "auto") -> str:
+    """The quantization actually applied for ``requested`` ('auto' | 'fake' | 'none').
+
+    'auto' -> 'fake' when any tensor carries graph.quant information, else
+    'none'. 'fake' simulates every listed tensor as if its quantize op ran right
+    after it was produced (NNEF §5.3, round = floor(x + 0.5)); 'none' computes
+    in real arithmetic on the dequantized variables.
+    """
+    if requested not in QUANTIZATION_MODES:
+        from ..errors import NNEFError
+        raise NNEFError(f"quantization must be one of {', '.join(QUANTIZATION_MODES)}, "
+                        f"not {requested!r}")
+    if requested != "auto":
+        return requested
+    graph = model.graph if isinstance(model, Model) else model
+    return "fake" if any(t.quantization for t in graph.tensors.values()) else "none"
+
+
 def _needs_lowering(graph: Graph, extensions) -> bool:
     supported = supported_ops(extensions)
     return any(op.name not in supported for op in graph.operations)
@@ -83,7 +104,8 @@ def _with_input_shapes(graph: Graph, input_shapes: dict) -> Graph:
 
 def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: str = "float32",
               int_dtype: str = "int32", extensions: Iterable[str] = (),
-              input_shapes: Optional[dict] = None, fake_quantize: bool = False):
+              input_shapes: Optional[dict] = None, fake_quantize: bool = False,
+              fold_batch_norm: bool = True):
     """Convert an NNEF model to a Relax ``IRModule``.
 
     ``model``: a Model (from the reader), a path to load, or a Graph (shapes are
@@ -97,6 +119,9 @@ def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: s
     shapes (re-runs shape inference).
     ``fake_quantize``: simulate ``graph.quant`` by passing each quantized real
     tensor through its fake-quantization operation (default: real arithmetic).
+    ``fold_batch_norm``: merge ``conv`` + constant ``batch_normalization`` pairs
+    into one conv with new weights (see :mod:`nnef_tvm.frontend.fold`); never
+    with ``keep_params`` (the variables stay the caller's parameters).
 
     Raises NNEFError (listing every unsupported op) before any conversion work.
     """
@@ -110,6 +135,9 @@ def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: s
         if relowered is not None:
             graph = relowered
     check_supported(graph, extensions)
+    if fold_batch_norm and not keep_params:
+        from .fold import fold_batch_norm as _fold
+        graph, _ = _fold(graph)
     if input_shapes or any(t.shape is None for t in graph.tensors.values()):
         graph = _with_input_shapes(graph, dict(input_shapes or {}))
     options = ConvertOptions(dtype=dtype, int_dtype=int_dtype, keep_params=keep_params,

@@ -26,13 +26,18 @@ LowerSpec = Union[None, str, Iterable[str], Callable[[str], bool]]
 
 def load(path: Union[str, os.PathLike], *, lower: LowerSpec = None, infer_shapes: bool = True,
          load_tensors: bool = True, input_shapes: Optional[dict] = None,
-         custom_shapes: Optional[dict] = None, limits: Optional[dict] = None) -> Model:
+         custom_shapes: Optional[dict] = None, limits: Optional[dict] = None,
+         realign_flat_quant: bool = False) -> Model:
     """Read an NNEF model from a folder, .tar, .tgz/.tar.gz, .zip or a lone graph.nnef.
 
     ``lower``: which fragments to expand through their bodies (see
     :func:`nnef_tvm.reader.semantics.build_graph`); ``input_shapes`` overrides the
     shapes of ``external`` inputs; ``custom_shapes`` gives shape functions for
     body-less custom fragments; ``limits`` tunes the archive safety limits.
+    ``realign_flat_quant`` (lenient, opt-in): accept NNEF-Tools' flat ``[C]``
+    per-channel graph.quant arrays for tensors whose channel axis is not axis 0,
+    re-aligning each to the one axis of extent C, with a warning naming the entry
+    (see :func:`nnef_tvm.reader.quant.realign_flat_entry`).
     """
     from . import container as _container
     from . import semantics, shapes, syntax
@@ -49,7 +54,7 @@ def load(path: Union[str, os.PathLike], *, lower: LowerSpec = None, infer_shapes
             from . import quant
             entries = quant.parse_quant(box.read_text("graph.quant"), file=box.display_name("graph.quant"),
                                         fragments=fragments)
-            quant.attach_quantization(graph, entries)
+            quant.attach_quantization(graph, entries, realign_flat=realign_flat_quant)
         files = ["graph.nnef"] + (["graph.quant"] if box.has("graph.quant") else [])
         if load_tensors and not box.is_single_file:
             files += _load_variables(graph, box)

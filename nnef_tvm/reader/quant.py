@@ -407,12 +407,17 @@ def _ast_default(expr):
 
 
 # ------------------------------------------------------------- attaching ----
-def attach_quantization(graph, quant: dict) -> None:
+def attach_quantization(graph, quant: dict, *, realign_flat: bool = False) -> None:
     """Set ``Tensor.quantization`` from parsed entries.
 
     Keys that name no tensor are ignored with a warning (the Khronos reader
     ignores them silently). When a tensor's shape is known, each array argument
     must broadcast against it (left-aligned); otherwise NNEFError at the entry.
+
+    ``realign_flat`` (opt-in, ``load(..., realign_flat_quant=True)``) accepts
+    what NNEF-Tools writes for TFLite models: per-channel parameters as flat
+    ``[C]`` arrays for tensors whose channel axis is not axis 0 (``[1, C]``
+    biases, ``[1, H, W, C]`` depthwise filters). See :func:`realign_flat_entry`.
     """
     positions = getattr(quant, "positions", {})
     errors: list[NNEFError] = []
@@ -423,6 +428,8 @@ def attach_quantization(graph, quant: dict) -> None:
             warnings.warn(f"{pos or 'graph.quant'}: quantization entry for '{key}' matches no tensor "
                           f"of graph '{graph.name}' (ignored)", stacklevel=2)
             continue
+        if tensor.shape is not None and realign_flat:
+            entry = realign_flat_entry(key, entry, tuple(tensor.shape), pos)
         if tensor.shape is not None:
             for arg, value in entry.items():
                 if isinstance(value, np.ndarray) and not _broadcasts(value.shape, tuple(tensor.shape)):
@@ -432,6 +439,39 @@ def attach_quantization(graph, quant: dict) -> None:
         tensor.quantization = entry
     if errors:
         raise NNEFError.collect(errors)
+
+
+def realign_flat_entry(key: str, entry: dict, shape: tuple, pos=None) -> dict:
+    """Re-align flat ``[C]`` array arguments that cannot broadcast left-aligned.
+
+    Rule (from NNEF-Tools' TFLite output, whose per-channel axis is the last
+    one of NHWC-derived filters and of ``[1, C]`` biases): a 1-D argument of
+    length ``C > 1`` that does not fit axis 0 is re-shaped to
+    ``[1] * axis + [C]`` when exactly ONE axis of the tensor has extent ``C``;
+    with several candidate axes it is left alone (and then rejected as usual),
+    since guessing could silently quantize along the wrong channels. Every
+    re-aligned entry is named in a warning. Returns the (new) entry.
+    """
+    changed = {}
+    for arg, value in entry.items():
+        if not isinstance(value, np.ndarray) or value.ndim != 1 or value.shape[0] <= 1:
+            continue
+        c = value.shape[0]
+        if _broadcasts(value.shape, shape):
+            continue
+        axes = [i for i, n in enumerate(shape) if n == c]
+        if len(axes) == 1:
+            changed[arg] = value.reshape((1,) * axes[0] + (c,))
+    if not changed:
+        return entry
+    axis = len(next(iter(changed.values())).shape) - 1
+    warnings.warn(f"{pos or 'graph.quant'}: quantization entry '{key}': flat per-channel "
+                  f"{'/'.join(changed)} of length {shape[axis]} does not broadcast against shape "
+                  f"{list(shape)} (NNEF aligns on the left); re-aligned to axis {axis} "
+                  f"(realign_flat_quant)", stacklevel=3)
+    out = dict(entry)
+    out.update(changed)
+    return out
 
 
 def _broadcasts(param: tuple[int, ...], shape: tuple[int, ...]) -> bool:
