@@ -99,7 +99,9 @@ def stderr_progress(prefix: str = "nnef-compile") -> Callable[[str], None]:
 # -------------------------------------------------------------- model path
 def compile_model(model_or_path, target="x86", *, input_shapes=None, tuning_dir=None,
                   dump_ir=None, opt_level: int = 3, threads: Optional[int] = None,
-                  arch: Optional[str] = None, progress: Progress = None) -> CompiledModel:
+                  arch: Optional[str] = None, progress: Progress = None,
+                  quantization: str = "auto", extensions=(),
+                  realign_flat_quant: bool = False) -> CompiledModel:
     """Read (if a path), convert and compile an NNEF model for ``target``.
 
     ``input_shapes`` ({input name: shape}) fixes the shapes of the external
@@ -115,18 +117,25 @@ def compile_model(model_or_path, target="x86", *, input_shapes=None, tuning_dir=
     if isinstance(model_or_path, (str, os.PathLike)):
         source_path = os.fspath(model_or_path)
         _say(progress, f"reading {source_path}")
-        model = _load(source_path, input_shapes)
+        model = _load(source_path, input_shapes, extensions=extensions,
+                      realign_flat_quant=realign_flat_quant)
     else:
         source_path = getattr(model, "source", None)
     _say(progress, "converting to Relax")
-    mod = _convert(model, input_shapes)
+    from .frontend import quantization_mode
+    quant_used = quantization_mode(model, quantization)
+    mod = _convert(model, input_shapes, fake_quantize=quant_used == "fake", extensions=extensions)
     graph = model.graph
     inputs, outputs = io_specs(mod, graph)
     from .targets.fusion_report import origins_from_graph
-    return compile_relax(mod, tgt, inputs=inputs, outputs=outputs, source=source_path,
+    compiled = compile_relax(mod, tgt, inputs=inputs, outputs=outputs, source=source_path,
                          tuning_dir=tuning_dir, dump_ir=dump_ir, opt_level=opt_level,
                          origins=origins_from_graph(graph), progress=progress,
                          model_name=getattr(graph, "name", None))
+    compiled.metadata["quantization"] = {"requested": quantization, "used": quant_used}
+    if extensions:
+        compiled.metadata["extensions"] = list(extensions)
+    return compiled
 
 
 def _accepts(fn, name: str) -> bool:
@@ -137,21 +146,27 @@ def _accepts(fn, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def _load(path, input_shapes):
+def _load(path, input_shapes, extensions=(), realign_flat_quant=False):
     from . import load
     from .reader import loader  # noqa: F401  (the reader package must be present)
+    kw = {}
+    if extensions:
+        kw["extensions"] = tuple(extensions)
+    if realign_flat_quant:
+        kw["realign_flat_quant"] = True
     if input_shapes and _accepts(loader.load, "input_shapes"):
-        return load(path, input_shapes=input_shapes)
-    return load(path)
+        return load(path, input_shapes=input_shapes, **kw)
+    return load(path, **kw)
 
 
-def _convert(model, input_shapes):
+def _convert(model, input_shapes, fake_quantize=False, extensions=()):
     from . import frontend
+    kw = {"fake_quantize": fake_quantize, "extensions": tuple(extensions)}
     if input_shapes and _accepts(frontend.from_nnef, "input_shapes"):
-        return frontend.from_nnef(model, input_shapes=input_shapes)
+        return frontend.from_nnef(model, input_shapes=input_shapes, **kw)
     if input_shapes:
         raise NNEFError("this frontend does not support --shape overrides yet")
-    return frontend.from_nnef(model)
+    return frontend.from_nnef(model, **kw)
 
 
 _NNEF_DTYPES = {"scalar": "float32", "integer": "int32", "logical": "bool"}
