@@ -44,6 +44,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--arch", help="GPU architecture, e.g. sm_80 (cuda)")
     p.add_argument("--opt-level", type=int, default=3, choices=range(0, 4), metavar="{0..3}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--quantization", choices=("auto", "fake", "none"), default="auto",
+                   help="graph.quant: auto (simulate when present), fake (always), none (real "
+                        "arithmetic); recorded in the library's metadata")
+    p.add_argument("--realign-flat-quant", action="store_true",
+                   help="lenient graph.quant: re-align NNEF-Tools' flat [C] per-channel arrays "
+                        "to the one axis of extent C (warns per entry)")
     return p
 
 
@@ -136,7 +142,9 @@ def _compile(args) -> int:
     out = args.output or _default_output(args.model)
     compiled = compile_model(args.model, target, input_shapes=shapes or None,
                              tuning_dir=args.tuning_dir, dump_ir=args.dump_ir,
-                             opt_level=args.opt_level, progress=progress)
+                             opt_level=args.opt_level, progress=progress,
+                             quantization=args.quantization,
+                             realign_flat_quant=args.realign_flat_quant)
     compiled.export(out, progress=progress)
     print(f"wrote {out} ({os.path.getsize(out)} bytes, target {target.name}, "
           f"{len(compiled.kernels)} kernels)")
