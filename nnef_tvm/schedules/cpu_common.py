@@ -93,6 +93,29 @@ def vars_in(expr) -> set:
     return set(undefined_vars(expr))
 
 
+def _read_once_per_element(sch, blk) -> bool:
+    """True when ``blk``'s output is loaded at most once per element, by all consumers together.
+
+    Inlining a value copies its whole expression into each load. Along a
+    chain whose values are read several times (a fake-quantizer
+    ``where(x < lo, lo, where(x > hi, hi, x))`` reads ``x`` from three places)
+    the inlined expression grows exponentially with the chain length and
+    LLVM code generation never finishes. Such values stay materialised.
+    """
+    import re
+
+    names = [r.source.name for r in sch.get(blk).writes]
+    loads = 0
+    for consumer in sch.get_consumers(blk):
+        # TVM 0.27 exposes no TIR visitor to Python; the printed body is exact enough
+        # to count loads (buffer declarations print as `name = T.Buffer(...)`).
+        body = str(sch.get(consumer).body)
+        loads += sum(len(re.findall(rf"\b{re.escape(n)}\[", body)) for n in names)
+        if loads > 1:
+            return False
+    return True
+
+
 def inline_elementwise(sch, keep) -> None:
     """Inline every non-output spatial block except those in ``keep`` (names).
 
@@ -106,7 +129,7 @@ def inline_elementwise(sch, keep) -> None:
         changed = False
         for blk in root_blocks(sch):
             name = sch.get(blk).name_hint
-            if name in keep or is_reduction(sch, blk):
+            if name in keep or is_reduction(sch, blk) or not _read_once_per_element(sch, blk):
                 continue
             try:
                 sch.compute_inline(blk)
