@@ -105,7 +105,12 @@ def reverse_window(small: Sequence[int], size: Sequence[int], padding, stride, d
 
 # --------------------------------------------------------------------------- border materialisation
 def border_indices(z: int, before: int, after: int, border: str) -> np.ndarray:
-    """Source index of every cell of a dim of extent ``z`` padded by ``(before, after) >= 0``."""
+    """Source index of every cell of a dim of extent ``z`` padded by ``(before, after)``.
+
+    'replicate' repeats the edge, 'reflect' mirrors without repeating it (NumPy
+    'reflect'), 'reflect-even' mirrors including it (NumPy 'symmetric'). A negative
+    ``before``/``after`` crops. Shared by the window ops and the ``pad`` converter.
+    """
     i = np.arange(-before, z + after)
     if border == "replicate":
         return np.clip(i, 0, z - 1)

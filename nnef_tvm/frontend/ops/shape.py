@@ -10,6 +10,7 @@ import numpy as np
 from tvm import relax
 
 from ..context import norm_axes
+from ..padding import border_indices
 from ..registry import converter
 
 R = relax.op
@@ -180,29 +181,6 @@ def slice_(ctx, op):
     if not pos_axes:
         return x
     return R.strided_slice(x, pos_axes, pos_b, pos_e, pos_s)
-
-
-def border_indices(n, p, q, border):
-    """Source index for each of the p + n + q positions of an axis padded with ``border``.
-
-    'replicate' repeats the edge, 'reflect' mirrors without repeating the edge
-    (NumPy 'reflect'), 'reflect-even' mirrors including the edge (NumPy 'symmetric').
-    Negative p/q crop.
-    """
-    i = np.arange(-p, n + q)
-    if border == "replicate":
-        return np.clip(i, 0, n - 1)
-    if border == "reflect":
-        if n == 1:
-            return np.zeros_like(i)
-        period = 2 * (n - 1)
-        m = np.mod(i, period)
-        return np.where(m < n, m, period - m)
-    if border == "reflect-even":
-        period = 2 * n
-        m = np.mod(i, period)
-        return np.where(m < n, m, period - 1 - m)
-    raise ValueError(border)
 
 
 _PAD_BORDERS = ("constant", "replicate", "reflect", "reflect-even")
