@@ -194,3 +194,19 @@ def connect(rpc: Optional[str] = None, *, tracker: Optional[str] = None,
 def module_metadata(lib) -> dict[str, Any]:
     """Metadata through the library's own packed function (works on remote modules too)."""
     return metadata_from_module(lib)
+
+
+def random_input(rng, spec: dict):
+    """A random array for one input of a library's metadata (``name``/``shape``/``dtype``).
+
+    Symbolic extents become 1; floats are standard normal, integers in [0, 8),
+    logicals fair coins. Used by ``nnef-compile --verify`` and ``nnef-bench``.
+    """
+    import numpy as np
+    shape = [d if isinstance(d, int) else 1 for d in spec["shape"]]
+    dt = np.dtype(spec["dtype"])
+    if dt == np.bool_:
+        return rng.random(shape) < 0.5
+    if np.issubdtype(dt, np.integer):
+        return rng.integers(0, 8, size=shape).astype(dt)
+    return rng.standard_normal(shape).astype(dt)

@@ -100,16 +100,6 @@ def find_reference(model_path: str) -> Optional[str]:
     return None
 
 
-def _random_input(rng, spec) -> np.ndarray:
-    shape = [d if isinstance(d, int) else 1 for d in spec["shape"]]
-    dt = np.dtype(spec["dtype"])
-    if dt == np.bool_:
-        return rng.random(shape) < 0.5
-    if np.issubdtype(dt, np.integer):
-        return rng.integers(0, 8, size=shape).astype(dt)
-    return rng.standard_normal(shape).astype(dt)
-
-
 def _split_keys(targets: list[str], keys: Optional[list[str]]) -> dict[str, str]:
     """{target: tracker key}: ``KEY`` entries pair with targets in order; ``TARGET=KEY`` names it."""
     if not keys:
@@ -257,8 +247,9 @@ def run_benchmark(model_path: str, *, work: str, targets=("x86",), compare=("onn
         feed = {n: ref[n] for n in input_order}
         result["inputs_source"] = ref_path
     else:
+        from ..runtime import random_input
         rng = np.random.default_rng(seed)
-        feed = {s["name"]: _random_input(rng, s) for s in in_specs}
+        feed = {s["name"]: random_input(rng, s) for s in in_specs}
         result["inputs_source"] = f"random (numpy default_rng seed {seed})"
     inputs_file = os.path.join(work, "inputs.npz")
     np.savez(inputs_file, **feed)

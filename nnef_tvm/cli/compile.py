@@ -164,9 +164,9 @@ def verify(compiled, path: str, *, seed: int = 0, rtol: float = 1e-4,
         return (f"verify: metadata OK; numeric check skipped (target '{compiled.target.name}' "
                 "does not run on this machine)")
     import numpy as np
-    from ..runtime import load
+    from ..runtime import load, random_input
     rng = np.random.default_rng(seed)
-    inputs = {s["name"]: _random(rng, s) for s in compiled.inputs}
+    inputs = {s["name"]: random_input(rng, s) for s in compiled.inputs}
     got = load(path, compiled.target.device).run(inputs)
     want = reference_outputs(compiled, inputs)
     worst = 0.0
@@ -187,17 +187,6 @@ def verify(compiled, path: str, *, seed: int = 0, rtol: float = 1e-4,
                             file=path)
     return (f"verify: OK ({len(want)} outputs match an unfused generic-CPU build; "
             f"max abs diff {worst:.3g})")
-
-
-def _random(rng, spec):
-    import numpy as np
-    shape = [d if isinstance(d, int) else 1 for d in spec["shape"]]
-    dt = np.dtype(spec["dtype"])
-    if dt == np.bool_:
-        return rng.random(shape) < 0.5
-    if np.issubdtype(dt, np.integer):
-        return rng.integers(0, 8, size=shape).astype(dt)
-    return rng.standard_normal(shape).astype(dt)
 
 
 def reference_outputs(compiled, inputs) -> dict:
