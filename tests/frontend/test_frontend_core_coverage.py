@@ -53,9 +53,6 @@ def test_coverage_rows_classify_natives_and_lowerings():
     assert rows["softmax"]["status"] == "native"
 
 
-# xfail until both frontend helpers have finished (it passes since the sliding-window
-# families landed: 118/118 native); then drop the marker.
-@pytest.mark.xfail(reason="sliding-window families still in progress", strict=False)
 def test_every_standard_operation_is_native_or_lowerable():
     rows = _coverage_module().coverage_rows(_ops())
     missing = [r["name"] for r in rows if r["status"] == "unsupported"]
