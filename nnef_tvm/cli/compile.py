@@ -53,7 +53,20 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--realign-flat-quant", action="store_true",
                    help="lenient graph.quant: re-align NNEF-Tools' flat [C] per-channel arrays "
                         "to the one axis of extent C (warns per entry)")
+    p.add_argument("--extensions", default="", metavar="SET[,SET...]",
+                   help="opt-in non-Khronos extension sets, e.g. 'tract' for tract / "
+                        "torch-to-nnef documents (tract_core_* operations)")
     return p
+
+
+def _extension_sets(args) -> tuple:
+    names = tuple(n.strip() for n in (getattr(args, "extensions", "") or "").split(",") if n.strip())
+    from ..reader.extensions import SETS
+    for n in names:
+        if n not in SETS:
+            raise UsageError(f"--extensions: unknown extension set '{n}' (known: "
+                             f"{', '.join(sorted(SETS))})")
+    return names
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -66,7 +79,7 @@ def _run(args) -> int:
     if not args.model:
         raise UsageError("the following arguments are required: MODEL")
     if args.check:
-        return _check(args.model)
+        return _check(args.model, _extension_sets(args))
     return _compile(args)
 
 
@@ -82,9 +95,9 @@ def _list_targets() -> int:
 
 
 # -------------------------------------------------------------------- check
-def _check(path: str) -> int:
+def _check(path: str, extensions: tuple = ()) -> int:
     from .. import load
-    model = load(path)
+    model = load(path, extensions=extensions) if extensions else load(path)
     print(summary(model))
     return 0
 
@@ -147,7 +160,8 @@ def _compile(args) -> int:
                              tuning_dir=args.tuning_dir, dump_ir=args.dump_ir,
                              opt_level=args.opt_level, progress=progress,
                              quantization=args.quantization,
-                             realign_flat_quant=args.realign_flat_quant)
+                             realign_flat_quant=args.realign_flat_quant,
+                             extensions=_extension_sets(args))
     compiled.export(out, progress=progress)
     print(f"wrote {out} ({os.path.getsize(out)} bytes, target {target.name}, "
           f"{len(compiled.kernels)} kernels)")

@@ -48,12 +48,18 @@ def relower_graph(model: Model, extensions: Iterable[str] = ()) -> Optional[Grap
     except ImportError:
         return None
     supported = supported_ops(extensions)
-    graph = semantics.build_graph(model.document, lower=lambda name: name not in supported)
+    extensions = tuple(extensions)
+    kw = {"extensions": extensions} if extensions else {}
+    graph = semantics.build_graph(model.document, lower=lambda name: name not in supported, **kw)
     if isinstance(graph, tuple):
         graph = graph[0]
     old = model.graph.tensors
     shapes = {n: old[n].shape for n in graph.inputs if n in old and old[n].shape is not None}
-    infer_shapes(graph, input_shapes=shapes or None)
+    custom = None
+    if extensions:
+        from ..reader.extensions import resolve, shape_functions
+        custom = shape_functions(resolve(extensions))
+    infer_shapes(graph, input_shapes=shapes or None, custom_shapes=custom)
     for name, t in graph.tensors.items():
         if name in old:
             if t.data is None:

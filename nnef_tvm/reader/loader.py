@@ -27,7 +27,7 @@ LowerSpec = Union[None, str, Iterable[str], Callable[[str], bool]]
 def load(path: Union[str, os.PathLike], *, lower: LowerSpec = None, infer_shapes: bool = True,
          load_tensors: bool = True, input_shapes: Optional[dict] = None,
          custom_shapes: Optional[dict] = None, limits: Optional[dict] = None,
-         realign_flat_quant: bool = False) -> Model:
+         realign_flat_quant: bool = False, extensions: Iterable[str] = ()) -> Model:
     """Read an NNEF model from a folder, .tar, .tgz/.tar.gz, .zip or a lone graph.nnef.
 
     ``lower``: which fragments to expand through their bodies (see
@@ -38,6 +38,8 @@ def load(path: Union[str, os.PathLike], *, lower: LowerSpec = None, infer_shapes
     per-channel graph.quant arrays for tensors whose channel axis is not axis 0,
     re-aligning each to the one axis of extent C, with a warning naming the entry
     (see :func:`nnef_tvm.reader.quant.realign_flat_entry`).
+    ``extensions``: opt-in non-Khronos extension sets, e.g. ``('tract',)`` for
+    tract / torch-to-nnef documents (see :mod:`nnef_tvm.reader.extensions`).
     """
     from . import container as _container
     from . import semantics, shapes, syntax
@@ -46,9 +48,14 @@ def load(path: Union[str, os.PathLike], *, lower: LowerSpec = None, infer_shapes
     with _container.open_container(path, **(limits or {})) as box:
         graph_file = box.display_name("graph.nnef")
         text = box.read_text("graph.nnef")
+        from .extensions import preprocess_text, resolve
+        text = preprocess_text(text, resolve(extensions), file=graph_file)
         doc = syntax.parse(text, file=graph_file)
-        graph, fragments = semantics.build_graph(doc, lower=lower)
+        graph, fragments = semantics.build_graph(doc, lower=lower, extensions=tuple(extensions))
         if infer_shapes:
+            if extensions:
+                from .extensions import resolve, shape_functions
+                custom_shapes = {**shape_functions(resolve(extensions)), **(custom_shapes or {})}
             shapes.infer_shapes(graph, custom_shapes=custom_shapes, input_shapes=input_shapes)
         if box.has("graph.quant"):
             from . import quant

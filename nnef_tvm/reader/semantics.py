@@ -52,6 +52,7 @@ from functools import lru_cache
 from typing import Callable, Optional
 
 from . import ast
+from . import extensions as _extensions
 from . import types as T
 from .checker import (EXPRESSIONS_EXTENSION, ExprChecker, Poisoned, destructure, flat_violation,
                       lvalue_names, _describe)
@@ -158,10 +159,11 @@ def _version_text(v) -> str:
 class _Build:
     """State of one document check/build."""
 
-    def __init__(self, doc: ast.Document):
+    def __init__(self, doc: ast.Document, ext_sets=()):
         self.doc = doc
         self.errors: list = []
         self.custom: dict = {}
+        self.ext_sets = list(ext_sets)   # opt-in non-Khronos sets (reader/extensions.py)
 
     def header(self) -> set:
         doc = self.doc
@@ -169,9 +171,17 @@ class _Build:
             self.errors.append(NNEFError(f"unsupported version {_version_text(doc.version)}; "
                                          f"expected 'version 1.0;'", doc.version_pos))
         enabled = set()
+        opt_in = {n for s in self.ext_sets for n in s.document_names}
+        for s in self.ext_sets:
+            enabled |= s.implies
         for ext in doc.extensions:
-            if ext.name in KNOWN_EXTENSIONS:
+            if ext.name in KNOWN_EXTENSIONS or ext.name in opt_in:
                 enabled.add(ext.name)
+            elif _extensions.owning_set(ext.name) is not None:
+                name = _extensions.owning_set(ext.name).name
+                self.errors.append(NNEFError(
+                    f"extension '{ext.name}' belongs to the opt-in '{name}' extension set, which is "
+                    f"not enabled (use --extensions {name}, or extensions=('{name}',))", ext.pos))
             else:
                 self.errors.append(NNEFError(f"unknown extension '{ext.name}' (known: "
                                              f"{', '.join(KNOWN_EXTENSIONS)})", ext.pos))
@@ -182,6 +192,12 @@ class _Build:
         sigs = dict(std_sigs)
         plans = dict(std_plans)
         mine = []
+        own_names = {f.name for f in self.doc.fragments}
+        for s in self.ext_sets:
+            for frag in _extensions.declared_fragments(s.fragment_file):
+                if frag.name not in own_names and frag.name not in self.custom:
+                    sigs[frag.name] = check_prototype(frag, self.errors)
+                    self.custom[frag.name] = frag
         for frag in self.doc.fragments:
             if FRAGMENTS_EXTENSION not in enabled:
                 self.errors.append(NNEFError(f"fragment definition '{frag.name}' requires "
@@ -309,18 +325,22 @@ def _lower_predicate(lower) -> Callable[[Signature], bool]:
     return lambda sig: sig.name in names
 
 
-def _run(doc: ast.Document, lower) -> tuple[Optional[Graph], dict, list]:
-    build = _Build(doc)
+def _run(doc: ast.Document, lower, extensions=()) -> tuple[Optional[Graph], dict, list]:
+    ext_sets = _extensions.resolve(extensions)
+    doc = _extensions.rewrite_document(doc, ext_sets)
+    build = _Build(doc, ext_sets)
     enabled = build.header()
     sigs, plans = build.fragments(enabled)
     graph = build.graph(sigs, plans, enabled, lower)
+    if graph is not None and ext_sets:
+        _extensions.fix_result_types(graph)
     errors = build.errors
     if doc.file:
         errors = [e.with_file(doc.file) if e.file is None else e for e in errors]
     return graph, build.custom, errors
 
 
-def _run_guarded(doc, lower):
+def _run_guarded(doc, lower, extensions=()):
     # deep (but bounded, MAX_EXPANSION_DEPTH) recursive expansions need more Python frames
     # and the cyclic GC only slows down building a graph of many small acyclic objects
     old = sys.getrecursionlimit()
@@ -329,7 +349,7 @@ def _run_guarded(doc, lower):
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run(doc, lower)
+        return _run(doc, lower, extensions)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -337,9 +357,12 @@ def _run_guarded(doc, lower):
             sys.setrecursionlimit(old)
 
 
-def build_graph(doc: ast.Document, *, lower=None) -> tuple[Graph, dict]:
-    """Check ``doc`` and return ``(graph, custom_fragments)``; raise all errors at once."""
-    graph, custom, errors = _run_guarded(doc, lower)
+def build_graph(doc: ast.Document, *, lower=None, extensions=()) -> tuple[Graph, dict]:
+    """Check ``doc`` and return ``(graph, custom_fragments)``; raise all errors at once.
+
+    ``extensions``: opt-in non-Khronos extension sets (e.g. ``('tract',)``, see
+    :mod:`nnef_tvm.reader.extensions`)."""
+    graph, custom, errors = _run_guarded(doc, lower, extensions)
     if errors:
         raise NNEFError.collect(errors)
     return graph, custom

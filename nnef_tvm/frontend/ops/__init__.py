@@ -6,6 +6,7 @@ import importlib
 
 _FAMILIES: list[str] = [
     "tensors",
+    "tract",
     "elementwise",
     "activation",
     "conv",

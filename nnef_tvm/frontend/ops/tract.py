@@ -1,0 +1,99 @@
+"""Converters of the opt-in ``tract`` extension set (Sonos tract's ``tract_core_*`` ops).
+
+Enabled with ``extensions=('tract',)``; the reader declares these operations
+(reader/ext_tract.nnef) and infers their shapes (reader/extensions.py). The
+semantics follow tract's core NNEF registry: ``erf`` is the Gauss error
+function (torch-to-nnef builds the exact GELU on it); ``gather`` takes whole
+slices along ``axis`` (output shape input[:axis] + indices + input[axis+1:]);
+``cast`` converts to the tract datum type ``to``; the reductions keep the
+reduced axes with extent 1, like NNEF's; ``*_reduce_last`` picks the *last*
+index among ties.
+"""
+from __future__ import annotations
+
+from tvm import relax
+
+from ..context import norm_axes
+from ..registry import converter
+
+R = relax.op
+
+_MACHINE = {"f16": "float16", "f32": "float32", "f64": "float64", "i8": "int8", "i16": "int16",
+            "i32": "int32", "i64": "int64", "u8": "uint8", "u16": "uint16", "u32": "uint32",
+            "u64": "uint64", "bool": "bool"}
+
+
+def _axes(ctx, op, x):
+    return sorted(set(norm_axes(op.attribs["axes"], ctx.rank(x))))
+
+
+@converter("tract_core_erf", extension="tract")
+def erf(ctx, op):
+    """erf(x) = 2/sqrt(pi) * integral_0^x exp(-t^2) dt."""
+    return R.erf(ctx.input(op, "x", "scalar"))
+
+
+@converter("tract_core_gather", extension="tract")
+def gather(ctx, op):
+    """output[..., i..., ...] = input[..., indices[i...], ...] along ``axis`` (negative indices wrap)."""
+    x = ctx.input(op, "input")
+    idx = ctx.input(op, "indices", "integer")
+    axis = norm_axes([op.attribs["axis"]], ctx.rank(x))[0]
+    extent = ctx.shape(x)[axis]
+    idx = ctx.emit(R.where(R.less(idx, relax.const(0, ctx.value_dtype(idx))),
+                           R.add(idx, relax.const(extent, ctx.value_dtype(idx))), idx))
+    return R.take(x, idx, axis=axis)
+
+
+@converter("tract_core_cast", extension="tract")
+def cast(ctx, op):
+    """Convert ``input`` to datum type ``to`` (float->int truncates toward zero, as in Rust ``as``)."""
+    x = ctx.input(op, "input")
+    to = op.attribs["to"]
+    if to not in _MACHINE:
+        raise ctx.error(op, f"tract_core_cast: unsupported datum type {to!r} "
+                            f"(expected one of {', '.join(_MACHINE)})")
+    target = ctx.result_dtype(op) if to != "bool" else "bool"
+    if to.startswith("f"):
+        target = ctx.dtype("scalar")
+    elif to != "bool":
+        target = ctx.dtype("integer")
+    if target == "bool":
+        return R.not_equal(x, relax.const(0, ctx.value_dtype(x)))
+    return R.astype(x, target)
+
+
+@converter("tract_core_product_reduce", extension="tract")
+def product_reduce(ctx, op):
+    """Product over ``axes`` (kept with extent 1)."""
+    x = ctx.input(op, "input", "scalar")
+    axes = _axes(ctx, op, x)
+    return R.prod(x, axis=axes, keepdims=True) if axes else x
+
+
+def _arg_last(ctx, op, fn):
+    x = ctx.input(op, "input", "scalar")
+    axes = _axes(ctx, op, x)
+    out_dtype = ctx.result_dtype(op)
+    if not axes:
+        return R.zeros(ctx.shape(x), out_dtype)
+    if len(axes) != 1:
+        raise ctx.error(op, f"{op.name}: only one reduced axis is supported, got {axes}")
+    axis = axes[0]
+    n = ctx.shape(x)[axis]
+    # the first hit in the reversed axis is the last hit in the original order
+    first = ctx.emit(fn(ctx.emit(R.flip(x, axis)), axis=axis, keepdims=True))
+    last = R.subtract(relax.const(n - 1, ctx.value_dtype(first)), first)
+    return R.astype(last, out_dtype)
+
+
+@converter("tract_core_argmax_reduce_last", extension="tract")
+def argmax_reduce_last(ctx, op):
+    """Index of the maximum along the one axis in ``axes``, the last one among ties."""
+    return _arg_last(ctx, op, R.argmax)
+
+
+@converter("tract_core_argmin_reduce_last", extension="tract")
+def argmin_reduce_last(ctx, op):
+    """Index of the minimum along the one axis in ``axes``, the last one among ties."""
+    return _arg_last(ctx, op, R.argmin)

@@ -1,0 +1,185 @@
+"""Opt-in, non-Khronos extension sets of the reader (e.g. ``'tract'``).
+
+Why: documents written by Sonos tract / torch-to-nnef start with
+``extension tract_registry tract_core;`` and invoke ``tract_core_*`` operations
+that are not in NNEF 1.0.5. They are rejected by default (unknown extension);
+``extensions=('tract',)`` makes those extension names legal, declares the
+operations of ``ext_tract.nnef`` as if the document had declared them, gives
+their shape functions, and rewrites the tract-specific input operation
+``x = tract_core_external(shape = [...], datum_type = 'f32')`` to the standard
+``x = external<scalar>(shape = [...])``. tract also accepts fragment definitions
+and operator expressions without the KHR extension lines, so the set implies both.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
+from typing import Callable, Iterable
+
+from ..errors import NNEFError, SourcePos
+from . import ast
+
+
+@dataclass(frozen=True)
+class ExtensionSet:
+    name: str
+    document_names: frozenset          # names legal on `extension ...;` lines once enabled
+    fragment_file: str                 # body-less declarations (package data)
+    implies: frozenset = frozenset()   # KHR extensions treated as enabled
+    skip_fragments: frozenset = frozenset()   # document fragments dropped (metadata only)
+    shapes: dict = field(default_factory=dict)
+
+
+def _same_as_input(op, shape_of):
+    return [shape_of(op.inputs[next(iter(op.inputs))])]
+
+
+def _reduced(op, shape_of):
+    shape = shape_of(op.inputs["input"])
+    axes = {a + len(shape) if a < 0 else a for a in op.attribs["axes"]}
+    for a in axes:
+        if not 0 <= a < len(shape):
+            raise NNEFError(f"'{op.name}': axis {a} out of range for rank {len(shape)}", op.pos)
+    return [tuple(1 if i in axes else d for i, d in enumerate(shape))]
+
+
+def _gather(op, shape_of):
+    shape = shape_of(op.inputs["input"])
+    idx = shape_of(op.inputs["indices"])
+    axis = op.attribs["axis"]
+    if axis < 0:
+        axis += len(shape)
+    if not 0 <= axis < len(shape):
+        raise NNEFError(f"'tract_core_gather': axis {op.attribs['axis']} out of range for rank "
+                        f"{len(shape)}", op.pos)
+    return [tuple(shape[:axis]) + tuple(idx) + tuple(shape[axis + 1:])]
+
+
+_FRAGMENTS = frozenset({"KHR_enable_fragment_definitions", "KHR_enable_operator_expressions"})
+
+SETS = {
+    "tract": ExtensionSet(
+        name="tract",
+        document_names=frozenset({"tract_registry", "tract_core", "tract_resource"}),
+        fragment_file="ext_tract.nnef",
+        implies=_FRAGMENTS,
+        skip_fragments=frozenset({"tract_core_properties"}),
+        shapes={
+            "tract_core_erf": _same_as_input,
+            "tract_core_cast": _same_as_input,
+            "tract_core_gather": _gather,
+            "tract_core_product_reduce": _reduced,
+            "tract_core_argmax_reduce_last": _reduced,
+            "tract_core_argmin_reduce_last": _reduced,
+        }),
+}
+
+# tract datum types -> NNEF primitive types
+DATUM_TYPES = {"f16": "scalar", "f32": "scalar", "f64": "scalar",
+               "i8": "integer", "i16": "integer", "i32": "integer", "i64": "integer",
+               "u8": "integer", "u16": "integer", "u32": "integer", "u64": "integer",
+               "bool": "logical"}
+
+
+def resolve(names: Iterable[str]) -> list[ExtensionSet]:
+    """The extension sets named (ValueError for an unknown name: a caller bug or bad CLI flag)."""
+    out = []
+    for n in names:
+        if n not in SETS:
+            raise ValueError(f"unknown extension set {n!r} (known: {', '.join(sorted(SETS))})")
+        out.append(SETS[n])
+    return out
+
+
+def owning_set(document_name: str):
+    """The extension set that makes ``extension <document_name>;`` legal, or None."""
+    for s in SETS.values():
+        if document_name in s.document_names:
+            return s
+    return None
+
+
+@lru_cache(maxsize=None)
+def declared_fragments(fragment_file: str) -> tuple:
+    from .syntax import parse
+    text = resources.files(__package__).joinpath(fragment_file).read_text()
+    return tuple(parse(text, file=fragment_file, allow_no_graph=True).fragments)
+
+
+def shape_functions(sets: Iterable[ExtensionSet]) -> dict[str, Callable]:
+    out: dict = {}
+    for s in sets:
+        out.update(s.shapes)
+    return out
+
+
+def _literal_value(expr):
+    return getattr(expr, "value", None)
+
+
+def rewrite_document(doc: ast.Document, sets: list[ExtensionSet]) -> ast.Document:
+    """``tract_core_external(shape, datum_type)`` -> ``external<type>(shape)``; drop metadata fragments."""
+    if not sets or doc.graph is None:
+        return doc
+    skip = frozenset().union(*(s.skip_fragments for s in sets))
+    body = []
+    for stmt in doc.graph.body:
+        rv = stmt.rvalue
+        if isinstance(rv, ast.Invocation) and rv.op == "tract_core_external":
+            args = [a for a in rv.args if getattr(a, "name", None) != "datum_type"]
+            dt = [a for a in rv.args if getattr(a, "name", None) == "datum_type"]
+            nnef_type = "scalar"
+            if dt:
+                value = _literal_value(dt[0].value)
+                if value not in DATUM_TYPES:
+                    raise NNEFError(f"tract_core_external: unsupported datum_type {value!r} "
+                                    f"(expected one of {', '.join(DATUM_TYPES)})", rv.pos)
+                nnef_type = DATUM_TYPES[value]
+            rv = replace(rv, op="external", args=args, dtype=nnef_type)
+            stmt = replace(stmt, rvalue=rv)
+        body.append(stmt)
+    graph = replace(doc.graph, body=body)
+    frags = [f for f in doc.fragments if f.name not in skip]
+    return replace(doc, graph=graph, fragments=frags)
+
+
+def fix_result_types(graph) -> None:
+    """``tract_core_cast`` results take the type named by ``to`` (declared generic as the input)."""
+    for op in graph.operations:
+        if op.name == "tract_core_cast":
+            to = op.attribs.get("to")
+            if to in DATUM_TYPES:
+                out = next(iter(op.outputs.values()))
+                graph.tensors[str(out)].dtype = DATUM_TYPES[to]
+
+
+_EXTENSION_LINE = re.compile(r"^[ \t]*extension\b([^;]*);", re.MULTILINE)
+_PROPERTIES = re.compile(r"fragment\s+tract_core_properties\s*\(\s*\)\s*->\s*\([^{;]*\)\s*\{[^}]*\}")
+
+
+def preprocess_text(text: str, sets: Iterable[ExtensionSet], file=None) -> str:
+    """Text-level work done before parsing.
+
+    Without the owning set enabled, an ``extension`` line naming an opt-in
+    extension is reported here, before any syntax error its constructs would
+    cause. With ``tract`` enabled, tract's metadata fragment
+    ``tract_core_properties()`` (empty parameter list, which NNEF's grammar has
+    not) is blanked out, keeping line/column positions of the rest.
+    """
+    enabled = {s.name for s in sets}
+    for m in _EXTENSION_LINE.finditer(text):
+        for offset_name in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", m.group(1)):
+            owner = owning_set(offset_name.group(0))
+            if owner is not None and owner.name not in enabled:
+                start = m.start(1) + offset_name.start()
+                line = text.count("\n", 0, start) + 1
+                col = start - (text.rfind("\n", 0, start) + 1) + 1
+                raise NNEFError(
+                    f"extension '{offset_name.group(0)}' belongs to the opt-in '{owner.name}' "
+                    f"extension set, which is not enabled (use --extensions {owner.name}, or "
+                    f"extensions=('{owner.name}',))", SourcePos(file, line, col, start))
+    if "tract" in enabled:
+        text = _PROPERTIES.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+    return text
