@@ -57,6 +57,23 @@ def _gather(op, shape_of):
     return [tuple(shape[:axis]) + tuple(idx) + tuple(shape[axis + 1:])]
 
 
+def _broadcast(op, shape_of):
+    """numpy-style (right-aligned) broadcast of ``input`` against ``shape``, as tract does."""
+    a = tuple(shape_of(op.inputs["input"]))
+    b = tuple(int(d) for d in op.attribs["shape"])
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x != y and 1 not in (x, y):
+            raise NNEFError(f"'tract_core_broadcast': input shape {a} cannot broadcast to {b}", op.pos)
+        out.append(max(x, y))
+    return [tuple(out)]
+
+
+UNARY = ("erf", "hard_swish", "tan", "acos", "asin", "atan", "cosh", "sinh", "acosh", "asinh",
+         "atanh")
+
 _FRAGMENTS = frozenset({"KHR_enable_fragment_definitions", "KHR_enable_operator_expressions"})
 
 SETS = {
@@ -67,7 +84,8 @@ SETS = {
         implies=_FRAGMENTS,
         skip_fragments=frozenset({"tract_core_properties"}),
         shapes={
-            "tract_core_erf": _same_as_input,
+            **{f"tract_core_{n}": _same_as_input for n in UNARY},
+            "tract_core_broadcast": _broadcast,
             "tract_core_cast": _same_as_input,
             "tract_core_gather": _gather,
             "tract_core_product_reduce": _reduced,

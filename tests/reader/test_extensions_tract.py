@@ -102,3 +102,14 @@ def test_bad_datum_type_and_gather_axis_are_located(tmp_path):
 def test_unknown_extension_set_name_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="unknown extension set"):
         nnef_tvm.load(_write(tmp_path), extensions=("onnx",))
+
+
+def test_cli_check_with_and_without_extensions_flag(tmp_path, capsys):
+    from nnef_tvm.cli.compile import main
+    p = str(_write(tmp_path))
+    assert main([p, "--check", "--extensions", "tract"]) == 0
+    assert "graph net: OK" in capsys.readouterr().out
+    assert main([p, "--check"]) != 0
+    assert "--extensions tract" in capsys.readouterr().err
+    assert main([p, "--check", "--extensions", "bogus"]) != 0
+    assert "unknown extension set 'bogus'" in capsys.readouterr().err

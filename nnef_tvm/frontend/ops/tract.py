@@ -97,3 +97,29 @@ def argmax_reduce_last(ctx, op):
 def argmin_reduce_last(ctx, op):
     """Index of the minimum along the one axis in ``axes``, the last one among ties."""
     return _arg_last(ctx, op, R.argmin)
+
+
+@converter("tract_core_hard_swish", extension="tract")
+def hard_swish(ctx, op):
+    """hard_swish(x) = x * clamp(x + 3, 0, 6) / 6."""
+    x = ctx.input(op, "x", "scalar")
+    dt = ctx.value_dtype(x)
+    r6 = R.clip(R.add(x, relax.const(3.0, dt)), 0.0, 6.0)
+    return R.multiply(x, R.divide(r6, relax.const(6.0, dt)))
+
+
+@converter("tract_core_broadcast", extension="tract")
+def broadcast(ctx, op):
+    """numpy-style broadcast of ``input`` to the shape inferred by the reader."""
+    return R.broadcast_to(ctx.input(op, "input"), ctx.result_shape(op))
+
+
+def _unary(relax_fn):
+    def convert(ctx, op):
+        return relax_fn(ctx.input(op, "x", "scalar"))
+    convert.__doc__ = f"Elementwise {relax_fn.__name__} (same meaning in tract and Relax)."
+    return convert
+
+
+for _name in ("tan", "acos", "asin", "atan", "cosh", "sinh", "acosh", "asinh", "atanh"):
+    converter(f"tract_core_{_name}", extension="tract")(_unary(getattr(R, _name)))

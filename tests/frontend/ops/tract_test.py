@@ -96,3 +96,41 @@ def test_compile_with_extensions(tmp_path):
     np.testing.assert_allclose(np.asarray(last), np.vectorize(math.erf)(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(NNEFError, match="--extensions tract"):
         nnef_tvm.compile(str(p), "x86")
+
+
+UNARY_DOC = """version 1.0;
+extension tract_core;
+graph g( x, small, big ) -> ( hs, b, t, ac, as_, at, ch, sh, ach, ash, ath )
+{
+  x = tract_core_external(shape = [2, 3], datum_type = 'f32');
+  small = tract_core_external(shape = [3], datum_type = 'f32');
+  big = tract_core_external(shape = [3], datum_type = 'f32');
+  hs = tract_core_hard_swish(x);
+  b = tract_core_broadcast(small, shape = [4, 3]);
+  t = tract_core_tan(small);
+  ac = tract_core_acos(small);
+  as_ = tract_core_asin(small);
+  at = tract_core_atan(x);
+  ch = tract_core_cosh(x);
+  sh = tract_core_sinh(x);
+  ach = tract_core_acosh(big);
+  ash = tract_core_asinh(x);
+  ath = tract_core_atanh(small);
+}
+"""
+
+
+def test_tract_unary_and_broadcast_match_numpy(tmp_path):
+    p = tmp_path / "graph.nnef"
+    p.write_text(UNARY_DOC)
+    m = nnef_tvm.load(p, extensions=("tract",))
+    x = np.array([[-4.0, -1.5, 0.0], [1.0, 2.5, 4.0]], dtype="float32")
+    small = np.array([-0.7, 0.1, 0.6], dtype="float32")
+    big = np.array([1.0, 2.0, 7.5], dtype="float32")
+    out = run_graph(m.graph, {"x": x, "small": small, "big": big}, extensions=("tract",))
+    refs = [x * np.clip(x + 3, 0, 6) / 6, np.broadcast_to(small, (4, 3)), np.tan(small),
+            np.arccos(small), np.arcsin(small), np.arctan(x), np.cosh(x), np.sinh(x),
+            np.arccosh(big), np.arcsinh(x), np.arctanh(small)]
+    for got, ref in zip(out, refs):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert len(out) == len(refs)
