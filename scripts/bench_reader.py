@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -21,17 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_parser import generate  # noqa: E402  (same generated document as the parser bench)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from nnef_tvm.schedules.device_key import cpu_model  # noqa: E402
 
 
 def _timed(fn):
@@ -63,7 +52,7 @@ def main(argv=None) -> int:
         rows.append((pw, pc, sw, sc, hw, hc))
     med = [statistics.median(col) for col in zip(*rows)]
     best = [min(col) for col in zip(*rows)]
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}")
     print(f"document: {args.ops} operations; one-time setup (grammar + stdlib): {setup_wall*1e3:.0f} ms")
     print(f"{'stage':<12}{'wall med':>10}{'wall best':>11}{'cpu med':>10}{'cpu best':>10}")
     for i, name in enumerate(["syntax", "semantics", "shapes"]):

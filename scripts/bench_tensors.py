@@ -30,17 +30,7 @@ import numpy as np
 
 from nnef_tvm.reader import tensorfile
 from nnef_tvm.reader.container import open_container
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from nnef_tvm.schedules.device_key import cpu_model  # noqa: E402
 
 
 def make_model(folder: str, total_mb: int, files: int) -> list[str]:

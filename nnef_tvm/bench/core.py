@@ -58,15 +58,8 @@ def _row(**kw) -> dict:
 
 def machine_info() -> dict:
     """CPU model, core count and OS of this machine (the host of local rows)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from ..schedules.device_key import cpu_model
+    cpu = cpu_model()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu": cpu, "cores": cores, "machine": platform.machine(),
             "system": f"{platform.system()} {platform.release()}",
