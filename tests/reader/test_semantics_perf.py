@@ -15,6 +15,8 @@ import time
 
 from nnef_tvm.errors import SourcePos
 from nnef_tvm.reader import ast, semantics
+import pytest
+from support.timing import reference_seconds
 
 
 
@@ -62,14 +64,7 @@ def flat_document(n_ops: int) -> ast.Document:
     return ast.Document((1, 0), [], [], graph, "big.nnef", P(1))
 
 
-def _reference_seconds() -> float:
-    t = time.process_time()
-    s = 0
-    for i in range(10_000_000):
-        s += i
-    return time.process_time() - t
-
-
+@pytest.mark.slow   # a timing guard: kept out of the default run (no timing asserts there)
 def test_build_graph_10k_operations_is_fast():
     doc = flat_document(10_000)
     semantics.standard_signatures()          # stdlib parsed and checked once per process
@@ -78,7 +73,7 @@ def test_build_graph_10k_operations_is_fast():
         t = time.process_time()
         g, _ = semantics.build_graph(doc)
         best = min(best, time.process_time() - t)
-    ref = min(_reference_seconds() for _ in range(2))
+    ref = min(reference_seconds() for _ in range(2))
     assert len(g.operations) == 10_000
     assert g.operations[-1].outputs == {"y": "y"}
     print(f"build_graph(10k ops): {best:.3f} s; reference loop: {ref:.3f} s; ratio {best / ref:.2f}")
