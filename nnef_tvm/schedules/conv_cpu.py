@@ -95,6 +95,21 @@ def _prepare(sch):
     return _mac_block(sch)
 
 
+def _static_mac_nest(sch):
+    """``(mac, loops, extents, spatial loop count)`` of the prepared convolution, or None.
+
+    None when there is no multiply-accumulate block or a loop extent is not static.
+    """
+    mac = _prepare(sch)
+    if mac is None:
+        return None
+    loops = sch.get_loops(mac.block)
+    exts = static_extents(sch, loops)
+    if exts is None:
+        return None
+    return mac, loops, exts, mac.kinds.count("S")
+
+
 def _finish(sch, mac_block, wb, lanes, vector_wb=True):
     """Fuse the single elementwise consumer into the write-back; schedule the rest."""
     consumers = list(sch.get_consumers(wb))
@@ -150,14 +165,10 @@ def _out_dim_of(sch, block, var):
 
 def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     """Direct convolution vectorised over output channels (see module docstring)."""
-    mac = _prepare(sch)
-    if mac is None:
+    nest = _static_mac_nest(sch)
+    if nest is None:
         return False
-    loops = sch.get_loops(mac.block)
-    exts = static_extents(sch, loops)
-    if exts is None:
-        return False
-    nsp = mac.kinds.count("S")
+    mac, loops, exts, nsp = nest
     spatial = list(range(nsp))
     for a, b in ((0, 1), (1, 0)):
         a_vars, b_vars = mac.used(a), mac.used(b)
@@ -236,14 +247,10 @@ def schedule_spatial_vector(sch, lanes: int, cores: int) -> bool:
     buffer (registers); the reduction (kernel window, and the channels of a
     group) runs outside it; rows x channels are shared between threads.
     """
-    mac = _prepare(sch)
-    if mac is None:
+    nest = _static_mac_nest(sch)
+    if nest is None:
         return False
-    loops = sch.get_loops(mac.block)
-    exts = static_extents(sch, loops)
-    if exts is None:
-        return False
-    nsp = mac.kinds.count("S")
+    mac, loops, exts, nsp = nest
     out_vars = set()
     for rg in sch.get(mac.block).writes[0].region:
         out_vars |= vars_in(rg.min)
