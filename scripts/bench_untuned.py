@@ -4,8 +4,10 @@
 Why: an untuned ``nnef-compile`` must already be usable. TVM 0.27 leaves CPU
 kernels unscheduled; ``nnef_tvm.schedules.default`` gives every kernel a
 hand-written schedule. This script measures all three on the same machine,
-same thread count, batch 1, with interleaved repeats (one run of each engine
-per round, so a load spike hits all three) and reports medians.
+same thread count, batch 1, with alternating rounds (one run of each engine
+per round, so a load spike hits all three) and reports medians. Each engine
+runs in its own process (:mod:`nnef_tvm.bench.alternate`): in one process the
+idle thread pool of one runtime spins on the cores the other one is using.
 
 For each MODEL (an NNEF folder, or a zoo folder holding ``nnef/`` and
 ``source.onnx``):
@@ -75,6 +77,30 @@ def build_tvm(nnef_dir: str, threads: int, rules: bool):
     return vm, inputs, time.perf_counter() - start
 
 
+def build_library(nnef_dir: str, threads: int, rules: bool, path: str):
+    """Compile like :func:`build_tvm` and export the library to ``path`` -> (input specs, secs)."""
+    import tvm
+    from tvm import relax
+    import nnef_tvm
+    from nnef_tvm.compiler import io_specs
+    from nnef_tvm.schedules.default import default_schedule_passes
+    from nnef_tvm.targets import get_target
+    from nnef_tvm.targets.pipeline import build_phases, run_phases
+
+    start = time.perf_counter()
+    model = nnef_tvm.load(nnef_dir)
+    mod = nnef_tvm.from_nnef(model)
+    inputs, _ = io_specs(mod, model.graph)
+    tgt = get_target("x86", threads=threads)
+    phases = build_phases(tgt)
+    for ph in phases:
+        if ph.name == "schedule":
+            ph.passes = default_schedule_passes(tgt) if rules else []
+    lowered = run_phases(mod, tgt, phases)
+    relax.build(lowered, tgt.tvm(), relax_pipeline=None).export_library(path)
+    return inputs, time.perf_counter() - start
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="+")
@@ -85,14 +111,12 @@ def main(argv=None) -> int:
                     help="do not run TVM's unscheduled build (slow on big models)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
-    # the TVM thread pool reads this when it starts: set it before importing tvm
-    os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import numpy as np
-    import onnxruntime as ort
-    import tvm
+    from nnef_tvm.bench.alternate import Engine, alternate
 
     print(f"CPU: {cpu_model()}  threads: {args.threads}  batch: 1  "
-          f"repeats: {args.repeat} (median)", flush=True)
+          f"repeats: {args.repeat} (median; each engine in its own process, alternating rounds)",
+          flush=True)
     results = []
     for arg in args.models:
         nnef_dir, onnx_file = model_paths(arg)
@@ -100,44 +124,40 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as work:
             if onnx_file is None:
                 onnx_file = nnef_to_onnx(nnef_dir, work)
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = args.threads
-            so.inter_op_num_threads = 1
-            so.log_severity_level = 3
-            sess = ort.InferenceSession(onnx_file, so, providers=["CPUExecutionProvider"])
-        engines = {}
-        compile_s = {}
-        variants = [("tvm-rules", True)] + ([] if args.skip_default else [("tvm-default", False)])
-        for label, rules in variants:
-            vm, inputs, secs = build_tvm(nnef_dir, args.threads, rules)
-            engines[label] = vm
-            compile_s[label] = secs
-        rng = np.random.default_rng(0)
-        arrays = [rng.standard_normal([int(d) for d in s.shape]).astype(s.dtype) for s in inputs]
-        dev = tvm.cpu()
-        tvm_args = [tvm.runtime.tensor(a, dev) for a in arrays]
-        feeds = {i.name: a for i, a in zip(sess.get_inputs(), arrays)}
-
-        def run_tvm(vm):
-            return vm["main"](*tvm_args)
-
-        runners = {label: (lambda vm=vm: run_tvm(vm)) for label, vm in engines.items()}
-        runners["onnxruntime"] = lambda: sess.run(None, feeds)
-        # agreement check of our schedules against onnxruntime (first output)
-        ours = runners["tvm-rules"]()
-        ours = ours[0] if isinstance(ours, (list, tuple)) or hasattr(ours, "__len__") \
-            and not hasattr(ours, "numpy") else ours
-        ref = runners["onnxruntime"]()[0]
-        diff = float(np.abs(ours.numpy().reshape(ref.shape) - ref).max())
-        times = {label: [] for label in runners}
-        for _ in range(args.warmup):
-            for fn in runners.values():
-                fn()
-        for _ in range(args.repeat):
-            for label, fn in runners.items():
-                t = time.perf_counter()
-                fn()
-                times[label].append(time.perf_counter() - t)
+            compile_s = {}
+            libs = {}
+            variants = [("tvm-rules", True)] + ([] if args.skip_default else
+                                                [("tvm-default", False)])
+            inputs = None
+            for label, rules in variants:
+                libs[label] = os.path.join(work, f"{label}.so")
+                inputs, compile_s[label] = build_library(nnef_dir, args.threads, rules,
+                                                         libs[label])
+            rng = np.random.default_rng(0)
+            order = [f"in{i}" for i in range(len(inputs))]
+            arrays = {n: rng.standard_normal([int(d) for d in s.shape]).astype(s.dtype)
+                      for n, s in zip(order, inputs)}
+            npz = os.path.join(work, "inputs.npz")
+            np.savez(npz, **arrays)
+            common = {"inputs": npz, "input_order": order, "threads": args.threads}
+            engines = [Engine(label, dict(common, library=libs[label]),
+                              "nnef_tvm.bench.alternate:tvm_library_engine") for label in libs]
+            engines.append(Engine("onnxruntime", dict(common, onnx=onnx_file),
+                                  "nnef_tvm.bench.alternate:onnxruntime_engine"))
+            try:
+                for e in engines:
+                    e.start()
+                    if e.error:
+                        raise SystemExit(f"{name}: {e.label} failed: {e.error}")
+                outs = {}
+                for e in engines:
+                    outs[e.label] = np.load(e.save_output(os.path.join(work, f"{e.label}.npy")))
+                ref = outs["onnxruntime"]
+                diff = float(np.abs(outs["tvm-rules"].reshape(ref.shape) - ref).max())
+                times = alternate(engines, warmup=args.warmup, repeat=args.repeat)
+            finally:
+                for e in engines:
+                    e.close()
         med = {label: float(np.median(v)) * 1e3 for label, v in times.items()}
         row = {"model": name, "threads": args.threads, "median_ms": med,
                "compile_s": compile_s, "max_abs_diff_vs_onnxruntime": diff,
@@ -163,8 +183,9 @@ def main(argv=None) -> int:
               f"{r['ratio_rules_vs_ort']:>10.2f}x{rd}{sp}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cpu": cpu_model(), "threads": args.threads, "results": results}, f,
-                      indent=2)
+            json.dump({"cpu": cpu_model(), "threads": args.threads,
+                       "method": "one process per engine, alternating rounds", "results": results},
+                      f, indent=2)
     return 0
 
 
