@@ -15,7 +15,7 @@ Usage::
 The committed fixture zoo (small models only, no torch/tensorflow needed to use it)::
 
     python scripts/make_zoo.py tests/data/zoo --slim \
-        --models lstm,tflite_float,tflite_int8,tflite_int8_conformant
+        --models 'lstm*',tflite_float,tflite_int8,tflite_int8_conformant
 
 Layout written (``OUT_DIR`` is git-ignored, ``./zoo`` by convention)::
 
@@ -47,6 +47,12 @@ fragments lowered). The converted model is also run through NNEF-Tools' own (PyT
 when torch is installed, and the error against the source reference is stored as
 ``nnef_tools_check``: a model whose conversion is already wrong is marked
 ``status: "converted-mismatch"`` so tests do not blame our compiler for it.
+
+Converter defects we can undo are repaired in the converted folder (``POSTPROCESS``,
+recorded in zoo.json as ``postprocess``: the function, why, what changed, and NNEF-Tools'
+interpreter verdict before the repair): ``reorder_lstm_gates`` puts the LSTM gate blocks
+in the order NNEF-Tools' own lstm_step fragment reads them; ``conform_per_channel_quant``
+nests per-channel graph.quant arrays onto the axis they mean.
 
 Requires the ``zoo`` extra (torch, torchvision, onnx, onnxruntime); TFLite models
 also need ``tensorflow-cpu``. Models whose source library is missing are recorded
@@ -246,27 +252,48 @@ def build_transformer_encoder(path: str) -> Source:
                          "batch_first=True), ONNX opset 14 (LayerNorm decomposed)", opset=14)
 
 
-def build_lstm(path: str) -> Source:
+def _final_state_lstm(path: str, *, input_size: int, hidden: int, steps: int, batch: int,
+                      bias: bool, seed: int) -> Source:
+    """One-layer torch.nn.LSTM returning only the final (h, c).
+
+    Only the final state: NNEF-Tools 1.0.11 rejects an ONNX LSTM whose Y sequence output
+    has a consumer ("first output must not have consumer operations"), which also rules
+    out stacked layers (layer 1's Y feeds layer 2); it has no GRU/RNN converter at all.
+    The initial state is an input (a zero state made inside the model becomes a dynamic
+    Expand the converter rejects).
+    """
     import torch
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
 
     class FinalState(torch.nn.Module):
-        """Returns only the final (h, c): NNEF-Tools cannot convert an ONNX LSTM whose Y
-        sequence output is used; the initial state is an input (a zero state made inside
-        the model becomes a dynamic Expand the converter rejects)."""
-
         def __init__(self):
             super().__init__()
-            self.lstm = torch.nn.LSTM(input_size=16, hidden_size=32, num_layers=1)
+            self.lstm = torch.nn.LSTM(input_size=input_size, hidden_size=hidden, num_layers=1, bias=bias)
 
         def forward(self, sequence, h0, c0):
             _, (h, c) = self.lstm(sequence, (h0, c0))
             return h, c
 
-    return _export_torch(FinalState(), {"sequence": (8, 1, 16), "h0": (1, 1, 32), "c0": (1, 1, 32)},
-                         ["h_n", "c_n"], path,
-                         "torch.nn.LSTM(input_size=16, hidden_size=32), 8 steps x batch 1, initial "
-                         "state as inputs, final (h, c) as outputs, ONNX opset %d" % OPSET)
+    shapes = {"sequence": (steps, batch, input_size), "h0": (1, batch, hidden), "c0": (1, batch, hidden)}
+    return _export_torch(FinalState(), shapes, ["h_n", "c_n"], path,
+                         f"torch.nn.LSTM(input_size={input_size}, hidden_size={hidden}"
+                         f"{'' if bias else ', bias=False'}), {steps} steps x batch {batch}, initial "
+                         f"state as inputs, final (h, c) as outputs, ONNX opset {OPSET}")
+
+
+def build_lstm(path: str) -> Source:
+    return _final_state_lstm(path, input_size=16, hidden=32, steps=8, batch=1, bias=True, seed=SEED)
+
+
+def build_lstm_batch3(path: str) -> Source:
+    """Batch > 1 and another step count / hidden size than ``lstm``."""
+    return _final_state_lstm(path, input_size=8, hidden=12, steps=5, batch=3, bias=True, seed=SEED + 2)
+
+
+def build_lstm_nobias(path: str) -> Source:
+    """Without bias the converter passes the literal 0.0 as B, which lstm_step splits on
+    axis 1: the document is invalid (Khronos and our reader reject it)."""
+    return _final_state_lstm(path, input_size=8, hidden=12, steps=5, batch=3, bias=False, seed=SEED + 2)
 
 
 def build_onnx_cnn(path: str) -> Source:
@@ -442,18 +469,125 @@ def conform_per_channel_quant(nnef_dir: str) -> dict:
     return changed
 
 
+# ONNX LSTM weights stack the gate blocks as (i, o, f, c); the lstm_step fragment NNEF-Tools
+# writes splits them as [i, f, g, o]. Block k of the repaired tensor is block
+# ONNX_GATES_FOR_NNEF_LSTM[k] of the converter's (g is ONNX's c, the cell candidate).
+ONNX_GATES_FOR_NNEF_LSTM = (0, 2, 3, 1)
+_NNEF_TENSOR_HEADER_BYTES = 128          # NNEF 1.0.5 tensor file: fixed 128-byte header
+_PASS_THROUGH_OPS = ("squeeze", "unsqueeze", "reshape", "copy")
+
+
+def _variable_behind(graph, value, producers: dict):
+    """The ``variable`` op a lstm_loop argument comes from through squeeze/unsqueeze/reshape/
+    copy (the converter squeezes W and R), or None for a literal (a bias-less LSTM gets 0.0)."""
+    while isinstance(value, str) and value in producers:
+        op = producers[value]
+        if op.name == "variable":
+            return op
+        if op.name == "external":
+            raise RuntimeError(f"lstm_loop argument {value} is a graph input, not a variable")
+        if op.name not in _PASS_THROUGH_OPS:
+            raise RuntimeError(f"lstm_loop argument {value} comes from {op.name}, not a variable")
+        value = op.inputs["input"]
+    if isinstance(value, str):
+        raise RuntimeError(f"lstm_loop argument {value} has no producer in the graph")
+    return None
+
+
+def _permute_gate_blocks(path: str, axis: int, blocks: int, order: list[int]) -> dict:
+    """Rewrite a float32 tensor file with its ``blocks`` equal blocks along ``axis`` put in
+    ``order``; the 128-byte header is kept byte for byte (only the payload moves)."""
+    import hashlib
+
+    from nnef_tvm.reader.tensorfile import ItemType, parse_header
+    with open(path, "rb") as f:
+        raw = f.read()
+    header = parse_header(raw, path)
+    if header.item_type != ItemType.FLOAT or header.bits != 32:
+        raise RuntimeError(f"{path}: expected float32 items, got {header.item_type.name}/{header.bits}")
+    payload = raw[_NNEF_TENSOR_HEADER_BYTES:]
+    if len(payload) != header.data_length:
+        raise RuntimeError(f"{path}: payload is {len(payload)} bytes, header says {header.data_length}")
+    data = np.frombuffer(payload, dtype="<f4").reshape(header.shape)
+    if data.shape[axis] % blocks:
+        raise RuntimeError(f"{path}: axis {axis} of {data.shape} does not split into {blocks} gate blocks")
+    parts = np.split(data, blocks, axis=axis)
+    fixed = np.concatenate([parts[k] for k in order], axis=axis).astype("<f4")
+    with open(path, "wb") as f:
+        f.write(raw[:_NNEF_TENSOR_HEADER_BYTES])
+        f.write(fixed.tobytes())
+    return {"shape": list(header.shape), "gate_axis": axis, "blocks": blocks, "new_order": list(order),
+            "sha256_converted": hashlib.sha256(raw).hexdigest(),
+            "sha256_repaired": hashlib.sha256(raw[:_NNEF_TENSOR_HEADER_BYTES] + fixed.tobytes()).hexdigest()}
+
+
+def reorder_lstm_gates(nnef_dir: str) -> dict:
+    """Reorder the LSTM gate blocks of W, R and B from ONNX's (i, o, f, c) to the (i, f, g, o)
+    that the lstm_step fragment in graph.nnef reads, so the NNEF model means the ONNX LSTM.
+
+    NNEF-Tools 1.0.11 hands the ONNX LSTM's W [1, 4H, I], R [1, 4H, H] and B [1, 8H]
+    (= Wb ++ Rb) to its ``lstm_loop`` fragment unchanged, but ``lstm_step`` splits
+    ``linear(x, W, Wb) + linear(h, R, Rb)`` as ``[i, f, g, o]``: as converted, the
+    forget gate reads ONNX's output-gate rows and so on. The H-row blocks of W and
+    R (axis -2) and of both halves of B (axis -1, 8 blocks) are permuted in the .dat
+    files; graph.nnef and the file headers stay as written. A literal bias (0.0 for a
+    bias-less LSTM) needs nothing. Returns {tensor file: what was moved, sha256 before/after}.
+    """
+    import nnef
+    graph = nnef.parse_file(os.path.join(nnef_dir, "graph.nnef"))
+    producers = {out: op for op in graph.operations for out in op.outputs.values() if isinstance(out, str)}
+    changed, order = {}, list(ONNX_GATES_FOR_NNEF_LSTM)
+    for op in graph.operations:
+        if op.name != "lstm_loop":
+            continue
+        variables = {role: _variable_behind(graph, op.inputs[role], producers) for role in ("W", "R", "B")}
+        if variables["R"] is None:
+            raise RuntimeError("lstm_loop without a variable R: cannot tell the hidden size")
+        hidden = variables["R"].attribs["shape"][-1]
+        for role, var in variables.items():
+            if var is None:
+                continue
+            shape = var.attribs["shape"]
+            axis, blocks = (len(shape) - 1, 8) if role == "B" else (len(shape) - 2, 4)
+            if shape[axis] != blocks * hidden:
+                raise RuntimeError(f"lstm_loop {role} has shape {shape}; expected {blocks} x {hidden} "
+                                   f"on axis {axis}")
+            file = var.attribs["label"] + ".dat"
+            if file in changed:      # shared by several loops: move once
+                continue
+            info = _permute_gate_blocks(os.path.join(nnef_dir, file), axis, blocks,
+                                        order + [4 + k for k in order] if blocks == 8 else order)
+            changed[file] = dict(role=role, **info)
+    if not changed:
+        raise RuntimeError(f"{nnef_dir}: no lstm_loop with variable weights to repair")
+    return changed
+
+
 POSTPROCESS: dict[str, Callable[[str], dict]] = {
     "tflite_int8_conformant": conform_per_channel_quant,
+    "lstm": reorder_lstm_gates,
+    "lstm_batch3": reorder_lstm_gates,
+    "lstm_nobias": reorder_lstm_gates,
 }
 
 
-# name -> (source format, builder, one-line summary for --list)
+_LSTM_GATE_ISSUE = (
+    "NNEF-Tools 1.0.11 passes the ONNX LSTM weights through unchanged, so W/R/B keep ONNX's gate "
+    "order (i, o, f, c), but its lstm_step fragment splits them as (i, f, g, o): as converted, "
+    "NNEF-Tools' own interpreter is off from onnxruntime by ~0.9 (postprocess.nnef_tools_check_before). "
+    "Repaired here by reorder_lstm_gates (postprocess): the gate blocks of the W/R/B .dat payloads "
+    "are permuted, graph.nnef and the file headers are left as written; the repaired folder matches "
+    "onnxruntime in NNEF-Tools' interpreter (nnef_tools_check) and is the translation of the ONNX LSTM.")
+
 # Converter defects we diagnosed, recorded in zoo.json as the entry's "converter_issue".
 KNOWN_CONVERTER_ISSUES = {
-    "lstm": "NNEF-Tools 1.0.11 passes the ONNX LSTM weights through unchanged, so W/R/B keep "
-            "ONNX's gate order (i, o, f, c), but its lstm_step fragment splits them as (i, f, g, o). "
-            "A numpy LSTM reading the converted weights as i,o,f,c reproduces onnxruntime to 6e-8; "
-            "read as the fragment says, it is off by ~0.9.",
+    "lstm": _LSTM_GATE_ISSUE,
+    "lstm_batch3": _LSTM_GATE_ISSUE,
+    "lstm_nobias": "Without an LSTM bias NNEF-Tools 1.0.11 writes the literal 0.0 as lstm_loop's B, "
+                   "and its lstm_step fragment splits B on axis 1 (split(B, axis = 1, ratios = [1, 1])): "
+                   "a rank-0 literal has no axis 1 and its singleton would not split in two, so the "
+                   "document is invalid; the Khronos parser and NNEF-Tools' interpreter fail on it. "
+                   "The W/R gate blocks are still reordered (postprocess). " + _LSTM_GATE_ISSUE,
     "tflite_int8": "Khronos' infer_shapes rejects it (quantization parameters must broadcast to "
                    "their tensor); tflite_int8_conformant is the repaired copy. graph.quant gives per-channel parameters as flat [C] arrays also for tensors whose "
                    "channel is not axis 0: biases of shape [1, C] and the depthwise filter kept in TFLite "
@@ -463,13 +597,18 @@ KNOWN_CONVERTER_ISSUES = {
                    "[8, 8]). The activation and [C_out, ...] filter entries are fine.",
 }
 
+# name -> (source format, builder, one-line summary for --list)
 MODELS: dict[str, tuple[str, Callable[[str], Source], str]] = {
     "resnet18": ("onnx", build_resnet18, "torchvision ResNet-18, 1x3x224x224"),
     "mobilenet_v2": ("onnx", build_mobilenet_v2, "torchvision MobileNetV2 (ReLU6 = clamp), 1x3x224x224"),
     "se_net": ("onnx", build_se_net, "small SE-ResNet with squeeze-excitation gates, 1x3x32x32"),
     "efficientnet_b0": ("onnx", build_efficientnet_b0, "torchvision EfficientNet-B0 (SiLU, SE), 1x3x224x224"),
     "transformer_encoder": ("onnx", build_transformer_encoder, "nn.TransformerEncoderLayer, 1x16x64"),
-    "lstm": ("onnx", build_lstm, "nn.LSTM 16->32, 8 steps; inputs x/h0/c0, outputs h_n/c_n"),
+    "lstm": ("onnx", build_lstm, "nn.LSTM 16->32, 8 steps; inputs x/h0/c0, outputs h_n/c_n "
+             "(gate order repaired)"),
+    "lstm_batch3": ("onnx", build_lstm_batch3, "nn.LSTM 8->12, 5 steps x batch 3 (gate order repaired)"),
+    "lstm_nobias": ("onnx", build_lstm_nobias, "nn.LSTM 8->12 without bias, 5 steps x batch 3: the "
+                    "converter writes an invalid document"),
     "onnx_cnn": ("onnx", build_onnx_cnn, "hand-written ONNX CNN, no torch needed, 1x3x16x16, 2 outputs"),
     "tflite_float": ("tflite", build_tflite_float, "Keras CNN -> TFLite float32, 1x32x32x3 NHWC"),
     "tflite_int8": ("tflite", build_tflite_int8, "same CNN, full-integer int8 TFLite"),
@@ -568,8 +707,8 @@ def nnef_tools_check(nnef_dir: str, inputs: list[np.ndarray], outputs: dict[str,
                      tolerance: dict, quant: dict, save_to: str) -> dict:
     """Run NNEF-Tools' PyTorch interpreter on the converted model and compare with the reference.
 
-    Its outputs are saved to ``save_to`` (npz, NNEF output names): where the converter
-    changed the meaning of the model, they are what the NNEF document itself says.
+    Its outputs are saved to ``save_to`` (npz, NNEF output names; None: not saved): where
+    the converter changed the meaning of the model, they are what the NNEF document itself says.
     """
     try:
         from nnef_tools.interpreter.pytorch import Interpreter
@@ -586,7 +725,8 @@ def nnef_tools_check(nnef_dir: str, inputs: list[np.ndarray], outputs: dict[str,
         got = interp(feed)
     except Exception as e:
         return {"ran": False, "reason": f"{type(e).__name__}: {str(e)[:400]}"}
-    np.savez(save_to, **{name: np.asarray(got[name]) for name in outputs})
+    if save_to:
+        np.savez(save_to, **{name: np.asarray(got[name]) for name in outputs})
     report, ok = {}, True
     for name, ref in outputs.items():
         out = np.asarray(got[name])
@@ -632,10 +772,6 @@ def make_model(name: str, out_root: str) -> dict:
     if options is None:
         entry.update(status="converter-failed", reason=failures[-1]["error"] if failures else "")
         return entry
-    if name in POSTPROCESS:
-        fix = POSTPROCESS[name]
-        entry["postprocess"] = {"function": fix.__name__, "why": fix.__doc__.strip().split("\n\n")[0],
-                                "changed": fix(nnef_dir)}
     entry["converter_options"] = ["--keep-io-names"] + options
     entry["converter_command"] = " ".join(
         converter_command(fmt, f"{name}/source.{fmt}", f"{name}/nnef", f"{name}/tensor_mapping.json",
@@ -655,6 +791,13 @@ def make_model(name: str, out_root: str) -> dict:
             raise RuntimeError(f"{name}: NNEF input {in_map[k]} has shape {want}, reference {a.shape}")
     np.savez(os.path.join(mdir, "reference.npz"), **arrays)
     quant = {(in_map.get(k) or out_map.get(k)): q for k, q in src.quantization.items()}
+    nnef_outputs = {out_map[k]: v for k, v in src.outputs.items()}
+    if name in POSTPROCESS:
+        fix = POSTPROCESS[name]
+        before = nnef_tools_check(nnef_dir, list(src.inputs.values()), nnef_outputs, src.tolerance,
+                                  quant, None)
+        entry["postprocess"] = {"function": fix.__name__, "why": fix.__doc__.strip().split("\n\n")[0],
+                                "changed": fix(nnef_dir), "nnef_tools_check_before": before}
     entry.update(
         status="ok",
         nnef="%s/nnef" % name,
@@ -671,8 +814,7 @@ def make_model(name: str, out_root: str) -> dict:
         operations=_count_ops(nnef_dir),
     )
     entry["khronos_check"] = khronos_check(nnef_dir)
-    check = nnef_tools_check(nnef_dir, [src.inputs[k] for k in src.inputs],
-                             {out_map[k]: v for k, v in src.outputs.items()}, src.tolerance, quant,
+    check = nnef_tools_check(nnef_dir, list(src.inputs.values()), nnef_outputs, src.tolerance, quant,
                              os.path.join(mdir, "reference_nnef_tools.npz"))
     entry["nnef_tools_check"] = check
     if check.get("ran") and not check.get("ok"):

@@ -163,3 +163,55 @@ def test_zoo_script_conform_per_channel_quant(zoo_script, tmp_path):
     graph = nnef.load_graph(str(tmp_path))
     nnef.infer_shapes(graph)
     assert np.asarray(graph.tensors["b"].quantization["scale"]).shape == (1, 3)
+
+
+def _copy_fixture_nnef(name: str, dest) -> str:
+    import shutil
+    src = os.path.join(os.path.dirname(SCRIPTS), "tests", "data", "zoo", name, "nnef")
+    return shutil.copytree(src, dest / name)
+
+
+def test_zoo_script_reorder_lstm_gates(zoo_script, tmp_path):
+    """Blocks move as documented, headers stay byte for byte, three passes restore the files
+    (the permutation (i,o,f,c) -> (i,f,g,o) is a 3-cycle)."""
+    pytest.importorskip("nnef")
+    from nnef_tvm.reader.tensorfile import read_tensor_file
+    folder = _copy_fixture_nnef("lstm_batch3", tmp_path)
+    files = ["variable1.dat", "variable2.dat", "variable3.dat"]
+    before = {f: open(os.path.join(folder, f), "rb").read() for f in files}
+    changed = zoo_script.reorder_lstm_gates(folder)
+    assert {f: c["role"] for f, c in changed.items()} == dict(zip(files, "WRB"))
+    for f in files:
+        after = open(os.path.join(folder, f), "rb").read()
+        assert after[:128] == before[f][:128] and after != before[f]
+    w_old = np.frombuffer(before["variable1.dat"][128:], "<f4").reshape(1, 48, 8)
+    w_new = read_tensor_file(os.path.join(folder, "variable1.dat"))[0]
+    for nnef_gate, onnx_gate in enumerate((0, 2, 3, 1)):        # i f g o <- i o f c
+        np.testing.assert_array_equal(w_new[:, 12 * nnef_gate:12 * (nnef_gate + 1)],
+                                      w_old[:, 12 * onnx_gate:12 * (onnx_gate + 1)])
+    b_old = np.frombuffer(before["variable3.dat"][128:], "<f4").reshape(1, 96)
+    b_new = read_tensor_file(os.path.join(folder, "variable3.dat"))[0]
+    np.testing.assert_array_equal(b_new[:, 48 + 12:48 + 24], b_old[:, 48 + 24:48 + 36])   # Rb's f
+    zoo_script.reorder_lstm_gates(folder)
+    zoo_script.reorder_lstm_gates(folder)
+    for f in files:
+        assert open(os.path.join(folder, f), "rb").read() == before[f], f
+
+
+def test_zoo_script_reorder_lstm_gates_literal_bias_and_errors(zoo_script, tmp_path):
+    pytest.importorskip("nnef")
+    folder = _copy_fixture_nnef("lstm_nobias", tmp_path)
+    changed = zoo_script.reorder_lstm_gates(folder)          # B is the literal 0.0: left alone
+    assert sorted(c["role"] for c in changed.values()) == ["R", "W"]
+    graph = os.path.join(folder, "graph.nnef")
+    text = open(graph).read()
+    with open(graph, "w") as f:                             # W from a graph input: cannot repair
+        f.write(text.replace("lstm_loop(sequence, squeeze1,", "lstm_loop(sequence, squeeze3,"))
+    with pytest.raises(RuntimeError, match="graph input"):
+        zoo_script.reorder_lstm_gates(folder)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "graph.nnef").write_text(
+        "version 1.0;\ngraph g( a ) -> ( b )\n{\n    a = external<scalar>(shape = [2]);\n"
+        "    b = relu(a);\n}\n")
+    with pytest.raises(RuntimeError, match="no lstm_loop"):
+        zoo_script.reorder_lstm_gates(str(tmp_path / "plain"))

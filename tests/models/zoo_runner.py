@@ -97,12 +97,16 @@ def run_model(model, inputs: dict, *, fake_quantize: bool = False) -> dict:
 
     ``fake_quantize``: simulate graph.quant (quantized models are compared in
     quantization steps, which real arithmetic does not reproduce). Used through
-    ``nnef_tvm.compile`` once it takes the option, else through the frontend.
+    ``nnef_tvm.compile`` (its ``quantization='fake'``) once it takes the option,
+    else through the frontend.
     """
     options = {"fake_quantize": True} if fake_quantize else {}
     if has_module("nnef_tvm.compiler"):
         from nnef_tvm.compiler import compile_model
-        if not options or "fake_quantize" in inspect.signature(compile_model).parameters:
+        params = inspect.signature(compile_model).parameters
+        if "quantization" in params:          # 'fake' | 'none' (its 'auto' would pick the same)
+            return _run_with_compiler(model, inputs, quantization="fake" if fake_quantize else "none")
+        if not options or "fake_quantize" in params:
             return _run_with_compiler(model, inputs, **options)
     return _run_with_frontend(model, inputs, **options)
 
