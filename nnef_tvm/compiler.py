@@ -124,7 +124,8 @@ def compile_model(model_or_path, target="x86", *, input_shapes=None, tuning_dir=
     _say(progress, "converting to Relax")
     from .frontend import quantization_mode
     quant_used = quantization_mode(model, quantization)
-    mod = _convert(model, input_shapes, fake_quantize=quant_used == "fake", extensions=extensions)
+    mod = _convert(model, input_shapes, fake_quantize=quant_used == "fake", extensions=extensions,
+                   int8=quant_used == "int8")
     graph = model.graph
     inputs, outputs = io_specs(mod, graph)
     from .targets.fusion_report import origins_from_graph
@@ -159,9 +160,11 @@ def _load(path, input_shapes, extensions=(), realign_flat_quant=False):
     return load(path, **kw)
 
 
-def _convert(model, input_shapes, fake_quantize=False, extensions=()):
+def _convert(model, input_shapes, fake_quantize=False, extensions=(), int8=False):
     from . import frontend
     kw = {"fake_quantize": fake_quantize, "extensions": tuple(extensions)}
+    if int8:
+        kw["int8"] = True
     if input_shapes and _accepts(frontend.from_nnef, "input_shapes"):
         return frontend.from_nnef(model, input_shapes=input_shapes, **kw)
     if input_shapes:

@@ -47,9 +47,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--arch", help="GPU architecture, e.g. sm_80 (cuda)")
     p.add_argument("--opt-level", type=int, default=3, choices=range(0, 4), metavar="{0..3}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--quantization", choices=("auto", "fake", "none"), default="auto",
-                   help="graph.quant: auto (simulate when present), fake (always), none (real "
-                        "arithmetic); recorded in the library's metadata")
+    p.add_argument("--quantization", choices=("auto", "fake", "int8", "none"), default="auto",
+                   help="graph.quant: auto (int8 when every conv/linear/matmul qualifies, else "
+                        "fake, when present), fake (simulate in float), int8 (fake, with "
+                        "conv/linear/matmul on integer codes), none (real arithmetic); recorded "
+                        "in the library's metadata")
     p.add_argument("--realign-flat-quant", action="store_true",
                    help="lenient graph.quant: re-align NNEF-Tools' flat [C] per-channel arrays "
                         "to the one axis of extent C (warns per entry)")

@@ -69,14 +69,16 @@ def relower_graph(model: Model, extensions: Iterable[str] = ()) -> Optional[Grap
     return graph
 
 
-QUANTIZATION_MODES = ("auto", "fake", "none")
+QUANTIZATION_MODES = ("auto", "fake", "int8", "none")
 
 
 def quantization_mode(model: Union[Model, Graph], requested: str = "auto") -> str:
-    """The quantization actually applied for ``requested`` ('auto' | 'fake' | 'none').
+    """The quantization actually applied for ``requested`` ('auto' | 'fake' | 'int8' | 'none').
 
-    'auto' -> 'fake' when any tensor carries graph.quant information, else
-    'none'. 'fake' simulates every listed tensor as if its quantize op ran right
+    'auto' -> 'int8' when the graph has conv/linear/matmul operations and all of
+    them qualify for integer arithmetic (:func:`nnef_tvm.frontend.int8.int8_applicable`),
+    else 'fake' when any tensor carries graph.quant information, else 'none'.
+    'int8' is 'fake' with those operations on integer codes. 'fake' simulates every listed tensor as if its quantize op ran right
     after it was produced (NNEF §5.3, round = floor(x + 0.5)); 'none' computes
     in real arithmetic on the dequantized variables.
     """
@@ -87,7 +89,10 @@ def quantization_mode(model: Union[Model, Graph], requested: str = "auto") -> st
     if requested != "auto":
         return requested
     graph = model.graph if isinstance(model, Model) else model
-    return "fake" if any(t.quantization for t in graph.tensors.values()) else "none"
+    if not any(t.quantization for t in graph.tensors.values()):
+        return "none"
+    from .int8 import int8_applicable
+    return "int8" if int8_applicable(graph) else "fake"
 
 
 def _needs_lowering(graph: Graph, extensions) -> bool:
@@ -111,7 +116,7 @@ def _with_input_shapes(graph: Graph, input_shapes: dict) -> Graph:
 def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: str = "float32",
               int_dtype: str = "int32", extensions: Iterable[str] = (),
               input_shapes: Optional[dict] = None, fake_quantize: bool = False,
-              fold_batch_norm: bool = True):
+              fold_batch_norm: bool = True, int8: bool = False):
     """Convert an NNEF model to a Relax ``IRModule``.
 
     ``model``: a Model (from the reader), a path to load, or a Graph (shapes are
@@ -125,6 +130,10 @@ def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: s
     shapes (re-runs shape inference).
     ``fake_quantize``: simulate ``graph.quant`` by passing each quantized real
     tensor through its fake-quantization operation (default: real arithmetic).
+    ``int8``: like ``fake_quantize`` (implies it), with conv/linear/matmul whose
+    operands carry int8/uint8 zero-point quantization computed on integer codes
+    (int32 accumulation, requantized with the result's quantize op; see
+    :mod:`nnef_tvm.frontend.int8`).
     ``fold_batch_norm``: merge ``conv`` + constant ``batch_normalization`` pairs
     into one conv with new weights (see :mod:`nnef_tvm.frontend.fold`); never
     with ``keep_params`` (the variables stay the caller's parameters).
@@ -147,7 +156,8 @@ def from_nnef(model: Union[Model, Graph], *, keep_params: bool = False, dtype: s
     if input_shapes or any(t.shape is None for t in graph.tensors.values()):
         graph = _with_input_shapes(graph, dict(input_shapes or {}))
     options = ConvertOptions(dtype=dtype, int_dtype=int_dtype, keep_params=keep_params,
-                             extensions=extensions, fake_quantize=fake_quantize)
+                             extensions=extensions, fake_quantize=fake_quantize or int8,
+                             int8=int8)
     mod, params = convert_graph(graph, options)
     if keep_params:
         return mod, params

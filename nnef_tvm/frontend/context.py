@@ -83,6 +83,7 @@ class ConvertOptions:
     keep_params: bool = False     # variables as function parameters instead of constants
     extensions: tuple = ()        # enabled converter extension sets (e.g. 'tract')
     fake_quantize: bool = False   # simulate graph.quant with fake-quantization ops
+    int8: bool = False            # conv/linear/matmul on integer codes (frontend.int8)
 
 
 @dataclass

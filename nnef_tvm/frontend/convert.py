@@ -18,7 +18,9 @@ Graph interface of the produced ``main`` function
   the output index carrying its new value.
 * with ``fake_quantize=True`` every real tensor carrying quantization
   (``graph.quant``) is passed through its fake-quantization op where it is
-  defined (see :mod:`nnef_tvm.frontend.fake_quant`).
+  defined (see :mod:`nnef_tvm.frontend.fake_quant`); with ``int8=True`` as well,
+  conv/linear/matmul on int8/uint8-quantized operands run on integer codes
+  (see :mod:`nnef_tvm.frontend.int8`).
 * function attributes: ``nnef_input_names``, ``nnef_output_names`` (names of all
   results, updates included), ``nnef_param_names`` (variables kept as params),
   ``nnef_updates``.
@@ -163,6 +165,9 @@ def _build_main(ctx, bb, graph, fn_params, options):
                 fn = registry.lookup(op.name, options.extensions)
                 if fn is None:  # check_supported was skipped
                     raise NNEFError(f"operation '{op.name}' is not supported", op.pos)
+                if options.int8:
+                    from .int8 import int8_converter
+                    fn = int8_converter(ctx, op) or fn
                 try:
                     ctx.start_operation(op)
                     _bind_results(ctx, op, fn(ctx, op))

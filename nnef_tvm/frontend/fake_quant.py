@@ -12,6 +12,10 @@ Tensors whose value is a compile-time constant (``variable`` data bound as a
 constant) are fake-quantized here in numpy with the same §4.9.5 formulas
 (:func:`fake_quantize_array`), so no TIR kernel has to be built only to fold
 them (that made a 25-op int8 model take ~5x longer to compile).
+
+With ``quantization='int8'`` (:mod:`nnef_tvm.frontend.int8`) the results of
+integer conv/linear/matmul are already dequantized codes of their own grid;
+fake-quantizing them again would be the identity, so they are left alone.
 """
 from __future__ import annotations
 
@@ -85,6 +89,9 @@ def fake_quantize_array(x: np.ndarray, quantization: dict) -> np.ndarray | None:
 def fake_quantize(ctx, name: str, value: relax.Expr, quantization: dict, pos=None) -> relax.Expr:
     """``value`` passed through the quantization op described by ``quantization``."""
     op_name = quantization.get("op-name")
+    state = ctx.__dict__.get("_int8_state")
+    if state is not None and name in state.exact and state.exact[name].same_as(value):
+        return value     # integer codes dequantized: already on this tensor's grid
     const = _constant_value(ctx, value)
     if const is not None and op_name in _TENSOR_PARAMS:
         folded = _fold_constant(name, const, quantization, pos)

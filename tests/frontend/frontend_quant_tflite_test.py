@@ -105,10 +105,11 @@ def test_tflite_int8_within_one_lsb_of_tflite():
 
 @pytest.mark.slow
 def test_tflite_int8_compiled_auto_within_one_lsb():
-    """nnef_tvm.compile(quantization='auto') picks 'fake' and records it in the metadata."""
+    """nnef_tvm.compile(quantization='auto') picks 'int8' (every conv/linear qualifies) and
+    records it in the metadata."""
     model, _ = _load_lenient("tflite_int8")
     compiled = nnef_tvm.compile(model, "x86")
-    assert compiled.metadata["quantization"] == {"requested": "auto", "used": "fake"}
+    assert compiled.metadata["quantization"] == {"requested": "auto", "used": "int8"}
     errs = _lsb_errors(model, compiled, np.load(os.path.join(ZOO, "tflite_int8", "reference.npz")))
     assert max(errs.values()) <= 1.0, errs
 
@@ -128,7 +129,8 @@ def test_conformant_fake_vs_none():
 def test_bad_quantization_mode_is_an_nnef_error():
     from nnef_tvm.frontend import quantization_mode
     model = nnef_tvm.load(os.path.join(ZOO, "tflite_int8_conformant", "nnef"))
-    assert quantization_mode(model) == "fake"
+    assert quantization_mode(model) == "int8"      # every conv/linear has int8 operands
+    assert quantization_mode(model, "fake") == "fake"
     assert quantization_mode(model, "none") == "none"
     with pytest.raises(NNEFError, match="quantization must be one of"):
         quantization_mode(model, "int4")
