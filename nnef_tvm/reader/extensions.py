@@ -57,6 +57,12 @@ def _gather(op, shape_of):
     return [tuple(shape[:axis]) + tuple(idx) + tuple(shape[axis + 1:])]
 
 
+def _channel_bias(op, shape_of):
+    """A flat ``[C]`` bias (tract) becomes NNEF's ``[1, C]``; any other shape is kept."""
+    shape = tuple(shape_of(op.inputs["input"]))
+    return [(1,) + shape if len(shape) == 1 else shape]
+
+
 def _broadcast(op, shape_of):
     """numpy-style (right-aligned) broadcast of ``input`` against ``shape``, as tract does."""
     a = tuple(shape_of(op.inputs["input"]))
@@ -86,6 +92,7 @@ SETS = {
         shapes={
             **{f"tract_core_{n}": _same_as_input for n in UNARY},
             "tract_core_broadcast": _broadcast,
+            "tract_nnef_tvm_channel_bias": _channel_bias,
             "tract_core_cast": _same_as_input,
             "tract_core_gather": _gather,
             "tract_core_product_reduce": _reduced,
@@ -137,30 +144,223 @@ def _literal_value(expr):
     return getattr(expr, "value", None)
 
 
+def _holds_tensor(t) -> bool:
+    if isinstance(t, ast.TensorType):
+        return True
+    if isinstance(t, ast.ArrayType):
+        return _holds_tensor(t.item)
+    if isinstance(t, ast.TupleType):
+        return any(_holds_tensor(i) for i in t.items)
+    return False
+
+
+def parameter_lists(doc: ast.Document, sets) -> dict:
+    """op name -> [(param name, is attribute)] for the standard, extension and document fragments."""
+    from .stdlib import standard_fragments
+    frags = dict(standard_fragments())
+    for s in sets:
+        frags.update({f.name: f for f in declared_fragments(s.fragment_file)})
+    frags.update({f.name: f for f in doc.fragments})
+    return {name: [(p.name, not _holds_tensor(p.type), isinstance(p.type, ast.ArrayType))
+                   for p in f.params] for name, f in frags.items()}
+
+
+def map_invocations(expr, fn):
+    """``expr`` with every Invocation inside it (innermost first) replaced by ``fn(invocation)``."""
+    if isinstance(expr, ast.Invocation):
+        args = [replace(a, value=map_invocations(a.value, fn)) for a in expr.args]
+        return fn(replace(expr, args=args))
+    if isinstance(expr, (ast.ArrayExpr, ast.TupleExpr)):
+        return replace(expr, items=[map_invocations(i, fn) for i in expr.items])
+    if isinstance(expr, ast.UnaryOp):
+        return replace(expr, operand=map_invocations(expr.operand, fn))
+    if isinstance(expr, ast.BinaryOp):
+        return replace(expr, left=map_invocations(expr.left, fn), right=map_invocations(expr.right, fn))
+    if isinstance(expr, ast.IfElse):
+        return replace(expr, cond=map_invocations(expr.cond, fn), then=map_invocations(expr.then, fn),
+                       otherwise=map_invocations(expr.otherwise, fn))
+    if isinstance(expr, ast.Subscript):
+        return replace(expr, base=map_invocations(expr.base, fn),
+                       **{k: map_invocations(getattr(expr, k), fn) for k in ("index", "begin", "end")
+                          if getattr(expr, k) is not None})
+    if isinstance(expr, ast.Builtin):
+        return replace(expr, arg=map_invocations(expr.arg, fn))
+    if isinstance(expr, ast.Comprehension):
+        its = [replace(i, iterable=map_invocations(i.iterable, fn)) for i in expr.iterators]
+        return replace(expr, iterators=its, body=map_invocations(expr.body, fn),
+                       cond=None if expr.cond is None else map_invocations(expr.cond, fn))
+    return expr
+
+
+def map_document(doc: ast.Document, fn) -> ast.Document:
+    """Apply :func:`map_invocations` to every right-hand side of the graph and fragment bodies."""
+    def body(stmts):
+        return [replace(st, rvalue=map_invocations(st.rvalue, fn)) for st in stmts]
+    frags = [f if f.body is None else replace(f, body=body(f.body)) for f in doc.fragments]
+    graph = None if doc.graph is None else replace(doc.graph, body=body(doc.graph.body))
+    return replace(doc, fragments=frags, graph=graph)
+
+
+def _name_positional_attributes(params: dict):
+    """tract reads ``softmax(x, 3)`` / ``leaky_relu(x, 0.1)``: NNEF wants attributes by name,
+    and an array attribute given one literal item (``3``) as that array (``[3]``)."""
+    def fn(inv):
+        plist = params.get(inv.op)
+        if plist is None:
+            return inv
+        index = {p[0]: p for p in plist}
+        args = []
+        for i, a in enumerate(inv.args):
+            if a.name is None and i < len(plist) and plist[i][1]:
+                a = replace(a, name=plist[i][0])
+            p = index.get(a.name)
+            if p is not None and p[1] and p[2] and _is_literal(a.value):
+                a = replace(a, value=ast.ArrayExpr([a.value], a.value.pos))
+            args.append(a)
+        if inv.op in _BIASED and len(args) > 2 and args[2].name in (None, "bias") \
+                and isinstance(args[2].value, ast.Name):
+            # tract accepts a flat [C] bias; NNEF wants [1, C]: reshaped once shapes are known
+            wrapped = ast.Invocation(CHANNEL_BIAS, [ast.Argument(args[2].value, None, args[2].pos)],
+                                     None, args[2].pos)
+            args[2] = replace(args[2], value=wrapped)
+        return replace(inv, args=args)
+    return fn
+
+
+_BIASED = frozenset({"conv", "deconv"})
+CHANNEL_BIAS = "tract_nnef_tvm_channel_bias"
+
+
+def _is_literal(e) -> bool:
+    return isinstance(e, ast.Literal) or (isinstance(e, ast.UnaryOp) and isinstance(e.operand, ast.Literal))
+
+
+def _external_and_cast(inv):
+    """``tract_core_external(shape, datum_type)`` -> ``external<type>(shape)``;
+    ``tract_core_cast(x, to)`` -> ``tract_core_cast<type of to>(x, to)``, so that the checker
+    knows the result type (e.g. a cast to 'f32' feeding a scalar-only parameter)."""
+    if inv.op == "tract_core_external":
+        args = [a for a in inv.args if a.name != "datum_type"]
+        dt = [a for a in inv.args if a.name == "datum_type"]
+        nnef_type = "scalar"
+        if dt:
+            value = _literal_value(dt[0].value)
+            if value not in DATUM_TYPES:
+                raise NNEFError(f"tract_core_external: unsupported datum_type {value!r} "
+                                f"(expected one of {', '.join(DATUM_TYPES)})", dt[0].pos or inv.pos)
+            nnef_type = DATUM_TYPES[value]
+        return replace(inv, op="external", args=args, dtype=nnef_type)
+    if inv.op == "tract_core_cast" and inv.dtype is None:
+        to = [a for a in inv.args if a.name == "to"] or inv.args[1:2]
+        value = _literal_value(to[0].value) if to else None
+        if value not in DATUM_TYPES:
+            raise NNEFError(f"tract_core_cast: 'to' must be a literal datum type, one of "
+                            f"{', '.join(DATUM_TYPES)}; got {value!r}", (to[0].pos if to else None) or inv.pos)
+        return replace(inv, dtype=DATUM_TYPES[value])
+    if inv.op == "linear":
+        return _linear_as_matmul(inv)
+    return inv
+
+
+def _linear_as_matmul(inv):
+    """tract's ``linear`` takes batched operands (torch-to-nnef writes rank-3 ones for
+    ``nn.Linear`` on [B, T, C]); NNEF's shape rules allow rank 2 only. Its definition,
+    ``matmul(input, filter, transposeB = true) + bias``, means the same for rank 2 and
+    batches like tract for more, so tract documents get that."""
+    names = ["input", "filter", "bias"]
+    vals = {}
+    for i, a in enumerate(inv.args):
+        key = a.name or (names[i] if i < 3 else None)
+        if key not in names:
+            return inv        # let the checker report the bad argument
+        vals[key] = a.value
+    if "input" not in vals or "filter" not in vals:
+        return inv
+    pos = inv.pos
+    mm = ast.Invocation("matmul", [ast.Argument(vals["input"], None, pos),
+                                   ast.Argument(vals["filter"], None, pos),
+                                   ast.Argument(ast.Literal(True, "logical", pos), "transposeB", pos)],
+                        None, pos)
+    bias = vals.get("bias", ast.Literal(0.0, "scalar", pos))
+    return ast.Invocation("add", [ast.Argument(mm, None, pos), ast.Argument(bias, None, pos)], None, pos)
+
+
 def rewrite_document(doc: ast.Document, sets: list[ExtensionSet]) -> ast.Document:
-    """``tract_core_external(shape, datum_type)`` -> ``external<type>(shape)``; drop metadata fragments."""
+    """Make a tract document checkable as NNEF (idempotent): attributes passed by position get
+    their names, ``tract_core_external`` becomes ``external``, ``tract_core_cast`` gets its result
+    type; metadata fragments are dropped."""
     if not sets or doc.graph is None:
         return doc
     skip = frozenset().union(*(s.skip_fragments for s in sets))
-    body = []
-    for stmt in doc.graph.body:
-        rv = stmt.rvalue
-        if isinstance(rv, ast.Invocation) and rv.op == "tract_core_external":
-            args = [a for a in rv.args if getattr(a, "name", None) != "datum_type"]
-            dt = [a for a in rv.args if getattr(a, "name", None) == "datum_type"]
-            nnef_type = "scalar"
-            if dt:
-                value = _literal_value(dt[0].value)
-                if value not in DATUM_TYPES:
-                    raise NNEFError(f"tract_core_external: unsupported datum_type {value!r} "
-                                    f"(expected one of {', '.join(DATUM_TYPES)})", rv.pos)
-                nnef_type = DATUM_TYPES[value]
-            rv = replace(rv, op="external", args=args, dtype=nnef_type)
-            stmt = replace(stmt, rvalue=rv)
-        body.append(stmt)
-    graph = replace(doc.graph, body=body)
-    frags = [f for f in doc.fragments if f.name not in skip]
-    return replace(doc, graph=graph, fragments=frags)
+    doc = replace(doc, fragments=[f for f in doc.fragments if f.name not in skip])
+    name_attrs = _name_positional_attributes(parameter_lists(doc, sets))
+    return map_document(doc, lambda inv: _external_and_cast(name_attrs(inv)))
+
+
+def _inline_scalar_variables(doc: ast.Document, sets, box) -> ast.Document:
+    """tract passes attributes as one-element variables (``epsilon = var_1e_05`` where
+    ``var_1e_05 = variable<scalar>(label = 'var_1e_05', shape = [])``); NNEF wants a literal, so
+    the value is read from the variable's .dat file and written in place of the identifier."""
+    if box is None or box.is_single_file:
+        return doc
+    from . import tensorfile
+    consts = {}
+    for st in doc.graph.body:
+        rv = st.rvalue
+        if not (isinstance(st.lvalue, ast.Name) and isinstance(rv, ast.Invocation)
+                and rv.op == "variable"):
+            continue
+        args = {a.name: a.value for a in rv.args}
+        shape, label = args.get("shape"), _literal_value(args.get("label"))
+        if not (isinstance(shape, ast.ArrayExpr) and isinstance(label, str)
+                and all(isinstance(i, ast.Literal) and i.value == 1 for i in shape.items)):
+            continue
+        member = label.lstrip("/") + ".dat"
+        if box.has(member):
+            consts[st.lvalue.name] = (member, rv.dtype or "scalar")
+    if not consts:
+        return doc
+    params = parameter_lists(doc, sets)
+    cache = {}
+
+    def value_of(name, pos):
+        if name not in cache:
+            member, dtype = consts[name]
+            array, _ = tensorfile.read_tensor(box.buffer(member), name=box.display_name(member))
+            item = array.reshape(-1)[0].item()
+            py = {"scalar": float, "integer": int, "logical": bool}.get(dtype, float)(item)
+            cache[name] = (py, dtype if dtype in ("scalar", "integer", "logical") else "scalar")
+        value, kind = cache[name]
+        return ast.Literal(value, kind, pos)
+
+    def fn(inv):
+        kinds = {p[0]: p[1] for p in params.get(inv.op, [])}
+        args = [replace(a, value=value_of(a.value.name, a.value.pos))
+                if kinds.get(a.name) and isinstance(a.value, ast.Name) and a.value.name in consts
+                else a for a in inv.args]
+        return replace(inv, args=args)
+
+    graph = replace(doc.graph, body=[replace(st, rvalue=map_invocations(st.rvalue, fn))
+                                     for st in doc.graph.body])
+    return replace(doc, graph=graph)
+
+
+def prepare_document(doc: ast.Document, sets, box=None, input_shapes=None) -> ast.Document:
+    """Rewrites that need more than the document (called by the loader before checking):
+    attribute variables replaced by their values (needs the container ``box``) and
+    ``tract_core_scan`` loops unrolled (needs the shapes, see :mod:`.tract_scan`)."""
+    if not sets or doc.graph is None:
+        return doc
+    doc = _inline_scalar_variables(rewrite_document(doc, sets), sets, box)
+    from .tract_scan import PROBE, unroll_scans
+
+    def check_probe(probe_doc, probe_shape):
+        from . import semantics, shapes
+        graph, _ = semantics.build_graph(probe_doc, extensions=tuple(s.name for s in sets))
+        custom = {**shape_functions(sets), PROBE: probe_shape}
+        shapes.infer_shapes(graph, custom_shapes=custom, input_shapes=input_shapes)
+
+    return unroll_scans(doc, check_probe)
 
 
 def fix_result_types(graph) -> None:

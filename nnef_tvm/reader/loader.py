@@ -51,6 +51,9 @@ def load(path: Union[str, os.PathLike], *, lower: LowerSpec = None, infer_shapes
         from .extensions import preprocess_text, resolve
         text = preprocess_text(text, resolve(extensions), file=graph_file)
         doc = syntax.parse(text, file=graph_file)
+        if extensions:
+            from .extensions import prepare_document
+            doc = prepare_document(doc, resolve(extensions), box, input_shapes=input_shapes)
         graph, fragments = semantics.build_graph(doc, lower=lower, extensions=tuple(extensions))
         if infer_shapes:
             if extensions:

@@ -123,3 +123,11 @@ def _unary(relax_fn):
 
 for _name in ("tan", "acos", "asin", "atan", "cosh", "sinh", "acosh", "asinh", "atanh"):
     converter(f"tract_core_{_name}", extension="tract")(_unary(getattr(R, _name)))
+
+
+@converter("tract_nnef_tvm_channel_bias", extension="tract")
+def channel_bias(ctx, op):
+    """A flat ``[C]`` conv/deconv bias (tract accepts it) reshaped to NNEF's ``[1, C]``.
+
+    Inserted by the reader (reader/extensions.py), never written in a document."""
+    return R.reshape(ctx.input(op, "input", "scalar"), ctx.result_shape(op))
