@@ -22,8 +22,9 @@ convolution result never makes a round trip through memory.
 """
 from __future__ import annotations
 
-from .cpu_common import (inline_elementwise, is_reduction, iter_kinds, root_blocks,
+from .cpu_common import (inline_elementwise, is_reduction, iter_kinds, knob, root_blocks,
                          schedule_spatial_nest, static_extents, trivial_binding, vars_in)
+from .prepack import PREPROC_ANNOTATION, pack_weight_once, weight_is_layout_free
 
 
 def _divisor_at_most(n: int, cap: int) -> int:
@@ -163,11 +164,23 @@ def _out_dim_of(sch, block, var):
     return None
 
 
-def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
-    """Direct convolution vectorised over output channels (see module docstring)."""
+class ChannelPlan:
+    """What :func:`schedule_channel_vector` found in a kernel: the loops it tiles.
+
+    ``f``: the spatial iterator only the weight uses (output channel), ``x``:
+    the innermost one only the data uses (output column), ``fdim``: the weight
+    dimension ``f`` indexes, ``b``: which operand is the weight.
+    """
+
+    def __init__(self, mac, loops, exts, nsp, a, b, f, x, fdim):
+        self.mac, self.loops, self.exts, self.nsp = mac, loops, exts, nsp
+        self.a, self.b, self.f, self.x, self.fdim = a, b, f, x, fdim
+
+
+def _channel_plan(sch):
     nest = _static_mac_nest(sch)
     if nest is None:
-        return False
+        return None
     mac, loops, exts, nsp = nest
     spatial = list(range(nsp))
     for a, b in ((0, 1), (1, 0)):
@@ -177,54 +190,148 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
         if f_cands and x_cands:
             break
     else:
-        return False
+        return None
     f = f_cands[-1]
     x = x_cands[-1]
     if x < f:
-        return False
+        return None
     # the weight dimension indexed by exactly f (moved innermost when packed)
     b_dims = mac.dim_vars[b]
     if sum(1 for s in b_dims if mac.ivars[f] in s) != 1:
-        return False
+        return None
     fdim = next(i for i, s in enumerate(b_dims) if mac.ivars[f] in s)
-    xt = _divisor_at_most(exts[x], 8 if lanes >= 16 else 6)
-    fi_factor = 0
-    for cand in ((lanes * 2,) if xt <= 6 and lanes >= 16 else ()) + (lanes, lanes // 2, lanes // 4):
-        if cand >= 4 and exts[f] % cand == 0:
-            fi_factor = cand
-            break
-    if not fi_factor:
+    if not mac.reads[b].region[fdim].min.same_as(mac.ivars[f]):
+        return None
+    return ChannelPlan(mac, loops, exts, nsp, a, b, f, x, fdim)
+
+
+def _channel_factors(plan, lanes):
+    """Valid channel-vector factors (divide the channel count, >= 4), preferred first."""
+    out = []
+    for cand in (lanes * 2, lanes, lanes // 2, lanes // 4):
+        if cand >= 4 and plan.exts[plan.f] % cand == 0 and cand not in out:
+            out.append(cand)
+    return out
+
+
+def _channel_defaults(plan, lanes, cores):
+    xt = _divisor_at_most(plan.exts[plan.x], 8 if lanes >= 16 else 6)
+    factors = _channel_factors(plan, lanes)
+    if not factors:
+        return None
+    fi = factors[0] if (factors[0] == lanes * 2 and xt <= 6 and lanes >= 16) else \
+        next((c for c in factors if c <= lanes), factors[0])
+    return {"conv.channel_vector.fi": fi, "conv.channel_vector.xt": xt,
+            "conv.channel_vector.tasks": 4 * cores}
+
+
+def channel_vector_space(sch, lanes: int, cores: int) -> list:
+    """Valid knob settings of :func:`schedule_channel_vector` for this kernel, default first.
+
+    Variants: fewer / more parallel tasks, then every (channel factor, tile
+    width) pair whose register tile fits the vector register file (at most 24
+    accumulator vectors, at least 2), tile widths nearest the default first.
+    """
+    plan = _channel_plan(sch)
+    if plan is None:
+        return []
+    default = _channel_defaults(plan, lanes, cores)
+    if default is None:
+        return []
+    key_fi, key_xt, key_tasks = ("conv.channel_vector.fi", "conv.channel_vector.xt",
+                                 "conv.channel_vector.tasks")
+    out = [default]
+
+    def add(**kw):
+        cand = dict(default)
+        cand.update({f"conv.channel_vector.{k}": v for k, v in kw.items()})
+        if cand not in out:
+            out.append(cand)
+
+    add(tasks=cores)
+    add(tasks=16 * cores)
+    xext = plan.exts[plan.x]
+    xts = sorted((d for d in range(1, min(xext, 16) + 1) if xext % d == 0),
+                 key=lambda d: (abs(d - default[key_xt]), -d))
+    for xt in xts:
+        for fi in _channel_factors(plan, lanes):
+            regs = max(1, fi // lanes) * xt
+            if 2 <= regs <= 24:
+                add(fi=fi, xt=xt)
+    return out
+
+
+def spatial_vector_space(sch, lanes: int, cores: int) -> list:
+    """Valid knob settings of :func:`schedule_spatial_vector`, default first."""
+    nest = _static_mac_nest(sch)
+    if nest is None:
+        return []
+    _, _, exts, nsp = nest
+    xext = exts[nsp - 1]
+    default = _divisor_at_most(xext, lanes)
+    if default < 2:
+        return []
+    cands = sorted((d for d in range(2, min(xext, 2 * lanes) + 1) if xext % d == 0),
+                   key=lambda d: (abs(d - default), -d))
+    return [{"conv.spatial_vector.xt": d} for d in cands]
+
+
+def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
+    """Direct convolution vectorised over output channels (see module docstring).
+
+    Knobs (``conv.channel_vector.*``): ``fi`` output channels per vector tile,
+    ``xt`` output columns per register tile, ``tasks`` the parallel task count
+    to reach before rows are shared out too.
+    """
+    plan = _channel_plan(sch)
+    if plan is None:
         return False
+    defaults = _channel_defaults(plan, lanes, cores)
+    if defaults is None:
+        return False
+    fi_factor = int(knob("conv.channel_vector.fi", defaults["conv.channel_vector.fi"]))
+    xt = int(knob("conv.channel_vector.xt", defaults["conv.channel_vector.xt"]))
+    tasks = int(knob("conv.channel_vector.tasks", defaults["conv.channel_vector.tasks"]))
+    mac, loops, exts, nsp = plan.mac, plan.loops, plan.exts, plan.nsp
+    f, x, fdim, b = plan.f, plan.x, plan.fdim, plan.b
+    if exts[f] % fi_factor or exts[x] % xt:
+        return False
+    spatial = list(range(nsp))
     fo, fi = sch.split(loops[f], [None, fi_factor])
     xo, xi = sch.split(loops[x], [None, xt])
-    others = [loops[i] for i in spatial if i not in (f, x)]
-    other_exts = [exts[i] for i in spatial if i not in (f, x)]
-    before_f = [lp for i, lp in zip([i for i in spatial if i not in (f, x)], others) if i < f]
-    before_f_exts = [e for i, e in zip([i for i in spatial if i not in (f, x)], other_exts)
-                     if i < f]
-    after_f = [lp for i, lp in zip([i for i in spatial if i not in (f, x)], others) if i > f]
-    after_f_exts = [e for i, e in zip([i for i in spatial if i not in (f, x)], other_exts)
-                    if i > f]
+    rest = [i for i in spatial if i not in (f, x)]
+    before_f = [loops[i] for i in rest if i < f]
+    before_f_exts = [exts[i] for i in rest if i < f]
+    after_f = [loops[i] for i in rest if i > f]
+    after_f_exts = [exts[i] for i in rest if i > f]
     reds = list(loops[nsp:])
     sch.reorder(*before_f, fo, *after_f, xo, *reds, xi, fi)
     # parallel over (batch.., channel tiles) and, if that is too little work, rows
     row = after_f[0] if after_f else None
     row_ext = after_f_exts[0] if after_f else 1
     par, _ = _split_parallel(sch, before_f + [fo], before_f_exts + [exts[f] // fi_factor],
-                             row, row_ext, tasks=4 * cores)
-    # packed weights: one copy per parallel task, output channel innermost
+                             row, row_ext, tasks=max(1, tasks))
     b_read = mac.read_pos[b]
-    packed = sch.cache_read(mac.block, b_read, "global")
-    ndim = len(b_dims)
-    perm = [i for i in range(ndim) if i != fdim] + [fdim]
-    sch.transform_layout(packed, ("write", 0), lambda *idx: [idx[i] for i in perm])
-    sch.compute_at(packed, par)
-    # copy loops in the packed order (output channel innermost, unrolled): the
-    # stores then run contiguously instead of striding over the whole copy
-    pk = sch.get_loops(packed)[-ndim:]
-    if len(pk) == ndim and ndim > 1:
-        sch.reorder(*[pk[i] for i in perm])
-        sch.unroll(pk[fdim])
+    ndim = len(mac.dim_vars[b])
+    weight = mac.reads[b].source
+    if weight_is_layout_free(sch, weight):
+        # packed once at compile time: [channel tile, other dims.., channel in tile]
+        def tiled(*idx):
+            return [idx[fdim] // fi_factor] + [idx[i] for i in range(ndim) if i != fdim] + \
+                [idx[fdim] % fi_factor]
+        pack_weight_once(sch, mac.block, b_read, tiled)
+    else:
+        # packed per parallel task, output channel innermost
+        packed = sch.cache_read(mac.block, b_read, "global")
+        perm = [i for i in range(ndim) if i != fdim] + [fdim]
+        sch.transform_layout(packed, ("write", 0), lambda *idx: [idx[i] for i in perm])
+        sch.compute_at(packed, par)
+        # copy loops in the packed order (output channel innermost, unrolled): the
+        # stores then run contiguously instead of striding over the whole copy
+        pk = sch.get_loops(packed)[-ndim:]
+        if len(pk) == ndim and ndim > 1:
+            sch.reorder(*[pk[i] for i in perm])
+            sch.unroll(pk[fdim])
     # register accumulator
     wb = sch.cache_write(mac.block, 0, "local")
     nout = len(sch.get(mac.block).writes[0].region)
@@ -262,8 +369,8 @@ def schedule_spatial_vector(sch, lanes: int, cores: int) -> bool:
             break
     if x is None or x != nsp - 1:
         return False
-    xt = _divisor_at_most(exts[x], lanes)
-    if xt < 2:
+    xt = int(knob("conv.spatial_vector.xt", _divisor_at_most(exts[x], lanes)))
+    if xt < 2 or exts[x] % xt:
         return False
     xo, xi = sch.split(loops[x], [None, xt])
     outer = list(loops[:x])

@@ -165,3 +165,37 @@ def schedule_spatial_nest(sch, block, lanes: int) -> None:
     if total >= PARALLEL_MIN_WORK:
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         sch.parallel(fused)
+
+
+# ----------------------------------------------------------------- tunable knobs
+# The rules read every tile / parallelism choice through ``knob(name, default)``.
+# A tuner (schedules/tuning.py, template_search.py) lists the valid settings of
+# one kernel with ``default.knob_space`` and schedules it once per setting inside
+# ``with knob_overrides(setting):``; the resulting trace is an ordinary
+# MetaSchedule record. Names are "conv.<rule>.<name>" (see conv_cpu).
+import contextlib as _contextlib
+import contextvars as _contextvars
+
+KNOBS: "_contextvars.ContextVar[dict]" = _contextvars.ContextVar("nnef_tvm_schedule_knobs",
+                                                                 default={})
+
+
+def knob(name: str, default):
+    """The value of knob ``name`` in the current :func:`knob_overrides` scope, else ``default``."""
+    return KNOBS.get().get(name, default)
+
+
+@_contextlib.contextmanager
+def knob_overrides(values: dict):
+    """Schedule with ``values`` (knob name -> value) overriding the rules' defaults.
+
+    Nested scopes merge, the inner one winning; the previous setting comes back
+    on exit (also on an exception).
+    """
+    merged = dict(KNOBS.get())
+    merged.update(values or {})
+    token = KNOBS.set(merged)
+    try:
+        yield merged
+    finally:
+        KNOBS.reset(token)

@@ -16,6 +16,13 @@ left alone):
 
 The name of the rule that fired is stored as the function attribute
 ``nnef.schedule_rule`` (tests read it; handy when dumping the scheduled IR).
+
+Tuning contract (used by :mod:`.tuning` / ``template_search``): the rules read
+their tile and parallelism choices through :func:`.cpu_common.knob`;
+:func:`knob_space` lists the valid settings of one kernel under the rule that
+fires by default, and scheduling inside ``with knob_overrides(setting):``
+gives that variant. Every rule step is a traced ``s_tir.Schedule`` primitive,
+so ``sch.trace`` of a variant replays on the unscheduled PrimFunc.
 """
 from __future__ import annotations
 
@@ -61,6 +68,38 @@ def schedule_cpu_func(func, target, rules=None):
         except Exception as exc:  # a rule that misjudged the function: try the next
             log.debug("schedule rule %s failed: %s", name, exc)
     return func, None
+
+
+# rule name -> function(sch, lanes, cores) -> list of knob settings (default first)
+KNOB_SPACES = {
+    "conv_channel_vector": conv_cpu.channel_vector_space,
+    "conv_spatial_vector": conv_cpu.spatial_vector_space,
+}
+
+MAX_KNOB_SETTINGS = 24
+
+
+def knob_space(func, target) -> list:
+    """Valid knob settings for ``func`` under the rule that fires by default.
+
+    At most :data:`MAX_KNOB_SETTINGS` dicts (knob name -> value), the rule's
+    default first; ``[]`` when that rule has no knobs (or no rule fires).
+    Every listed setting schedules to a correct kernel.
+    """
+    from tvm import s_tir
+    t = _tvm_target(target)
+    lanes = vector_lanes(t)
+    cores = num_cores(t)
+    _, name = schedule_cpu_func(func, t)
+    space_fn = KNOB_SPACES.get(name)
+    if space_fn is None:
+        return []
+    try:
+        space = space_fn(s_tir.Schedule(func), lanes, cores)
+    except Exception as exc:  # analysis failed: only the default is known to be valid
+        log.debug("knob space of %s failed: %s", name, exc)
+        return []
+    return space[:MAX_KNOB_SETTINGS]
 
 
 def _is_scheduled(func) -> bool:

@@ -6,7 +6,13 @@ hooks in between:
 
 * BYOC partitions of the target (``FuseOpsByPattern`` + ``RunCodegen``) run first;
 * tuned schedules from a MetaSchedule database are applied right after FuseTIR;
-* the target's ``schedule_passes`` (dlight for GPUs) schedule what is left.
+* the target's ``schedule_passes`` (dlight for GPUs) schedule what is left;
+* weights are packed once (see :mod:`nnef_tvm.schedules.prepack`): right after
+  FuseTIR each kernel's weight parameters are marked ``layout_free_buffers``
+  (so tuning workloads, extracted from the ``fuse_tir`` phase, carry the mark
+  too and MetaSchedule's RewriteLayout packs them), and the ``prepack`` phase
+  after scheduling splits the schedules' weight-packing copies into their own
+  kernels and folds them into constants at compile time.
 
 Splitting FuseOps from FuseTIR is deliberate: between the two, each fused group
 is still a Relax function whose bindings carry the frontend's variable names,
@@ -42,12 +48,17 @@ def build_phases(target, *, database=None) -> list[Phase]:
     phases.append(Phase("legalize", dispatch + [T.LegalizeOps(), T.AnnotateTIROpPattern(),
                                                 T.FoldConstant()]))
     phases.append(Phase("fuse", [T.FuseOps()]))
-    phases.append(Phase("fuse_tir", [T.FuseTIR()]))
+    from ..schedules.prepack import attach_layout_free_buffers, prepack_passes
+    fuse_tir = [T.FuseTIR()]
+    if t.kind.name == "llvm":
+        fuse_tir.append(attach_layout_free_buffers())
+    phases.append(Phase("fuse_tir", fuse_tir))
     sched = []
     if database is not None:
         sched.append(_apply_database(database))
     sched.extend(target.schedule_passes())
     phases.append(Phase("schedule", sched))
+    phases.append(Phase("prepack", prepack_passes() if t.kind.name == "llvm" else []))
     lower = backend.dataflow_lower_passes(t) + backend.finalize_passes(t)
     phases.append(Phase("lower", lower))
     return phases
