@@ -161,7 +161,8 @@ def parameter_lists(doc: ast.Document, sets) -> dict:
     for s in sets:
         frags.update({f.name: f for f in declared_fragments(s.fragment_file)})
     frags.update({f.name: f for f in doc.fragments})
-    return {name: [(p.name, not _holds_tensor(p.type), isinstance(p.type, ast.ArrayType))
+    return {name: [(p.name, not _holds_tensor(p.type), isinstance(p.type, ast.ArrayType),
+                    isinstance(p.type, ast.ArrayType) and isinstance(p.type.item, ast.TupleType))
                    for p in f.params] for name, f in frags.items()}
 
 
@@ -213,9 +214,16 @@ def _name_positional_attributes(params: dict):
         for i, a in enumerate(inv.args):
             if a.name is None and i < len(plist) and plist[i][1]:
                 a = replace(a, name=plist[i][0])
+            if a.name is not None and a.name not in index:
+                continue        # tract ignores named arguments the operation does not take
             p = index.get(a.name)
             if p is not None and p[1] and p[2] and _is_literal(a.value):
                 a = replace(a, value=ast.ArrayExpr([a.value], a.value.pos))
+            if p is not None and p[3] and isinstance(a.value, ast.ArrayExpr):
+                # tract reads padding = [[0, 0], [2, 2]] as NNEF's [(0, 0), (2, 2)]
+                a = replace(a, value=replace(a.value, items=[
+                    ast.TupleExpr(i.items, i.pos) if isinstance(i, ast.ArrayExpr) else i
+                    for i in a.value.items]))
             args.append(a)
         if inv.op in _BIASED and len(args) > 2 and args[2].name in (None, "bias") \
                 and isinstance(args[2].value, ast.Name):
@@ -293,8 +301,52 @@ def rewrite_document(doc: ast.Document, sets: list[ExtensionSet]) -> ast.Documen
         return doc
     skip = frozenset().union(*(s.skip_fragments for s in sets))
     doc = replace(doc, fragments=[f for f in doc.fragments if f.name not in skip])
+    doc = _drop_repeated_statements(_rename_standard_redefinitions(doc))
     name_attrs = _name_positional_attributes(parameter_lists(doc, sets))
     return map_document(doc, lambda inv: _external_and_cast(name_attrs(inv)))
+
+
+def _rename_standard_redefinitions(doc: ast.Document) -> ast.Document:
+    """torch-to-nnef defines its own ``silu``/``elu``/``selu``/... fragments; tract lets a
+    document fragment shadow a standard operation, NNEF does not. The document's fragment
+    (what tract runs) is kept under the name ``<name>_tract_doc`` and its invocations follow."""
+    from .stdlib import standard_fragments
+    std = standard_fragments()
+    renamed = {f.name: f"{f.name}_tract_doc" for f in doc.fragments
+               if f.name in std and f.body is not None}
+    if not renamed:
+        return doc
+    doc = replace(doc, fragments=[replace(f, name=renamed[f.name]) if f.name in renamed else f
+                                  for f in doc.fragments])
+    return map_document(doc, lambda inv: replace(inv, op=renamed[inv.op]) if inv.op in renamed else inv)
+
+
+def _without_pos(node):
+    """A comparable form of an AST node that ignores source positions."""
+    if isinstance(node, list):
+        return tuple(_without_pos(n) for n in node)
+    if hasattr(node, "__dataclass_fields__"):
+        return (type(node).__name__,) + tuple(
+            (k, _without_pos(getattr(node, k))) for k in node.__dataclass_fields__ if k != "pos")
+    return node
+
+
+def _drop_repeated_statements(doc: ast.Document) -> ast.Document:
+    """torch-to-nnef may write the same graph statement twice (``x_as_f32 = tract_core_cast(x,
+    to = 'f32');`` once per use); tract accepts it. A repeat of an identical assignment computes
+    the same value again, so it is dropped; a different re-assignment is still an error."""
+    seen = {}
+    body = []
+    for st in doc.graph.body:
+        if isinstance(st.lvalue, ast.Name):
+            key = _without_pos(st.rvalue)
+            if seen.get(st.lvalue.name) == key:
+                continue
+            seen.setdefault(st.lvalue.name, key)
+        body.append(st)
+    if len(body) == len(doc.graph.body):
+        return doc
+    return replace(doc, graph=replace(doc.graph, body=body))
 
 
 def _inline_scalar_variables(doc: ast.Document, sets, box) -> ast.Document:
