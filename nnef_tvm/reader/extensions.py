@@ -63,6 +63,79 @@ def _channel_bias(op, shape_of):
     return [(1,) + shape if len(shape) == 1 else shape]
 
 
+def _literal_input(op, name):
+    v = op.inputs[name]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise NNEFError(f"'{op.name}': '{name}' must be a literal number (nnef-tvm needs static "
+                        f"shapes), got {v!r}", op.pos)
+    return v
+
+
+def _range(op, shape_of):
+    """[start, start + step, ...) below ``end`` (above it for a negative step)."""
+    import math
+    start, end, step = (_literal_input(op, n) for n in ("start", "end", "step"))
+    if step == 0:
+        raise NNEFError(f"'{op.name}': step must not be 0", op.pos)
+    n = max(0, math.ceil((end - start) / step))
+    if n == 0:
+        raise NNEFError(f"'{op.name}': empty range [{start}, {end}) step {step}", op.pos)
+    return [(n,)]
+
+
+def _one_hot(op, shape_of):
+    """input shape with ``dim`` inserted at ``axis`` (axis counts in the output's rank)."""
+    shape = tuple(shape_of(op.inputs["input"]))
+    axis, dim = op.attribs["axis"], op.attribs["dim"]
+    if axis < 0:
+        axis += len(shape) + 1
+    if not 0 <= axis <= len(shape) or dim < 1:
+        raise NNEFError(f"'{op.name}': axis {op.attribs['axis']} / dim {dim} invalid for input "
+                        f"rank {len(shape)}", op.pos)
+    return [shape[:axis] + (dim,) + shape[axis:]]
+
+
+def _topk(op, shape_of):
+    shape = list(shape_of(op.inputs["input"]))
+    k = _literal_input(op, "k")
+    axis = op.attribs["axis"] + (len(shape) if op.attribs["axis"] < 0 else 0)
+    if not 0 <= axis < len(shape) or not 1 <= k <= shape[axis]:
+        raise NNEFError(f"'{op.name}': k = {k} / axis {op.attribs['axis']} invalid for shape "
+                        f"{tuple(shape)}", op.pos)
+    shape[axis] = int(k)
+    return [tuple(shape), tuple(shape)]
+
+
+def einsum_parts(expr: str, n_inputs: int, pos=None):
+    """Split an explicit einsum ``expr`` ('ij,kj->ik') into input and output label strings."""
+    if "->" not in expr or "." in expr:
+        raise NNEFError(f"tract_core_einsum: expected an explicit expression 'ab,bc->ac' without "
+                        f"ellipsis, got {expr!r}", pos)
+    lhs, out = expr.replace(" ", "").split("->")
+    ins = lhs.split(",")
+    if len(ins) != n_inputs:
+        raise NNEFError(f"tract_core_einsum: {expr!r} names {len(ins)} inputs, {n_inputs} given", pos)
+    return ins, out
+
+
+def _einsum(op, shape_of):
+    shapes = [tuple(s) for s in shape_of(op.inputs["inputs"])]
+    ins, out = einsum_parts(op.attribs["expr"], len(shapes), op.pos)
+    extent = {}
+    for labels, shape in zip(ins, shapes):
+        if len(labels) != len(shape):
+            raise NNEFError(f"tract_core_einsum: '{labels}' does not match input shape {shape}", op.pos)
+        for c, d in zip(labels, shape):
+            if extent.setdefault(c, d) != d and 1 not in (d, extent[c]):
+                raise NNEFError(f"tract_core_einsum: label '{c}' has extents {extent[c]} and {d}",
+                                op.pos)
+            extent[c] = max(extent[c], d)
+    if any(c not in extent for c in out):
+        raise NNEFError(f"tract_core_einsum: output label not in the inputs: {op.attribs['expr']!r}",
+                        op.pos)
+    return [tuple(extent[c] for c in out)]
+
+
 def _broadcast(op, shape_of):
     """numpy-style (right-aligned) broadcast of ``input`` against ``shape``, as tract does."""
     a = tuple(shape_of(op.inputs["input"]))
@@ -77,7 +150,7 @@ def _broadcast(op, shape_of):
     return [tuple(out)]
 
 
-UNARY = ("erf", "hard_swish", "tan", "acos", "asin", "atan", "cosh", "sinh", "acosh", "asinh",
+UNARY = ("erf", "round_even", "hard_swish", "tan", "acos", "asin", "atan", "cosh", "sinh", "acosh", "asinh",
          "atanh")
 
 _FRAGMENTS = frozenset({"KHR_enable_fragment_definitions", "KHR_enable_operator_expressions"})
@@ -92,6 +165,10 @@ SETS = {
         shapes={
             **{f"tract_core_{n}": _same_as_input for n in UNARY},
             "tract_core_broadcast": _broadcast,
+            "tract_core_range": _range,
+            "tract_core_one_hot": _one_hot,
+            "tract_core_topk": _topk,
+            "tract_core_einsum": _einsum,
             "tract_nnef_tvm_channel_bias": _channel_bias,
             "tract_core_cast": _same_as_input,
             "tract_core_gather": _gather,
@@ -162,7 +239,8 @@ def parameter_lists(doc: ast.Document, sets) -> dict:
         frags.update({f.name: f for f in declared_fragments(s.fragment_file)})
     frags.update({f.name: f for f in doc.fragments})
     return {name: [(p.name, not _holds_tensor(p.type), isinstance(p.type, ast.ArrayType),
-                    isinstance(p.type, ast.ArrayType) and isinstance(p.type.item, ast.TupleType))
+                    isinstance(p.type, ast.ArrayType) and isinstance(p.type.item, ast.TupleType),
+                    p.type)
                    for p in f.params] for name, f in frags.items()}
 
 
@@ -302,8 +380,86 @@ def rewrite_document(doc: ast.Document, sets: list[ExtensionSet]) -> ast.Documen
     skip = frozenset().union(*(s.skip_fragments for s in sets))
     doc = replace(doc, fragments=[f for f in doc.fragments if f.name not in skip])
     doc = _drop_repeated_statements(_rename_standard_redefinitions(doc))
-    name_attrs = _name_positional_attributes(parameter_lists(doc, sets))
-    return map_document(doc, lambda inv: _external_and_cast(name_attrs(inv)))
+    params = parameter_lists(doc, sets)
+    name_attrs = _name_positional_attributes(params)
+    doc = map_document(doc, lambda inv: _external_and_cast(name_attrs(inv)))
+    return _promote_integer_literals(doc, params)
+
+
+def _int_literal(e) -> bool:
+    if isinstance(e, ast.UnaryOp) and e.op == "-":
+        e = e.operand
+    return isinstance(e, ast.Literal) and e.kind == "integer"
+
+
+def _as_float(e):
+    if isinstance(e, ast.UnaryOp):
+        return ast.Literal(-float(e.operand.value), "scalar", e.pos)
+    return ast.Literal(float(e.value), "scalar", e.pos)
+
+
+def _promote_integer_literals(doc: ast.Document, params: dict) -> ast.Document:
+    """torch-to-nnef writes float constants as integer literals fed through generic operations
+    (``c = unsqueeze(-1, axes = [0, 1]); y = max(x, c);``, ``r = tract_core_range(0, 6, step = 1)``
+    added to a float tensor); tract converts them on use. A graph statement whose value
+    operands are all integer literals (or such statements' results) gets float literals when
+    its result reaches a scalar-only parameter, so that NNEF's types agree."""
+    body = doc.graph.body
+    def value_params(inv):
+        plist = params.get(inv.op) or []
+        kinds = {p[0]: p[4] for p in plist}
+        out = []
+        for i, a in enumerate(inv.args):
+            t = kinds.get(a.name) if a.name else (plist[i][4] if i < len(plist) else None)
+            generic = (isinstance(t, ast.TensorType) and t.item is not None and t.item.name == "?") \
+                or (isinstance(t, ast.PrimitiveType) and t.name == "?")
+            out.append(generic)
+        return out
+
+    derived = {}          # name -> statement index
+    for k, st in enumerate(body):
+        rv = st.rvalue
+        if not (isinstance(st.lvalue, ast.Name) and isinstance(rv, ast.Invocation)):
+            continue
+        vals = [a.value for a, g in zip(rv.args, value_params(rv)) if g]
+        if vals and all(_int_literal(v) or (isinstance(v, ast.Name) and v.name in derived)
+                        for v in vals):
+            derived[st.lvalue.name] = k
+    if not derived:
+        return doc
+    marked = set()
+
+    def mark(name):
+        if name in marked:
+            return
+        marked.add(name)
+        rv = body[derived[name]].rvalue
+        for a, g in zip(rv.args, value_params(rv)):
+            if g and isinstance(a.value, ast.Name) and a.value.name in derived:
+                mark(a.value.name)
+
+    def scalar_uses(inv):
+        plist = params.get(inv.op) or []
+        kinds = {p[0]: p[4] for p in plist}
+        for i, a in enumerate(inv.args):
+            t = kinds.get(a.name) if a.name else (plist[i][4] if i < len(plist) else None)
+            if isinstance(t, ast.TensorType) and t.item is not None and t.item.name == "scalar" \
+                    and isinstance(a.value, ast.Name) and a.value.name in derived:
+                mark(a.value.name)
+        return inv
+
+    for st in body:
+        map_invocations(st.rvalue, scalar_uses)
+    if not marked:
+        return doc
+    new_body = list(body)
+    for name in marked:
+        k = derived[name]
+        rv = body[k].rvalue
+        args = [replace(a, value=_as_float(a.value)) if g and _int_literal(a.value) else a
+                for a, g in zip(rv.args, value_params(rv))]
+        new_body[k] = replace(body[k], rvalue=replace(rv, args=args))
+    return replace(doc, graph=replace(doc.graph, body=new_body))
 
 
 def _rename_standard_redefinitions(doc: ast.Document) -> ast.Document:

@@ -131,3 +131,70 @@ def channel_bias(ctx, op):
 
     Inserted by the reader (reader/extensions.py), never written in a document."""
     return R.reshape(ctx.input(op, "input", "scalar"), ctx.result_shape(op))
+
+
+@converter("tract_core_round_even", extension="tract")
+def round_even(ctx, op):
+    """Round to the nearest integer, ties to the even one (IEEE roundTiesToEven, as tract)."""
+    x = ctx.input(op, "x", "scalar")
+    dt = ctx.value_dtype(x)
+    half, one, two = (relax.const(v, dt) for v in (0.5, 1.0, 2.0))
+    up = ctx.emit(R.floor(R.add(x, half)))                  # ties rounded up
+    tie = R.equal(R.subtract(up, x), half)
+    odd = R.not_equal(R.subtract(up, R.multiply(two, R.floor(R.divide(up, two)))), relax.const(0.0, dt))
+    return R.where(R.logical_and(tie, odd), R.subtract(up, one), up)
+
+
+@converter("tract_core_range", extension="tract")
+def range_(ctx, op):
+    """[start, start + step, ...) stopping before ``end``: a constant (the reader needs literals)."""
+    import numpy as np
+    start, end, step = (op.inputs[n] for n in ("start", "end", "step"))
+    n = ctx.result_shape(op)[0]
+    return ctx.const(start + step * np.arange(n), op_result_type(ctx, op))
+
+
+def op_result_type(ctx, op):
+    return ctx.graph.tensors[str(next(iter(op.outputs.values())))].dtype
+
+
+@converter("tract_core_one_hot", extension="tract")
+def one_hot(ctx, op):
+    """``value_on`` where the index equals the position along the new ``axis``, else ``value_off``."""
+    idx = ctx.input(op, "input", "integer")
+    axis = op.attribs["axis"]
+    rank = ctx.rank(idx) + 1
+    dt = ctx.result_dtype(op)
+    on = ctx.const(op.attribs["value_on"], dt, (1,) * rank)
+    off = ctx.const(op.attribs["value_off"], dt, (1,) * rank)
+    shape = ctx.shape(idx)
+    axis = axis + rank if axis < 0 else axis
+    # positions 0..dim-1 along the new axis, compared with the index broadcast over it
+    pos_shape = [1] * rank
+    pos_shape[axis] = op.attribs["dim"]
+    import numpy as np
+    pos = ctx.const(np.arange(op.attribs["dim"]).reshape(pos_shape), ctx.value_dtype(idx))
+    idx_e = R.expand_dims(idx, axis)
+    del shape
+    return R.where(R.equal(idx_e, pos), on, off)
+
+
+@converter("tract_core_topk", extension="tract")
+def topk(ctx, op):
+    """The ``k`` largest (``largest``) or smallest values along ``axis``, sorted, and their indices."""
+    x = ctx.input(op, "input", "scalar")
+    axis = op.attribs["axis"]
+    k = int(op.inputs["k"])
+    order = ctx.emit(R.argsort(x, axis=axis, descending=bool(op.attribs["largest"]),
+                               dtype=ctx.result_dtype(op, "indices")))
+    n = ctx.shape(x)[axis]
+    idx = ctx.emit(R.strided_slice(order, axes=[axis], begin=[0], end=[k]) if k < n else order)
+    return [R.take_along_axis(x, idx, axis=axis) if hasattr(R, "take_along_axis")
+            else R.gather_elements(x, idx, axis=axis), idx]
+
+
+@converter("tract_core_einsum", extension="tract")
+def einsum(ctx, op):
+    """Einstein summation of the ``inputs`` by the explicit expression ``expr``."""
+    xs = ctx.inputs_list(op, "inputs", "scalar")
+    return R.einsum(relax.Tuple(xs), op.attribs["expr"].replace(" ", ""))
