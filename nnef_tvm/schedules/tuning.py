@@ -16,9 +16,21 @@ What this adds around ``tune_tasks``:
   keeps what it measured);
 * a wall-clock budget and a progress line (tasks done, trials, best latency,
   time left) from a measure callback;
-* a builder that keeps its worker processes: TVM's LocalBuilder starts fresh
-  workers for every batch, and each imports ``tvm.s_tir.tensor_intrin``
-  (~40 s on a loaded machine, longer than its 30 s default timeout);
+* two search strategies (``strategy``): ``template`` measures our own CPU
+  rules under every knob setting (:mod:`.template_search`), ``evolutionary``
+  is MetaSchedule's search seeded by the store; ``both`` (the default) runs
+  the template search first and gives the evolutionary search what is left
+  of the trial and time budgets, so the store ends with the best of both;
+* a fast start: TVM imports ``tvm.s_tir.tensor_intrin`` -- every tensor
+  intrinsic of every backend, each a TVMScript function parsed at import
+  (1-2 minutes of CPU on a loaded 2-core machine, most of it CUDA's) -- in
+  every ``TuneContext`` and in every builder worker. We load only the
+  target's own intrinsics (:func:`load_tensor_intrinsics`), and candidates are
+  built with :func:`build_candidate`, which needs none (a tensorized kernel
+  already carries the intrinsic's body);
+* builders: in-process (``builder_workers=0``, the template search's: few
+  candidates, all from our own rules) or worker processes that persist across
+  batches (TVM's LocalBuilder starts fresh workers for every batch);
 * remote measurement through an RPC tracker (``RPCRunner``), the candidates
   linked into shared libraries with the target's cross compiler.
 """
@@ -175,10 +187,87 @@ def _recording_database(inner, writer):
     return Recording()
 
 
+# ----------------------------------------------------------- intrinsics
+INTRIN_PACKAGE = "tvm.s_tir.tensor_intrin"
+# every submodule the package's __init__ imports (what a full import would load)
+ALL_INTRIN_MODULES = ("cuda", "arm_cpu", "x86", "rocm", "hexagon", "riscv_cpu")
+
+
+def intrinsic_modules(tvm_target) -> tuple:
+    """The ``tvm.s_tir.tensor_intrin`` submodules a target's schedule rules can use."""
+    kind = tvm_target.kind.name
+    if kind in ("cuda", "rocm", "metal", "hexagon"):
+        return (kind,)
+    if kind != "llvm":
+        return ALL_INTRIN_MODULES
+    triple = str(tvm_target.attrs.get("mtriple", "") or "")
+    if not triple:
+        import platform
+        triple = platform.machine()
+    triple = triple.lower()
+    if triple.startswith(("x86_64", "i386", "i686", "amd64")):
+        return ("x86",)
+    if triple.startswith(("aarch64", "arm")):
+        return ("arm_cpu",)
+    if triple.startswith("riscv"):
+        return ("riscv_cpu",)
+    return ALL_INTRIN_MODULES
+
+
+def load_tensor_intrinsics(tvm_target) -> tuple:
+    """Register only ``tvm_target``'s tensor intrinsics -> the submodules loaded.
+
+    ``TuneContext`` does ``import tvm.s_tir.tensor_intrin`` whose ``__init__``
+    registers the intrinsics of every backend (CUDA's alone took 35 s of the
+    ~60-100 s measured here). When the package is not imported yet, we put an
+    empty package object with the real search path in its place, so that
+    import is a no-op and the target's own submodules (``x86``: < 1 s) can be
+    imported individually; any other submodule still imports on demand.
+    """
+    import importlib
+    import importlib.util
+    import types
+    full = sys.modules.get(INTRIN_PACKAGE)
+    if full is not None and not getattr(full, "_nnef_partial", False):
+        return ALL_INTRIN_MODULES              # the whole package is loaded already
+    if full is None:
+        import tvm.s_tir as s_tir
+        spec = importlib.util.find_spec(INTRIN_PACKAGE)
+        pkg = types.ModuleType(INTRIN_PACKAGE, "Tensor intrinsics (loaded per target by "
+                               "nnef_tvm.schedules.tuning.load_tensor_intrinsics).")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        pkg.__package__ = INTRIN_PACKAGE
+        pkg.__spec__ = spec
+        pkg._nnef_partial = True
+        sys.modules[INTRIN_PACKAGE] = pkg
+        s_tir.tensor_intrin = pkg
+    wanted = intrinsic_modules(tvm_target)
+    for name in wanted:
+        try:
+            importlib.import_module(f"{INTRIN_PACKAGE}.{name}")
+        except Exception as e:  # noqa: BLE001 - a backend's intrinsics failing to load
+            _warn(f"tensor intrinsics '{name}' not loaded: {e}")
+    return wanted
+
+
 # ----------------------------------------------------------- builder / runner
+def build_candidate(mod, target, params=None):
+    """Compile one scheduled candidate (MetaSchedule's default build, minus its import).
+
+    MetaSchedule's ``default_build`` imports ``tvm.s_tir.tensor_intrin`` first
+    (a minute in every fresh worker). Building does not need the intrinsic
+    registry: a tensorized kernel already contains the intrinsic's body.
+    """
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    return tvm_build(mod, target=target)
+
+
 def _preload_builder() -> None:
-    """Worker initializer: the slow import MetaSchedule's default build does (no timeout)."""
-    import tvm.s_tir.tensor_intrin  # noqa: F401
+    """Worker initializer: import the compiler once, before the first (timed) build."""
+    import tvm.driver  # noqa: F401
+    import tvm.s_tir.transform  # noqa: F401
 
 
 def _noop() -> None:
@@ -196,17 +285,38 @@ def export_shared(rt_mod, cc: Optional[str] = None) -> str:
     return path
 
 
+def export_tar(rt_mod) -> str:
+    """Builder export for local runs (what MetaSchedule's LocalRunner loads)."""
+    from tvm.s_tir.meta_schedule.builder.local_builder import default_export
+    return default_export(rt_mod)
+
+
 def make_builder(*, workers: int = 1, timeout_sec: float = 120.0, cross_compiler=None,
                  shared: bool = False):
-    """A Builder whose worker processes persist across batches (see module doc)."""
+    """A Builder: in-process (``workers=0``) or with worker processes kept across batches."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
     from tvm.s_tir.meta_schedule.builder.local_builder import (_serialize_params,
                                                                _worker_func)
-    from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 
     f_export = functools.partial(export_shared, cc=cross_compiler) \
-        if (shared or cross_compiler) else None
+        if (shared or cross_compiler) else export_tar
+
+    if workers <= 0:
+        @derived_object
+        class InProcessBuilder(PyBuilder):
+            def build(self, build_inputs):
+                results = []
+                for b in build_inputs:
+                    try:
+                        rt_mod = build_candidate(b.mod, b.target)
+                        results.append(BuilderResult(f_export(rt_mod), None))
+                    except Exception as e:  # noqa: BLE001 - a candidate that fails to build
+                        results.append(BuilderResult(None, f"build failed: {e}"))
+                return results
+        return InProcessBuilder()
+
+    from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 
     @derived_object
     class PersistentBuilder(PyBuilder):
@@ -214,13 +324,13 @@ def make_builder(*, workers: int = 1, timeout_sec: float = 120.0, cross_compiler
             super().__init__()
             self.pool = PopenPoolExecutor(max_workers=workers, timeout=timeout_sec,
                                           initializer=_preload_builder)
-            # start the workers now: their slow import overlaps the tuner's own
+            # start the workers now: their imports overlap the tuner's own work
             for _ in range(workers):
                 self.pool.submit(_noop)
 
         def build(self, build_inputs):
             results = []
-            jobs = [(None, f_export, b.mod, b.target, _serialize_params(b.params))
+            jobs = [(build_candidate, f_export, b.mod, b.target, _serialize_params(b.params))
                     for b in build_inputs]
             for res in self.pool.map_with_error_catching(lambda x: _worker_func(*x), jobs):
                 if res.status == StatusKind.COMPLETE:
@@ -249,6 +359,36 @@ def make_runner(*, tracker: Optional[str] = None, key: Optional[str] = None,
     cfg = msr.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
                         session_timeout_sec=int(timeout_sec))
     return msr.RPCRunner(rpc_config=cfg, evaluator_config=evaluator, max_workers=1)
+
+
+class RunnerStarter:
+    """Creates the runner in a background thread, so its start overlaps our own work.
+
+    A LocalRunner starts its worker process and waits for it to answer (the
+    worker imports TVM: 10-30 s on a loaded machine); meanwhile the model is
+    converted and fused, which does not need the runner.
+    """
+
+    def __init__(self, **kwargs):
+        import threading
+        self._kwargs = kwargs
+        self._result = None
+        self._error = None
+        self._thread = threading.Thread(target=self._make, name="nnef-tune-runner",
+                                        daemon=True)
+        self._thread.start()
+
+    def _make(self):
+        try:
+            self._result = make_runner(**self._kwargs)
+        except BaseException as e:  # noqa: BLE001 - re-raised by get()
+            self._error = e
+
+    def get(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 def parse_tracker(text: str) -> tuple[str, int]:
@@ -306,26 +446,31 @@ class _Progress:
         self.report()
 
     def line(self) -> str:
-        total = sum(self.budgets)
-        done_trials = sum(self.trials)
         done_tasks = sum(1 for t, b in zip(self.trials, self.budgets) if t >= b)
-        elapsed = time.monotonic() - self.start
         best = sum(b for b in self.best if b < math.inf)
-        left = (elapsed / done_trials * max(0, total - done_trials)) if done_trials else None
-        if self.deadline is not None:
-            budget_left = max(0.0, self.deadline - time.monotonic())
-            left = budget_left if left is None else min(left, budget_left)
-        width = 20
-        filled = int(width * done_trials / total) if total else width
-        bar = "#" * filled + "." * (width - filled)
-        eta = "?" if left is None else _duration(left)
-        best_txt = f"{best * 1e6:.1f} us" if best else "n/a"
-        return (f"[{bar}] tasks {done_tasks}/{len(self.tasks)}  trials {done_trials}/{total}  "
-                f"best total {best_txt}  elapsed {_duration(elapsed)}  left ~{eta}")
+        return progress_line(done_tasks, len(self.tasks), sum(self.trials), sum(self.budgets),
+                             best, self.start, self.deadline)
 
     def report(self) -> None:
         if self.say is not None:
             self.say(self.line())
+
+
+def progress_line(done_tasks: int, ntasks: int, done_trials: int, total: int, best: float,
+                  start: float, deadline: Optional[float]) -> str:
+    """``[bar] tasks a/b  trials c/d  best total X us  elapsed E  left ~L`` (L: ETA or budget)."""
+    elapsed = time.monotonic() - start
+    left = (elapsed / done_trials * max(0, total - done_trials)) if done_trials else None
+    if deadline is not None:
+        budget_left = max(0.0, deadline - time.monotonic())
+        left = budget_left if left is None else min(left, budget_left)
+    width = 20
+    filled = min(width, int(width * done_trials / total)) if total else width
+    bar = "#" * filled + "." * (width - filled)
+    eta = "?" if left is None else _duration(left)
+    best_txt = f"{best * 1e6:.1f} us" if best else "n/a"
+    return (f"[{bar}] tasks {done_tasks}/{ntasks}  trials {done_trials}/{total}  "
+            f"best total {best_txt}  elapsed {_duration(elapsed)}  left ~{eta}")
 
 
 def _duration(secs: float) -> str:
@@ -351,6 +496,9 @@ def _callback(progress: _Progress):
 
 
 # ----------------------------------------------------------- tuning a model
+STRATEGIES = ("both", "template", "evolutionary", "replay")
+
+
 @dataclass
 class TuneSummary:
     """What one ``tune_model`` call did."""
@@ -359,14 +507,26 @@ class TuneSummary:
     store_dir: str
     tasks: list                   # [(name, shash, trials before, trials measured now)]
     skipped: int                  # tasks already tuned to the requested trials
-    trials: int                   # trials measured in this run
+    trials: int                   # trials measured in this run (both phases)
     seconds: float
     stopped_by_time: bool = False
+    strategy: str = "both"
+    template_trials: int = 0      # of ``trials``, measured by the template search
+    phases: dict = field(default_factory=dict)   # phase name -> seconds
+
+    @property
+    def search_trials(self) -> int:
+        return self.trials - self.template_trials
 
     def text(self) -> str:
         tuned = len(self.tasks) - self.skipped
+        split = ""
+        if self.trials and self.strategy in ("both", "template"):
+            split = (f" (template {self.template_trials}, "
+                     f"{'evolutionary' if self.strategy == 'both' else 'search'} "
+                     f"{self.search_trials})")
         return (f"device {self.device_key}: {len(self.tasks)} distinct kernels, {self.skipped} "
-                f"already tuned, {tuned} tuned now with {self.trials} trials in "
+                f"already tuned, {tuned} tuned now with {self.trials} trials{split} in "
                 f"{self.seconds:.1f}s" + (" (time budget reached)" if self.stopped_by_time
                                           else "") + f"; store {self.store_dir}")
 
@@ -375,11 +535,19 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                time_budget: Optional[float] = None, store: Optional[TuningStore] = None,
                device_key_override: Optional[str] = None, tracker: Optional[str] = None,
                rpc_key: Optional[str] = None, input_shapes=None, progress: Progress = None,
-               builder_workers: int = 1, builder_timeout: float = 120.0,
-               trials_per_iter: Optional[int] = None, strategy: str = "evolutionary",
+               builder_workers: Optional[int] = None, builder_timeout: float = 120.0,
+               trials_per_iter: Optional[int] = None, strategy: str = "both",
                seed: Optional[int] = None, mod=None) -> TuneSummary:
-    """Tune every distinct fused kernel of a model (path, loaded Model, or ``mod=`` Relax)."""
-    from tvm.s_tir import meta_schedule as ms
+    """Tune every distinct fused kernel of a model (path, loaded Model, or ``mod=`` Relax).
+
+    ``trials`` is the number of measured trials per kernel, the ones already
+    in the store included. ``strategy``: ``template`` (our rules' knob
+    settings, :mod:`.template_search`; CPU targets), ``evolutionary`` /
+    ``replay`` (MetaSchedule's search), ``both`` (template first, then the
+    evolutionary search with the remaining trials and time, seeded by the
+    store). ``builder_workers``: 0 builds in this process; default 0 for the
+    template search and 1 worker process for MetaSchedule's search.
+    """
     from ..targets import get_target
     from .device_key import device_key as derive_key
 
@@ -387,10 +555,20 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
         raise NNEFError(f"--trials must be >= 1, got {trials}")
     if time_budget is not None and time_budget <= 0:
         raise NNEFError(f"--time-budget must be > 0 seconds, got {time_budget}")
+    if strategy not in STRATEGIES:
+        raise NNEFError(f"unknown tuning strategy '{strategy}' (expected one of "
+                        f"{', '.join(STRATEGIES)})")
     start = time.monotonic()
+    deadline = None if time_budget is None else start + time_budget
     tgt = get_target(target)
     store = store or TuningStore()
     key = derive_key(tgt, override=device_key_override)
+    if tracker is not None:
+        parse_tracker(tracker)
+        if not rpc_key:
+            raise NNEFError("--tracker needs --key (the device key the RPC servers registered)")
+    # reading + converting a model takes a while: start the runner's worker meanwhile
+    runner_start = RunnerStarter(tracker=tracker, key=rpc_key) if mod is None else None
     if mod is None:
         from ..compiler import _convert, _load
         model = _load(os.fspath(model_or_path), input_shapes) \
@@ -399,37 +577,93 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
         mod = _convert(model, input_shapes)
     _say(progress, "fusing")
     ttarget = tuning_target(tgt)
+    load_tensor_intrinsics(ttarget)
     fused = fused_module(mod, tgt)
     tasks = extract_tasks(fused, ttarget)
     log = store.read(key)
     counts = log.trial_counts()
     for t in tasks:
         t.done_trials = counts.get(t.shash, 0)
+    before = {id(t): t.done_trials for t in tasks}
     todo = [t for t in tasks if t.done_trials < trials]
     skipped = len(tasks) - len(todo)
     _say(progress, f"device {key}: {len(tasks)} distinct kernels, {skipped} already tuned "
                    f"(>= {trials} trials), {len(todo)} to tune")
-    rows = [(t.name, t.shash, t.done_trials, 0) for t in tasks]
-    if not todo:
-        return TuneSummary(key, str(store.folder(key)), rows, skipped, 0,
-                           time.monotonic() - start)
+    measured = {id(t): 0 for t in tasks}
+    summary = TuneSummary(key, str(store.folder(key)), [], skipped, 0, 0.0, strategy=strategy)
+    if todo:
+        _quiet_tvm_logs()
+        runner = runner_start.get() if runner_start is not None \
+            else make_runner(tracker=tracker, key=rpc_key)
+        if strategy in ("both", "template"):
+            if tgt.tvm().kind.name != "llvm":
+                _say(progress, f"template search: no CPU rules for target kind "
+                               f"'{tgt.tvm().kind.name}'; skipped")
+            else:
+                t0 = time.monotonic()
+                res = _template_phase(todo, log, store.writer(key), tgt, ttarget, runner,
+                                      trials=trials, deadline=deadline, progress=progress,
+                                      tracker=tracker, builder_workers=builder_workers,
+                                      builder_timeout=builder_timeout)
+                for t, n in zip(todo, res.measured):
+                    measured[id(t)] += n
+                    t.done_trials += n
+                summary.template_trials = res.trials
+                summary.stopped_by_time = res.stopped_by_time
+                summary.phases["template"] = time.monotonic() - t0
+        if strategy != "template" and not summary.stopped_by_time:
+            rest = [t for t in todo if t.done_trials < trials]
+            if rest:
+                t0 = time.monotonic()
+                log = store.read(key)         # the template phase's records seed the search
+                done, stopped = _search_phase(rest, log, store.writer(key), tgt, ttarget,
+                                              runner, trials=trials, deadline=deadline,
+                                              progress=progress, strategy=strategy,
+                                              tracker=tracker, builder_workers=builder_workers,
+                                              builder_timeout=builder_timeout,
+                                              trials_per_iter=trials_per_iter, seed=seed)
+                for t, n in zip(rest, done):
+                    measured[id(t)] += n
+                summary.stopped_by_time = stopped
+                summary.phases[strategy if strategy != "both" else "evolutionary"] = \
+                    time.monotonic() - t0
+    summary.tasks = [(t.name, t.shash, before[id(t)], measured[id(t)]) for t in tasks]
+    summary.trials = sum(measured.values())
+    summary.seconds = time.monotonic() - start
+    return summary
 
+
+def _template_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, progress,
+                    tracker, builder_workers, builder_timeout):
+    """The template search (:mod:`.template_search`) over ``todo``."""
+    from . import template_search
+    builder = make_builder(workers=0 if builder_workers is None else builder_workers,
+                           timeout_sec=builder_timeout, cross_compiler=tgt.cross_compiler,
+                           shared=tracker is not None)
+    return template_search.search(todo, log, writer, schedule_target=tgt.tvm(),
+                                  tvm_target=ttarget, builder=builder, runner=runner,
+                                  trials=trials, deadline=deadline, progress=progress)
+
+
+def _search_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, progress,
+                  strategy, tracker, builder_workers, builder_timeout, trials_per_iter, seed):
+    """MetaSchedule's search over ``todo`` -> (trials measured per task, stopped by time)."""
+    from tvm.s_tir import meta_schedule as ms
     budgets = [trials - t.done_trials for t in todo]
     inner, _ = _memory_database(todo, log, top_k=32)
-    database = _recording_database(inner, store.writer(key))
-    prog = _Progress(todo, budgets, None if time_budget is None else start + time_budget,
-                     progress)
+    database = _recording_database(inner, writer)
+    prog = _Progress(todo, budgets, deadline, progress)
     per_iter = trials_per_iter or max(1, min(16, max(budgets)))
     work_dir = tempfile.mkdtemp(prefix="nnef-tune-")
-    _quiet_tvm_logs()
-    builder = make_builder(workers=builder_workers, timeout_sec=builder_timeout,
-                           cross_compiler=tgt.cross_compiler, shared=tracker is not None)
-    runner = make_runner(tracker=tracker, key=rpc_key)
+    builder = make_builder(workers=1 if builder_workers is None else builder_workers,
+                           timeout_sec=builder_timeout, cross_compiler=tgt.cross_compiler,
+                           shared=tracker is not None)
     contexts, weights = [], []
+    search = "replay" if strategy == "replay" else "evolutionary"
     for t, rand in zip(todo, ms.utils.fork_seed(seed, n=len(todo))):
         contexts.append(ms.TuneContext(
             mod=t.extracted.dispatched[0], target=ttarget, space_generator="post-order-apply",
-            search_strategy=_strategy(strategy, max(budgets)), task_name=t.name,
+            search_strategy=_strategy(search, max(budgets)), task_name=t.name,
             rand_state=rand, num_threads=1,
             logger=ms.logging.get_logger(f"nnef_tvm.tune.{t.name}")).clone())
         weights.append(float(t.weight))
@@ -440,13 +674,7 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                   num_trials_per_iter=per_iter, builder=builder, runner=runner,
                   database=database, cost_model="xgb" if _has_xgboost() else "random",
                   measure_callbacks=callbacks, task_scheduler="round-robin")
-    rows = []
-    todo_ids = {id(t): i for i, t in enumerate(todo)}
-    for t in tasks:
-        i = todo_ids.get(id(t))
-        rows.append((t.name, t.shash, t.done_trials, prog.trials[i] if i is not None else 0))
-    return TuneSummary(key, str(store.folder(key)), rows, skipped, sum(prog.trials),
-                       time.monotonic() - start, prog.stopped_by_time)
+    return prog.trials, prog.stopped_by_time
 
 
 def _strategy(name: str, trials: int):
