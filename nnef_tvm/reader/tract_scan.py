@@ -183,7 +183,7 @@ def probe_shape_function(records: dict):
             raise NNEFError(f"{SCAN}: scanned inputs give different step counts {sorted(steps)}", op.pos)
         n = steps.pop()
         out_axes = list(op.attribs["out_axes"])
-        key = (n, tuple(norm_axes), tuple(chunks), tuple(out_axes))
+        key = (n, tuple(norm_axes), tuple(abs(c) for c in chunks), tuple(out_axes))
         seen = records.setdefault(op.attribs["site"], set())
         seen.add(key)
         if len(seen) > 1:
@@ -203,8 +203,19 @@ def probe_shape_function(records: dict):
 
 
 # ------------------------------------------------------------ unrolling ---
+def _if_forward(chunk, forward, backward, pos):
+    """``forward`` for a positive chunk, ``backward`` for a negative one: chosen now when the
+    chunk is a literal, else an NNEF ``if`` expression evaluated when the fragment is lowered."""
+    neg = isinstance(chunk, ast.UnaryOp) and chunk.op == "-"
+    lit = chunk.operand if neg else chunk
+    if isinstance(lit, ast.Literal) and isinstance(lit.value, int):
+        return backward if (lit.value < 0) != neg else forward
+    cond = ast.BinaryOp(">", chunk, ast.Literal(0, "integer", pos), pos)
+    return ast.IfElse(cond, forward, backward, pos)
+
+
 def _unrolled(st, site: ScanSite, record, results_of: dict) -> list:
-    n, axes, chunks, out_axes = record
+    n, axes, chunks, out_axes = record       # chunks: magnitudes
     pos = site.pos
     if site.body not in results_of:
         raise _err(f"body fragment '{site.body}' is not defined in the document", st)
@@ -220,16 +231,18 @@ def _unrolled(st, site: ScanSite, record, results_of: dict) -> list:
         return ast.Invocation(op, [ast.Argument(v, k, pos) for k, v in args], None, pos)
 
     current = [s[1] for s in site.state]
-    per_position: dict = {}           # position -> {result name: Name}
+    steps = []                        # step -> {result name: Name}
     last = None
     for t in range(n):
         args = []
-        for i, ((param, tensor, _, _), axis, c) in enumerate(zip(site.scan, axes, chunks)):
-            p = t if c > 0 else n - 1 - t
-            begin = p * abs(c)
+        for i, ((param, tensor, _, chunk), axis, c) in enumerate(zip(site.scan, axes, chunks)):
+            # step t reads position t (forward) or n-1-t (negative chunk: backward); the sign
+            # is the chunk expression's, evaluated per invocation when it is a parameter
+            fwd, bwd = _lit(t * c, pos), _lit((n - 1 - t) * c, pos)
+            begin = _if_forward(chunk, fwd, bwd, pos)
+            end = _if_forward(chunk, _lit((t + 1) * c, pos), _lit((n - t) * c, pos), pos)
             sl = call("slice", [(None, tensor), ("axes", _arr([_lit(axis, pos)], pos)),
-                                ("begin", _arr([_lit(begin, pos)], pos)),
-                                ("end", _arr([_lit(begin + abs(c), pos)], pos))])
+                                ("begin", _arr([begin], pos)), ("end", _arr([end], pos))])
             args.append((param, assign(f"{prefix}{t}_in{i}", sl)))
         args += [(param, tensor) for param, tensor in site.full]
         args += [(param, value) for (param, _, _), value in zip(site.state, current)]
@@ -238,14 +251,16 @@ def _unrolled(st, site: ScanSite, record, results_of: dict) -> list:
             ast.TupleExpr([outs[r] for r in body_results], pos)
         stmts.append(ast.Assignment(lv, call(site.body, args), pos))
         current = [outs[s[2]] for s in site.state]
-        per_position[t if chunks[0] > 0 else n - 1 - t] = outs
+        steps.append(outs)
         last = outs
     for name, (result, kind, _, _), ax in zip(_lvalue_names(st.lvalue), site.output, out_axes):
         if kind == "last" or n == 1:
             rv = call("copy", [(None, last[result])])
         else:
-            rv = call("concat", [(None, _arr([per_position[p][result] for p in range(n)], pos)),
-                                 ("axis", _lit(ax, pos))])
+            # 'full': the steps' results in position order (reversed for a backward scan)
+            items = _if_forward(site.scan[0][3], _arr([o[result] for o in steps], pos),
+                                _arr([o[result] for o in reversed(steps)], pos), pos)
+            rv = call("concat", [(None, items), ("axis", _lit(ax, pos))])
         stmts.append(ast.Assignment(ast.Name(name.name, name.pos), rv, pos))
     return stmts
 

@@ -134,3 +134,169 @@ def test_tract_unary_and_broadcast_match_numpy(tmp_path):
     for got, ref in zip(out, refs):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     assert len(out) == len(refs)
+
+
+NEW_OPS_DOC = """version 1.0;
+extension tract_registry tract_core;
+graph g( x, ids, m ) -> ( re, rg, oh, tv, ti, es, c, pad, sm )
+{
+  x = tract_core_external(shape = [2, 6], datum_type = 'f32');
+  ids = tract_core_external(shape = [3], datum_type = 'i64');
+  m = tract_core_external(shape = [2, 3, 4], datum_type = 'f32');
+  re = tract_core_round_even(x);
+  r = tract_core_range(1, 13, step = 2);
+  r1 = unsqueeze(r, axes = [0]);
+  rg = add(x, r1);
+  oh = tract_core_one_hot(ids, axis = 0, dim = 4, value_off = -1.0, value_on = 2.5);
+  tv, ti = tract_core_topk(x, k = 3, axis = 1, largest = false);
+  es = tract_core_einsum([m, x], expr = 'bij,bk->bjk', acc = 'f32', output = '');
+  lo = unsqueeze(-1, axes = [0, 1]);
+  c = max(x, lo);
+  pad = pad(x, padding = [[0, 0], [2, 1]], border = 'reflect');
+  sm = softmax(x, 1);
+}
+"""
+
+
+def test_tract_new_ops_match_numpy(tmp_path):
+    """round_even (ties to even), range (literal integers promoted where added to floats),
+    one_hot (custom on/off values), topk (smallest, sorted), einsum, positional array
+    attribute, array-of-arrays padding, integer literal clamp bound."""
+    p = tmp_path / "graph.nnef"
+    p.write_text(NEW_OPS_DOC)
+    m = nnef_tvm.load(p, extensions=("tract",))
+    x = np.array([[0.5, 1.5, 2.5, -0.5, -1.5, 0.49], [3.5, -2.5, 1.2, 7.0, -0.2, 4.5]], "float32")
+    ids = np.array([3, 0, 1], "int32")
+    mm = np.random.default_rng(1).standard_normal((2, 3, 4)).astype("float32")
+    out = dict(zip(m.graph.outputs, run_graph(m.graph, {"x": x, "ids": ids, "m": mm},
+                                              extensions=("tract",))))
+    np.testing.assert_array_equal(out["re"], np.round(x))        # numpy rounds half to even
+    assert out["re"][0, 0] == 0.0 and out["re"][0, 2] == 2.0 and out["re"][1, 1] == -2.0
+    np.testing.assert_allclose(out["rg"], x + np.arange(1, 13, 2, dtype="float32"))
+    ref_oh = np.where(np.arange(4)[:, None] == ids[None, :], 2.5, -1.0)
+    np.testing.assert_array_equal(out["oh"], ref_oh)
+    order = np.argsort(x, axis=1, kind="stable")[:, :3]
+    np.testing.assert_array_equal(out["tv"], np.take_along_axis(x, order, 1))
+    np.testing.assert_array_equal(np.take_along_axis(x, out["ti"].astype("int64"), 1), out["tv"])
+    np.testing.assert_allclose(out["es"], np.einsum("bij,bk->bjk", mm, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["c"], np.maximum(x, -1.0))
+    np.testing.assert_array_equal(out["pad"], np.pad(x, [(0, 0), (2, 1)], mode="reflect"))
+    e = np.exp(x - x.max(1, keepdims=True))
+    np.testing.assert_allclose(out["sm"], e / e.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+
+SCAN_DOC = """version 1.0;
+extension tract_registry tract_core;
+
+fragment step( acc: tensor<scalar>, xt: tensor<scalar>, w: tensor<scalar> ) -> ( acc_next: tensor<scalar> )
+{
+  acc_next = tanh(acc * w + xt);
+}
+
+fragment run( input: tensor<scalar>, init: tensor<scalar>, w: tensor<scalar>, pace: integer ) -> ( seq: tensor<scalar>, fin: tensor<scalar> )
+{
+  (seq, fin) = tract_core_scan(body = "step",
+      scan = [("xt", input, 1, pace)], full = [("w", w)],
+      state = [("acc", init, "acc_next")],
+      output = [("acc_next", "full", 1, pace), ("acc_next", "last", 1, pace)], skip = 0);
+}
+
+graph g( x, h0 ) -> ( fwd, fwd_last, bwd, bwd_last )
+{
+  x = tract_core_external(shape = [2, 5, 3], datum_type = 'f32');
+  h0 = tract_core_external(shape = [2, 1, 3], datum_type = 'f32');
+  w = variable<scalar>(label = 'w', shape = [1, 1, 3]);
+  fwd, fwd_last = run(x, h0, w, pace = 1);
+  bwd, bwd_last = run(x, h0, w, pace = -1);
+}
+"""
+
+
+def _scan_ref(x, h0, w, backward):
+    steps = range(x.shape[1] - 1, -1, -1) if backward else range(x.shape[1])
+    h, seq = h0, np.zeros_like(x)
+    for t in steps:
+        h = np.tanh(h * w + x[:, t:t + 1])
+        seq[:, t:t + 1] = h
+    return seq, h
+
+
+def test_tract_scan_unrolled_matches_numpy(tmp_path):
+    """tract_core_scan: scanned input sliced per step (forward and, with a negative chunk,
+    backward), full input, state carried, 'full' output in position order and 'last' output."""
+    from nnef_tvm.frontend import from_nnef
+    p = tmp_path / "graph.nnef"
+    p.write_text(SCAN_DOC)
+    m = nnef_tvm.load(p, extensions=("tract",))
+    assert not any("scan" in op.name for op in m.graph.operations)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 5, 3)).astype("float32")
+    h0 = rng.standard_normal((2, 1, 3)).astype("float32")
+    w = rng.standard_normal((1, 1, 3)).astype("float32")
+    var = next(op for op in m.graph.operations if op.name == "variable")
+    m.graph.tensors[str(var.outputs["output"])].data = w
+    out = run_graph(m.graph, {"x": x, "h0": h0}, extensions=("tract",))
+    for got, ref in zip(out, _scan_ref(x, h0, w, False) + _scan_ref(x, h0, w, True)):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    assert from_nnef  # imported for symmetry with the other tests
+
+
+def test_tract_scan_step_count_must_be_unique(tmp_path):
+    doc = SCAN_DOC.replace("bwd, bwd_last = run(x, h0, w, pace = -1);",
+                           "y = slice(x, axes = [1], begin = [0], end = [4]);\n"
+                           "  bwd, bwd_last = run(y, h0, w, pace = -1);")
+    p = tmp_path / "graph.nnef"
+    p.write_text(doc)
+    with pytest.raises(NNEFError, match="tract_core_scan: .*different step counts"):
+        nnef_tvm.load(p, extensions=("tract",))
+
+
+QUIRKS_DOC = """version 1.0;
+extension tract_registry tract_core;
+
+fragment silu( x: tensor<scalar> ) -> ( y: tensor<scalar> )
+{
+  y = 2.0 * x;
+}
+
+graph g( x, v ) -> ( s, lin, lk, cb )
+{
+  x = tract_core_external(shape = [2, 3, 4], datum_type = 'f32');
+  v = tract_core_external(shape = [1, 2, 5], datum_type = 'f32');
+  xc = tract_core_cast(x, to = 'f32');
+  xc = tract_core_cast(x, to = 'f32');
+  s = silu(xc);
+  w = variable<scalar>(label = 'w', shape = [1, 5, 4]);
+  b = variable<scalar>(label = 'b', shape = [1, 1, 5]);
+  lin = linear(x, w, b);
+  lk = leaky_relu(x, 0.25);
+  k = variable<scalar>(label = 'k', shape = [3, 2, 3]);
+  kb = variable<scalar>(label = 'kb', shape = [3]);
+  cb = conv(v, k, kb, padding = [(1, 1)], border = 'constant');
+}
+"""
+
+
+def test_tract_document_quirks_match_numpy(tmp_path):
+    """A document fragment shadowing a standard op runs the document's body; a repeated
+    identical statement is accepted; batched (rank-3) linear; positional scalar attribute;
+    flat [C] conv bias."""
+    p = tmp_path / "graph.nnef"
+    p.write_text(QUIRKS_DOC)
+    m = nnef_tvm.load(p, extensions=("tract",))
+    rng = np.random.default_rng(9)
+    data = {"w": rng.standard_normal((1, 5, 4)), "b": rng.standard_normal((1, 1, 5)),
+            "k": rng.standard_normal((3, 2, 3)), "kb": rng.standard_normal(3)}
+    for op in m.graph.operations:
+        if op.name == "variable":
+            m.graph.tensors[str(op.outputs["output"])].data = data[op.attribs["label"]].astype("float32")
+    x = rng.standard_normal((2, 3, 4)).astype("float32")
+    v = rng.standard_normal((1, 2, 5)).astype("float32")
+    s, lin, lk, cb = run_graph(m.graph, {"x": x, "v": v}, extensions=("tract",))
+    np.testing.assert_allclose(s, 2 * x, rtol=1e-6)
+    np.testing.assert_allclose(lin, x @ data["w"].transpose(0, 2, 1) + data["b"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(lk, np.where(x < 0, 0.25 * x, x), rtol=1e-6)
+    vp = np.pad(v[0], [(0, 0), (1, 1)])
+    ref = np.stack([sum((data["k"][o] * vp[:, i:i + 3]).sum() for _ in [0]) + data["kb"][o]
+                    for o in range(3) for i in range(5)]).reshape(1, 3, 5)
+    np.testing.assert_allclose(cb, ref, rtol=1e-5, atol=1e-5)
