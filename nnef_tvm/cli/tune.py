@@ -1,6 +1,7 @@
 """``nnef-tune``: tune a model's fused kernels for a device and keep the records.
 
     nnef-tune MODEL --target T [--trials N] [--time-budget SECONDS]
+              [--strategy both|template|evolutionary|replay]
               [--device-key KEY] [--tuning-dir DIR] [--tracker HOST:PORT --key KEY]
     nnef-tune --export FILE [--target T | --device-key KEY] [--tuning-dir DIR]
     nnef-tune --import FILE [--device-key KEY] [--tuning-dir DIR]
@@ -9,7 +10,14 @@
 Records go to the tuning store (``$NNEF_TVM_TUNING_DIR``, else
 ``$XDG_CACHE_HOME/nnef-tvm/tuning``), one folder per device key; ``nnef-compile``
 picks them up automatically for the same device. Re-running resumes: kernels
-that already have N trials are skipped.
+that already have N trials are skipped, and knob settings already measured are
+not measured again.
+
+Strategies (``--strategy``): ``template`` times our own CPU schedule rules
+under each of their knob settings (tile sizes, vector widths, ...) -- few,
+strong candidates; ``evolutionary`` is MetaSchedule's generic search;
+``both`` (default) runs the template search first and gives the evolutionary
+search the remaining trials and time, seeded by the stored records.
 """
 from __future__ import annotations
 
@@ -29,8 +37,17 @@ store:
   --export FILE writes one device's records as one file (.json, or .tar.gz/.tgz)
   to copy to another machine; --import FILE merges such a file into the store.
 
+strategies:
+  template      our CPU rules under every knob setting (the untuned schedule is
+                one of them, so the tuned build is never slower than untuned)
+  evolutionary  MetaSchedule's evolutionary search (generic schedule space)
+  replay        MetaSchedule's random replay of its design space
+  both          template, then evolutionary with the remaining trials/time
+  --trials counts every measured trial of a kernel, stored ones included.
+
 examples:
   nnef-tune model/ --target x86 --trials 200 --time-budget 1800
+  nnef-tune model/ --strategy template --trials 32
   nnef-tune model/ --target rpi4 --tracker 10.0.0.2:9190 --key rpi4
   nnef-tune --export xeon.tgz --target x86
   nnef-tune --import xeon.tgz
@@ -61,6 +78,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
                    help="stop measuring after this wall time (counted from the start; "
                    "the batch in flight finishes)")
+    p.add_argument("--strategy", choices=("both", "template", "evolutionary", "replay"),
+                   default="both", help="search strategy (default both: template search, "
+                   "then the evolutionary search with what is left)")
+    p.add_argument("--builder-workers", type=int, metavar="N",
+                   help="candidate build processes (0: build in this process; default 0 for "
+                   "the template search, 1 for MetaSchedule's search)")
     p.add_argument("--device-key", help="store folder name (default: derived from the device)")
     p.add_argument("--tuning-dir", metavar="DIR", help="tuning store root")
     p.add_argument("--tracker", metavar="HOST:PORT", help="measure on a device via an RPC tracker")
@@ -94,6 +117,8 @@ def _run(args) -> int:
         raise UsageError("--export, --import and --list are exclusive")
     if modes and args.model:
         raise UsageError(f"--{modes[0].rstrip('_')} takes no MODEL")
+    if args.builder_workers is not None and args.builder_workers < 0:
+        raise UsageError(f"--builder-workers must be >= 0, got {args.builder_workers}")
     if (args.tracker is None) != (args.key is None):
         raise UsageError("--tracker and --key go together")
     if args.tracker is not None:
@@ -170,7 +195,8 @@ def _tune(args) -> int:
                          store=_store(args), device_key_override=args.device_key,
                          tracker=args.tracker, rpc_key=args.key,
                          input_shapes=shapes or None, progress=progress,
-                         builder_timeout=args.builder_timeout, seed=args.seed)
+                         builder_timeout=args.builder_timeout, seed=args.seed,
+                         strategy=args.strategy, builder_workers=args.builder_workers)
     print(summary.text())
     return 0
 

@@ -126,11 +126,11 @@ def trace_key(trace_json) -> str:
 def record_json(sch, workload_mod, secs, tvm_target):
     """(workload json, record json) of a measured schedule, as the store keeps them."""
     from tvm.s_tir import meta_schedule as ms
-    from .tuning import _plain
+    from .tuning import _plain, record_to_json
     wl = ms.database.Workload(workload_mod)
     args = ms.arg_info.ArgInfo.from_prim_func(workload_mod["main"])
     rec = ms.database.TuningRecord(sch.trace, wl, [float(s) for s in secs], tvm_target, args)
-    return _plain(wl.as_json()), _plain(rec.as_json())
+    return _plain(wl.as_json()), record_to_json(rec)
 
 
 def _trace_of(sch) -> list:
@@ -309,4 +309,5 @@ def search(tasks, log, writer, *, schedule_target, tvm_target, builder, runner,
             if prog.measured[i] >= budgets[i]:
                 prog.exhausted[i] = True
                 active.remove(i)
+    prog.report()
     return TemplateResult(prog.measured, prog.best, labels, stopped)

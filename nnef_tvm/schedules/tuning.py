@@ -111,6 +111,20 @@ def _plain(obj):
     return obj
 
 
+def record_to_json(record) -> list:
+    """A TuningRecord as the store's JSON: ``[trace, run_secs, target, args_info]``.
+
+    Built from the parts because TVM 0.27's ``TuningRecord.as_json`` leaves an
+    ``IndexMap`` (a ``transform_layout`` step, which our convolution rules use
+    to pack weights) unserialized, while ``Trace.as_json`` writes it as text;
+    for every other trace both give the same JSON.
+    """
+    secs = None if record.run_secs is None else [float(s) for s in record.run_secs]
+    target = None if record.target is None else _plain(record.target.export())
+    args = None if record.args_info is None else [_plain(a.as_json()) for a in record.args_info]
+    return [_plain(record.trace.as_json(remove_postproc=False)), secs, target, args]
+
+
 # ----------------------------------------------------------- databases
 def _memory_database(tasks_or_none, log, top_k: int):
     """A MemoryDatabase holding the ``top_k`` best stored records per workload."""
@@ -164,7 +178,7 @@ def _recording_database(inner, writer):
 
         def commit_tuning_record(self, record):
             inner.commit_tuning_record(record)
-            writer.append(_plain(record.workload.as_json()), _plain(record.as_json()))
+            writer.append(_plain(record.workload.as_json()), record_to_json(record))
 
         def get_top_k(self, workload, top_k):
             return inner.get_top_k(workload, top_k)
