@@ -145,6 +145,40 @@ def _models():
         def forward(self, x):
             return self.rnn(x)[0]
 
+    class BiGru(nn.Module):
+        """bidirectional GRU: the backward direction is a scan with a negative chunk."""
+
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(3, 4, bidirectional=True)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    class Deconv(nn.Module):
+        """grouped transposed convolution (tract's filter layout differs from NNEF's)."""
+
+        def __init__(self):
+            super().__init__()
+            self.up = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=2)
+
+        def forward(self, x):
+            return nn.functional.elu(self.up(x))
+
+    class Misc(nn.Module):
+        """elementwise and shape constructs torch-to-nnef writes with tract_core_* ops or
+        tract-only syntax: round (ties to even), arange, einsum, clamp with integer bounds,
+        reflect padding, silu/selu redefined as fragments, glu, comparisons, log_softmax."""
+
+        def forward(self, x):
+            y = torch.round(x * 2.5) + torch.arange(6, dtype=torch.float32)
+            y = y + torch.einsum("ij,kj->ik", x, x).sum(1, keepdim=True)
+            y = torch.clamp(y, -3, 4) + nn.functional.silu(x) + nn.functional.selu(x)
+            y = nn.functional.pad(y[None], (2, 2), mode="reflect")[0]
+            y = nn.functional.glu(torch.cat([y, x], 1), dim=1)
+            y = torch.where(y > 0.5, y, -y)[:, :6] + (~(x > 0)).float() + (x > 0.3).float()
+            return torch.log_softmax(y, dim=-1)
+
     def randn(*shape):
         return torch.randn(*shape)
 
@@ -157,6 +191,9 @@ def _models():
         "embedding": lambda: (EmbedBag(), (torch.tensor([[1, 5, 19, 0], [7, 7, 3, 12]]),)),
         "gru": lambda: (Gru(), (randn(1, 6, 4),)),
         "lstm": lambda: (Lstm(), (randn(1, 6, 4),)),
+        "bigru": lambda: (BiGru(), (randn(5, 1, 3),)),
+        "deconv": lambda: (Deconv(), (randn(1, 4, 3, 3),)),
+        "misc": lambda: (Misc(), (randn(2, 6),)),
     }
 
 

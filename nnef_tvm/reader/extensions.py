@@ -136,6 +136,16 @@ def _einsum(op, shape_of):
     return [tuple(extent[c] for c in out)]
 
 
+def _deconv_filter(op, shape_of):
+    """tract's [C_out, C_in/G, k...] deconv filter as NNEF's [C_in, C_out/G, k...]."""
+    shape = tuple(shape_of(op.inputs["input"]))
+    g = op.attribs["groups"]
+    if g < 1 or len(shape) < 2 or shape[0] % g:
+        raise NNEFError(f"deconv (tract): groups = {g} does not divide the filter's output "
+                        f"channels {shape[0] if shape else '?'} (groups = 0 is not supported)", op.pos)
+    return [(g * shape[1], shape[0] // g) + shape[2:]]
+
+
 def _broadcast(op, shape_of):
     """numpy-style (right-aligned) broadcast of ``input`` against ``shape``, as tract does."""
     a = tuple(shape_of(op.inputs["input"]))
@@ -170,6 +180,7 @@ SETS = {
             "tract_core_topk": _topk,
             "tract_core_einsum": _einsum,
             "tract_nnef_tvm_channel_bias": _channel_bias,
+            "tract_nnef_tvm_deconv_filter": _deconv_filter,
             "tract_core_cast": _same_as_input,
             "tract_core_gather": _gather,
             "tract_core_product_reduce": _reduced,
@@ -309,10 +320,20 @@ def _name_positional_attributes(params: dict):
             wrapped = ast.Invocation(CHANNEL_BIAS, [ast.Argument(args[2].value, None, args[2].pos)],
                                      None, args[2].pos)
             args[2] = replace(args[2], value=wrapped)
+        if inv.op == "deconv" and len(args) > 1 and args[1].name in (None, "filter") \
+                and isinstance(args[1].value, ast.Name):
+            groups = next((a.value for a in args if a.name == "groups"), ast.Literal(1, "integer"))
+            if isinstance(groups, ast.Literal):
+                # tract's deconv filter is [C_out, C_in / G, ...]; NNEF's is [C_in, C_out / G, ...]
+                wrapped = ast.Invocation(DECONV_FILTER, [ast.Argument(args[1].value, None, args[1].pos),
+                                                         ast.Argument(groups, "groups", args[1].pos)],
+                                         None, args[1].pos)
+                args[1] = replace(args[1], value=wrapped)
         return replace(inv, args=args)
     return fn
 
 
+DECONV_FILTER = "tract_nnef_tvm_deconv_filter"
 _BIASED = frozenset({"conv", "deconv"})
 CHANNEL_BIAS = "tract_nnef_tvm_channel_bias"
 

@@ -198,3 +198,16 @@ def einsum(ctx, op):
     """Einstein summation of the ``inputs`` by the explicit expression ``expr``."""
     xs = ctx.inputs_list(op, "inputs", "scalar")
     return R.einsum(relax.Tuple(xs), op.attribs["expr"].replace(" ", ""))
+
+
+@converter("tract_nnef_tvm_deconv_filter", extension="tract")
+def deconv_filter(ctx, op):
+    """tract's deconv filter [C_out, C_in/G, k...] as NNEF's [C_in, C_out/G, k...].
+
+    Per group g: tract[g*C_out/G + o, i] = NNEF[g*C_in/G + i, o]. Inserted by the reader."""
+    w = ctx.input(op, "input", "scalar")
+    shape = ctx.shape(w)
+    g = op.attribs["groups"]
+    split = R.reshape(w, (g, shape[0] // g) + tuple(shape[1:]))
+    swapped = R.permute_dims(split, [0, 2, 1] + list(range(3, len(shape) + 1)))
+    return R.reshape(swapped, ctx.result_shape(op))
