@@ -176,6 +176,8 @@ SETS = {
             **{f"tract_core_{n}": _same_as_input for n in UNARY},
             "tract_core_broadcast": _broadcast,
             "tract_core_range": _range,
+            "tract_core_shape_of": lambda op, shape_of: [(len(shape_of(op.inputs["input"])),)],
+            "tract_core_trilu": _same_as_input,
             "tract_core_one_hot": _one_hot,
             "tract_core_topk": _topk,
             "tract_core_einsum": _einsum,
@@ -305,9 +307,11 @@ def _name_positional_attributes(params: dict):
                 a = replace(a, name=plist[i][0])
             if a.name is not None and a.name not in index:
                 continue        # tract ignores named arguments the operation does not take
-            p = index.get(a.name)
+            p = index.get(a.name) if a.name is not None else (plist[i] if i < len(plist) else None)
             if p is not None and p[1] and p[2] and _is_literal(a.value):
                 a = replace(a, value=ast.ArrayExpr([a.value], a.value.pos))
+            if p is not None and not p[1] and isinstance(a.value, ast.ArrayExpr):
+                a = replace(a, value=_array_constant(a.value))
             if p is not None and p[3] and isinstance(a.value, ast.ArrayExpr):
                 # tract reads padding = [[0, 0], [2, 2]] as NNEF's [(0, 0), (2, 2)]
                 a = replace(a, value=replace(a.value, items=[
@@ -331,6 +335,39 @@ def _name_positional_attributes(params: dict):
                 args[1] = replace(args[1], value=wrapped)
         return replace(inv, args=args)
     return fn
+
+
+def _array_constant(e):
+    """tract takes a literal array where a tensor is expected (``unsqueeze([0.25], axes = [0])``);
+    NNEF spells that ``constant<scalar>(shape = [1], value = [0.25])``."""
+    shape, leaves, node = [], [], e
+    while isinstance(node, ast.ArrayExpr) and node.items:
+        shape.append(len(node.items))
+        node = node.items[0]
+
+    def flat(n, depth):
+        if depth == len(shape):
+            if not _is_literal(n) or (getattr(n, "operand", n).kind not in ("scalar", "integer")):
+                raise ValueError
+            leaves.append(n)
+        elif isinstance(n, ast.ArrayExpr) and len(n.items) == shape[depth]:
+            for i in n.items:
+                flat(i, depth + 1)
+        else:
+            raise ValueError
+    try:
+        if not shape:
+            return e
+        flat(e, 0)
+    except ValueError:
+        return e        # not a rectangular numeric array: the checker reports it
+    kind = "scalar" if any(getattr(v, "operand", v).kind == "scalar" for v in leaves) else "integer"
+    if kind == "scalar":
+        leaves = [_as_float(v) if _int_literal(v) else v for v in leaves]
+    pos = e.pos
+    return ast.Invocation("constant", [
+        ast.Argument(ast.ArrayExpr([ast.Literal(n, "integer", pos) for n in shape], pos), "shape", pos),
+        ast.Argument(ast.ArrayExpr(leaves, pos), "value", pos)], kind, pos)
 
 
 DECONV_FILTER = "tract_nnef_tvm_deconv_filter"

@@ -211,3 +211,18 @@ def deconv_filter(ctx, op):
     split = R.reshape(w, (g, shape[0] // g) + tuple(shape[1:]))
     swapped = R.permute_dims(split, [0, 2, 1] + list(range(3, len(shape) + 1)))
     return R.reshape(swapped, ctx.result_shape(op))
+
+
+@converter("tract_core_shape_of", extension="tract")
+def shape_of(ctx, op):
+    """The (static) shape of ``input`` as a 1-D integer tensor."""
+    return ctx.const(list(ctx.shape(op.inputs["input"])), ctx.result_dtype(op))
+
+
+@converter("tract_core_trilu", extension="tract")
+def trilu(ctx, op):
+    """Keep the lower (``upper`` false: col - row <= k) or upper (col - row >= k) triangle of
+    the last two axes, zeros elsewhere."""
+    x = ctx.input(op, "input", "scalar")
+    k = int(op.attribs.get("k", 0))
+    return R.triu(x, k) if op.attribs["upper"] else R.tril(x, k)
