@@ -168,7 +168,13 @@ def _models():
     class Misc(nn.Module):
         """elementwise and shape constructs torch-to-nnef writes with tract_core_* ops or
         tract-only syntax: round (ties to even), arange, einsum, clamp with integer bounds,
-        reflect padding, silu/selu redefined as fragments, glu, comparisons, log_softmax."""
+        reflect padding, silu/selu redefined as fragments, glu, comparisons, tril (trilu),
+        BatchNorm1d + PReLU (literal slope array), log_softmax."""
+
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm1d(6)
+            self.prelu = nn.PReLU(init=0.2)
 
         def forward(self, x):
             y = torch.round(x * 2.5) + torch.arange(6, dtype=torch.float32)
@@ -177,7 +183,19 @@ def _models():
             y = nn.functional.pad(y[None], (2, 2), mode="reflect")[0]
             y = nn.functional.glu(torch.cat([y, x], 1), dim=1)
             y = torch.where(y > 0.5, y, -y)[:, :6] + (~(x > 0)).float() + (x > 0.3).float()
+            y = self.prelu(self.bn(y)) + torch.tril(x.T @ x, diagonal=1)[:2, :]
             return torch.log_softmax(y, dim=-1)
+
+    class Encoder(nn.Module):
+        """torch's TransformerEncoderLayer: scaled_dot_product_attention (tract_core_einsum,
+        tract_core_shape_of), LayerNorm, ReLU feed-forward."""
+
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+
+        def forward(self, x):
+            return self.layer(x)
 
     def randn(*shape):
         return torch.randn(*shape)
@@ -194,6 +212,7 @@ def _models():
         "bigru": lambda: (BiGru(), (randn(5, 1, 3),)),
         "deconv": lambda: (Deconv(), (randn(1, 4, 3, 3),)),
         "misc": lambda: (Misc(), (randn(2, 6),)),
+        "encoder": lambda: (Encoder(), (randn(1, 4, 8),)),
     }
 
 
