@@ -272,16 +272,16 @@ def build_candidate(mod, target, params=None):
     (a minute in every fresh worker). Building does not need the intrinsic
     registry: a tensorized kernel already contains the intrinsic's body.
     """
-    from tvm.driver import build as tvm_build
+    from tvm import tirx
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-    return tvm_build(mod, target=target)
+    return tirx.build(mod, target=target)
 
 
 def _preload_builder() -> None:
     """Worker initializer: import the compiler once, before the first (timed) build."""
-    import tvm.driver  # noqa: F401
     import tvm.s_tir.transform  # noqa: F401
+    import tvm.tirx  # noqa: F401
 
 
 def _noop() -> None:
