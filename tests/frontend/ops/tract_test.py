@@ -300,3 +300,72 @@ def test_tract_document_quirks_match_numpy(tmp_path):
     ref = np.stack([sum((data["k"][o] * vp[:, i:i + 3]).sum() for _ in [0]) + data["kb"][o]
                     for o in range(3) for i in range(5)]).reshape(1, 3, 5)
     np.testing.assert_allclose(cb, ref, rtol=1e-5, atol=1e-5)
+
+
+SHAPES_DOC = """version 1.0;
+extension tract_registry tract_core;
+graph g( x, f ) -> ( sh, lo, up, pr, df )
+{
+  x = tract_core_external(shape = [2, 4, 5], datum_type = 'f32');
+  f = tract_core_external(shape = [6, 2, 3, 3], datum_type = 'f32');
+  s = tract_core_shape_of(x);
+  sh = tract_core_cast(s, to = 'f32');
+  lo = tract_core_trilu(x, upper = false, k = 1);
+  up = tract_core_trilu(x, upper = true, k = -1);
+  slope = unsqueeze([0.5, -2.0, 0.25, 1.0], axes = [0, 2]);
+  pr = prelu(x, slope);
+  df = tract_nnef_tvm_deconv_filter(f, groups = 2);
+}
+"""
+
+
+def test_tract_shape_of_trilu_literal_array_deconv_filter(tmp_path):
+    """shape_of as data; trilu both ways with offsets (numpy tril/triu on the last two axes);
+    a literal array in a tensor position (PReLU slopes); the deconv filter re-layout from
+    tract's [C_out, C_in/G, k..] to NNEF's [C_in, C_out/G, k..] checked element by element."""
+    p = tmp_path / "graph.nnef"
+    p.write_text(SHAPES_DOC)
+    m = nnef_tvm.load(p, extensions=("tract",))
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 4, 5)).astype("float32")
+    f = rng.standard_normal((6, 2, 3, 3)).astype("float32")
+    sh, lo, up, pr, df = run_graph(m.graph, {"x": x, "f": f}, extensions=("tract",))
+    np.testing.assert_array_equal(sh, [2, 4, 5])
+    np.testing.assert_array_equal(lo, np.tril(x, 1))
+    np.testing.assert_array_equal(up, np.triu(x, -1))
+    slope = np.array([0.5, -2.0, 0.25, 1.0], "float32")[None, :, None]
+    np.testing.assert_allclose(pr, np.where(x < 0, slope * x, x), rtol=1e-6)
+    groups, cout_g, cin_g = 2, 3, 2
+    assert df.shape == (groups * cin_g, cout_g, 3, 3)
+    for g in range(groups):
+        for o in range(cout_g):
+            for i in range(cin_g):
+                np.testing.assert_array_equal(df[g * cin_g + i, o], f[g * cout_g + o, i])
+
+
+def test_tract_attribute_variable_inlined_from_dat(tmp_path):
+    """``epsilon = var`` with ``var`` a one-element variable: its .dat value becomes the
+    literal (a different value than the usual 1e-5 so that a wrong read shows)."""
+    from nnef_tvm.reader import tensorfile
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "graph.nnef").write_text("""version 1.0;
+extension tract_registry tract_core;
+graph g( x ) -> ( y )
+{
+  x = tract_core_external(shape = [1, 2, 3], datum_type = 'f32');
+  eps = variable<scalar>(label = 'eps', shape = []);
+  mean = variable<scalar>(label = 'mean', shape = [1, 2, 1]);
+  y = batch_normalization(x, mean, mean, 0.0, 1.0, epsilon = eps);
+}
+""")
+    writer = tensorfile.tensor_bytes
+    mean = np.array([0.5, 1.5], "float32").reshape(1, 2, 1)
+    (folder / "eps.dat").write_bytes(writer(np.array(0.75, "float32")))
+    (folder / "mean.dat").write_bytes(writer(mean))
+    m = nnef_tvm.load(folder, extensions=("tract",))
+    bn = next(op for op in m.graph.operations if op.name == "batch_normalization")
+    assert bn.attribs["epsilon"] == 0.75
+    x = np.arange(6, dtype="float32").reshape(1, 2, 3)
+    (y,) = run_graph(m.graph, {"x": x}, extensions=("tract",))
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(mean + 0.75), rtol=1e-5)
