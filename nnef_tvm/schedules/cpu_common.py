@@ -93,25 +93,33 @@ def vars_in(expr) -> set:
     return set(undefined_vars(expr))
 
 
-def _read_once_per_element(sch, blk) -> bool:
-    """True when ``blk``'s output is loaded at most once per element, by all consumers together.
+# Largest printed expression (characters) an inlining may produce when the
+# inlined value is loaded more than once per element (see _cheap_to_inline).
+INLINE_MAX_EXPR = 1200
 
-    Inlining a value copies its whole expression into each load. Along a
-    chain whose values are read several times (a fake-quantizer
-    ``where(x < lo, lo, where(x > hi, hi, x))`` reads ``x`` from three places)
-    the inlined expression grows exponentially with the chain length and
-    LLVM code generation never finishes. Such values stay materialised.
+
+def _cheap_to_inline(sch, blk) -> bool:
+    """True when inlining ``blk`` into its consumers keeps their expressions small.
+
+    Inlining a value copies its whole expression into each load. A value
+    loaded once per element always qualifies. One loaded several times (a
+    clamp ``where(x < hi, x, hi)`` reads ``x`` twice; LLVM merges the repeated
+    loads) qualifies while the consumer's expression stays under
+    :data:`INLINE_MAX_EXPR` characters: along a chain of such values (a
+    fake-quantizer ``where(x < lo, lo, where(x > hi, hi, x))`` reads ``x`` from
+    three places) the inlined expression grows exponentially with the chain
+    length, and LLVM code generation never finishes; those stay materialised.
     """
     import re
 
     names = [r.source.name for r in sch.get(blk).writes]
-    loads = 0
+    # TVM 0.27 exposes no TIR visitor to Python; the printed body is exact enough
+    # to count loads (buffer declarations print as `name = T.Buffer(...)`).
+    size = len(str(sch.get(blk).body))
     for consumer in sch.get_consumers(blk):
-        # TVM 0.27 exposes no TIR visitor to Python; the printed body is exact enough
-        # to count loads (buffer declarations print as `name = T.Buffer(...)`).
         body = str(sch.get(consumer).body)
-        loads += sum(len(re.findall(rf"\b{re.escape(n)}\[", body)) for n in names)
-        if loads > 1:
+        loads = sum(len(re.findall(rf"\b{re.escape(n)}\[", body)) for n in names)
+        if loads > 1 and len(body) + loads * size > INLINE_MAX_EXPR:
             return False
     return True
 
@@ -129,7 +137,7 @@ def inline_elementwise(sch, keep) -> None:
         changed = False
         for blk in root_blocks(sch):
             name = sch.get(blk).name_hint
-            if name in keep or is_reduction(sch, blk) or not _read_once_per_element(sch, blk):
+            if name in keep or is_reduction(sch, blk) or not _cheap_to_inline(sch, blk):
                 continue
             try:
                 sch.compute_inline(blk)
