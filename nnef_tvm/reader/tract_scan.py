@@ -78,8 +78,10 @@ def _site(inv: ast.Invocation, key: int) -> ScanSite:
     skip = args.get("skip")
     if skip is not None and not (isinstance(skip, ast.Literal) and skip.value == 0):
         raise _err("only skip = 0 is supported", skip)
-    scan = [(_string(t[0], "scan parameter name"), t[1], t[2], t[3]) for t in _tuples(args["scan"], 4, "scan")]
-    full = [(_string(t[0], "full parameter name"), t[1]) for t in _tuples(args.get("full", ast.ArrayExpr([])), 2, "full")]
+    scan = [(_string(t[0], "scan parameter name"), t[1], t[2], t[3])
+            for t in _tuples(args["scan"], 4, "scan")]
+    full = [(_string(t[0], "full parameter name"), t[1])
+            for t in _tuples(args.get("full", ast.ArrayExpr([])), 2, "full")]
     state = [(_string(t[0], "state parameter name"), t[1], _string(t[2], "state result name"))
              for t in _tuples(args.get("state", ast.ArrayExpr([])), 3, "state")]
     output = [(_string(t[0], "output result name"), _string(t[1], "output kind"), t[2], t[3])

@@ -193,7 +193,8 @@ fragment step( acc: tensor<scalar>, xt: tensor<scalar>, w: tensor<scalar> ) -> (
   acc_next = tanh(acc * w + xt);
 }
 
-fragment run( input: tensor<scalar>, init: tensor<scalar>, w: tensor<scalar>, pace: integer ) -> ( seq: tensor<scalar>, fin: tensor<scalar> )
+fragment run( input: tensor<scalar>, init: tensor<scalar>, w: tensor<scalar>, pace: integer )
+  -> ( seq: tensor<scalar>, fin: tensor<scalar> )
 {
   (seq, fin) = tract_core_scan(body = "step",
       scan = [("xt", input, 1, pace)], full = [("w", w)],
