@@ -123,12 +123,24 @@ def trace_key(trace_json) -> str:
     return json.dumps(trace_json, sort_keys=True, separators=(",", ":"))
 
 
+def measured_args(sch):
+    """The arguments the built candidate takes, as MetaSchedule measures them.
+
+    A rule that packs a constant weight (``layout_free_buffers``) adds a
+    layout-rewrite block; the builder removes it
+    (``RemoveWeightLayoutRewriteBlock``) and the kernel then takes the weight
+    already packed, so the runner must allocate the packed shape.
+    """
+    from tvm.s_tir import meta_schedule as ms
+    return ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
+
+
 def record_json(sch, workload_mod, secs, tvm_target):
     """(workload json, record json) of a measured schedule, as the store keeps them."""
     from tvm.s_tir import meta_schedule as ms
     from .tuning import _plain, record_to_json
     wl = ms.database.Workload(workload_mod)
-    args = ms.arg_info.ArgInfo.from_prim_func(workload_mod["main"])
+    args = measured_args(sch)
     rec = ms.database.TuningRecord(sch.trace, wl, [float(s) for s in secs], tvm_target, args)
     return _plain(wl.as_json()), record_to_json(rec)
 
@@ -272,8 +284,6 @@ def search(tasks, log, writer, *, schedule_target, tvm_target, builder, runner,
         funcs.append(wmod)
         gens.append(candidates(wmod["main"], schedule_target,
                                seen=stored_trace_keys(log, t.shash)))
-    from tvm.s_tir import meta_schedule as ms
-    args_infos = [ms.arg_info.ArgInfo.from_prim_func(m["main"]) for m in funcs]
     prog.report()
     stopped = False
     active = [i for i, b in enumerate(budgets) if b > 0]
@@ -295,7 +305,7 @@ def search(tasks, log, writer, *, schedule_target, tvm_target, builder, runner,
                 break
             chunk = pending[start:start + batch]
             results = measure(builder, runner, [c.sch.mod for _, c in chunk], tvm_target,
-                              [args_infos[i] for i, _ in chunk], device_type)
+                              [measured_args(c.sch) for _, c in chunk], device_type)
             for (i, cand), (secs, _err) in zip(chunk, results):
                 wl, rec = record_json(cand.sch, funcs[i], secs or [FAILED_RUN_SECS], tvm_target)
                 writer.append(wl, rec)
