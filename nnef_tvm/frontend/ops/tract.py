@@ -179,18 +179,44 @@ def one_hot(ctx, op):
     return R.where(R.equal(idx_e, pos), on, off)
 
 
+# Up to this extent along the sorted axis, topk ranks by pairwise comparisons (plain compute
+# kernels, O(n^2) temporaries); longer axes use Relax's argsort (an extern call).
+TOPK_PAIRWISE_MAX = 1024
+
+
 @converter("tract_core_topk", extension="tract")
 def topk(ctx, op):
-    """The ``k`` largest (``largest``) or smallest values along ``axis``, sorted, and their indices."""
+    """The ``k`` largest (``largest``) or smallest values along ``axis``, sorted, and their
+    indices; among equal values the lower index comes first."""
     x = ctx.input(op, "input", "scalar")
-    axis = op.attribs["axis"]
+    rank_x = ctx.rank(x)
+    axis = op.attribs["axis"] % rank_x
     k = int(op.inputs["k"])
-    order = ctx.emit(R.argsort(x, axis=axis, descending=bool(op.attribs["largest"]),
-                               dtype=ctx.result_dtype(op, "indices")))
     n = ctx.shape(x)[axis]
-    idx = ctx.emit(R.strided_slice(order, axes=[axis], begin=[0], end=[k]) if k < n else order)
-    return [R.take_along_axis(x, idx, axis=axis) if hasattr(R, "take_along_axis")
-            else R.gather_elements(x, idx, axis=axis), idx]
+    it = ctx.result_dtype(op, "indices")
+    largest = bool(op.attribs["largest"])
+    if n > TOPK_PAIRWISE_MAX:
+        order = ctx.emit(R.argsort(x, axis=axis, descending=largest, dtype=it))
+        idx = ctx.emit(R.strided_slice(order, axes=[axis], begin=[0], end=[k]) if k < n else order)
+        return [R.gather_elements(x, idx, axis=axis), idx]
+    import numpy as np
+
+    def at(arr, first):     # a 2-D constant placed on axes (axis, axis + 1) of rank_x + 1 dims
+        shape = [1] * (rank_x + 1)
+        shape[first], shape[first + 1] = arr.shape
+        return ctx.const(arr.reshape(shape), it if arr.dtype.kind == "i" else "logical")
+
+    xi = ctx.emit(R.expand_dims(x, axis + 1))        # element i along axis
+    xj = ctx.emit(R.expand_dims(x, axis))            # element j along axis + 1
+    ahead = R.greater(xj, xi) if largest else R.less(xj, xi)
+    j_lower = at(np.arange(n)[None, :] < np.arange(n)[:, None], axis)    # [i, j]: j < i
+    before = R.logical_or(ahead, R.logical_and(R.equal(xj, xi), j_lower))
+    rank = ctx.emit(R.sum(R.astype(before, it), axis=axis + 1))         # [.., n(i), ..]
+    slot = at(np.arange(k)[None, :].astype("int64"), axis)               # [1, k(r)]
+    hit = ctx.emit(R.equal(R.expand_dims(rank, axis + 1), R.astype(slot, it)))  # [.., n, k, ..]
+    pos = at(np.arange(n)[:, None].astype("int64"), axis)                # [n(i), 1]
+    idx = ctx.emit(R.sum(R.where(hit, R.astype(pos, it), relax.const(0, it)), axis=axis))
+    return [R.gather_elements(x, idx, axis=axis), idx]
 
 
 @converter("tract_core_einsum", extension="tract")

@@ -370,3 +370,33 @@ graph g( x ) -> ( y )
     x = np.arange(6, dtype="float32").reshape(1, 2, 3)
     (y,) = run_graph(m.graph, {"x": x}, extensions=("tract",))
     np.testing.assert_allclose(y, (x - mean) / np.sqrt(mean + 0.75), rtol=1e-5)
+
+
+TOPK_DOC = """version 1.0;
+extension tract_core;
+graph g( x ) -> ( v, i )
+{
+  x = tract_core_external(shape = [3, 7], datum_type = 'f32');
+  v, i = tract_core_topk(x, k = 4, axis = -1, largest = true);
+}
+"""
+
+
+@pytest.mark.parametrize("pairwise", [True, False])
+def test_tract_topk_largest_both_paths(tmp_path, monkeypatch, pairwise):
+    """topk by pairwise ranks (short axes; ties: lower index first, as a stable sort) and by
+    argsort (long axes, forced here; checked on distinct values)."""
+    from nnef_tvm.frontend.ops import tract as tract_ops
+    if not pairwise:
+        monkeypatch.setattr(tract_ops, "TOPK_PAIRWISE_MAX", 0)
+    p = tmp_path / "graph.nnef"
+    p.write_text(TOPK_DOC)
+    m = nnef_tvm.load(p, extensions=("tract",))
+    rng = np.random.default_rng(4)
+    x = rng.permutation(21).reshape(3, 7).astype("float32")
+    if pairwise:
+        x = np.round(x / 4)                  # ties
+    v, i = run_graph(m.graph, {"x": x}, extensions=("tract",))
+    order = np.argsort(-x, axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(i, order)
+    np.testing.assert_array_equal(v, np.take_along_axis(x, order, 1))
