@@ -400,3 +400,32 @@ def test_tract_topk_largest_both_paths(tmp_path, monkeypatch, pairwise):
     order = np.argsort(-x, axis=1, kind="stable")[:, :4]
     np.testing.assert_array_equal(i, order)
     np.testing.assert_array_equal(v, np.take_along_axis(x, order, 1))
+
+
+@pytest.mark.parametrize("edit, message, line", [
+    (("skip = 0", "skip = 1"), "tract_core_scan: only skip = 0 is supported", 15),
+    (('("acc_next", "last", 1, pace)', '("xt", "last", 1, pace)'),
+     "output 'xt' is not a state of body 'step'", 12),
+    (('body = "step"', 'body = "nope"'), "body fragment 'nope' is not defined", 12),
+])
+def test_tract_scan_limits_are_located_errors(tmp_path, edit, message, line):
+    p = tmp_path / "graph.nnef"
+    p.write_text(SCAN_DOC.replace(*edit))
+    with pytest.raises(NNEFError, match=message) as info:
+        nnef_tvm.load(p, extensions=("tract",))
+    assert f"graph.nnef:{line}:" in str(info.value)
+
+
+def test_tract_range_needs_literals(tmp_path):
+    p = tmp_path / "graph.nnef"
+    p.write_text("""version 1.0;
+extension tract_core;
+graph g( n ) -> ( r )
+{
+  n = tract_core_external(shape = [], datum_type = 'i64');
+  r = tract_core_range(0, n, step = 1);
+}
+""")
+    with pytest.raises(NNEFError, match="'end' must be a literal number") as info:
+        nnef_tvm.load(p, extensions=("tract",))
+    assert "graph.nnef:6:" in str(info.value)
