@@ -109,7 +109,9 @@ def fix_result_types(graph) -> None:
 
 
 _EXTENSION_LINE = re.compile(r"^[ \t]*extension\b([^;]*);", re.MULTILINE)
-_PROPERTIES = re.compile(r"fragment\s+tract_core_properties\s*\(\s*\)\s*->\s*\([^{;]*\)\s*\{[^}]*\}")
+# the body may quote any text (export command, host, versions): braces inside strings do not end it
+_PROPERTIES = re.compile(r"fragment\s+tract_core_properties\s*\(\s*\)\s*->\s*\([^{;]*\)\s*"
+                         r"\{(?:[^}\"']|\"[^\"]*\"|'[^']*')*\}")
 
 
 def preprocess_text(text: str, sets: Iterable[ExtensionSet], file=None) -> str:

@@ -429,3 +429,14 @@ graph g( n ) -> ( r )
     with pytest.raises(NNEFError, match="'end' must be a literal number") as info:
         nnef_tvm.load(p, extensions=("tract",))
     assert "graph.nnef:6:" in str(info.value)
+
+
+def test_tract_properties_with_braces_in_strings(tmp_path):
+    """torch-to-nnef's identity properties quote arbitrary text (export command, host)."""
+    doc = DOC.replace('properties = [("tract_nnef_ser_version", "0.21.6")];',
+                      """properties = [("export_cmd", "run f({x: 1}) }"), ("user", 'r}o{ot')];""")
+    assert "}" in doc[doc.index("export_cmd"):doc.index("gelu_erf")]
+    p = tmp_path / "graph.nnef"
+    p.write_text(doc)
+    m = nnef_tvm.load(p, extensions=("tract",))
+    assert "out_gelu" in m.graph.outputs
