@@ -227,6 +227,21 @@ def _channel_defaults(plan, lanes, cores):
             "conv.channel_vector.tasks": 4 * cores}
 
 
+def _channel_key(plan, setting) -> tuple:
+    """(fi, xt, rows split) -- what a channel_vector setting changes in the schedule."""
+    fi = setting["conv.channel_vector.fi"]
+    tasks = max(1, setting["conv.channel_vector.tasks"])
+    rest = [i for i in range(plan.nsp) if i not in (plan.f, plan.x)]
+    count = plan.exts[plan.f] // fi
+    for i in rest:
+        if i < plan.f:
+            count *= plan.exts[i]
+    after = [plan.exts[i] for i in rest if i > plan.f]
+    split = 0 if (count >= tasks or not after) else _divisor_at_least(after[0],
+                                                                      -(-tasks // count))
+    return fi, setting["conv.channel_vector.xt"], split
+
+
 def channel_vector_space(sch, lanes: int, cores: int) -> list:
     """Valid knob settings of :func:`schedule_channel_vector` for this kernel, default first.
 
@@ -243,11 +258,14 @@ def channel_vector_space(sch, lanes: int, cores: int) -> list:
     key_fi, key_xt, key_tasks = ("conv.channel_vector.fi", "conv.channel_vector.xt",
                                  "conv.channel_vector.tasks")
     out = [default]
+    seen = {_channel_key(plan, default)}
 
     def add(**kw):
         cand = dict(default)
         cand.update({f"conv.channel_vector.{k}": v for k, v in kw.items()})
-        if cand not in out:
+        key = _channel_key(plan, cand)
+        if key not in seen:           # settings that schedule identically are listed once
+            seen.add(key)
             out.append(cand)
 
     add(tasks=cores)
@@ -261,6 +279,20 @@ def channel_vector_space(sch, lanes: int, cores: int) -> list:
             if 2 <= regs <= 24:
                 add(fi=fi, xt=xt)
     return out
+
+
+def _is_strided(sch) -> bool:
+    """Whether the prepared convolution steps its innermost output axis by more than 1."""
+    from tvm.sym.pattern import detect_linear_equation
+    mac = _mac_block(sch)
+    if mac is None:
+        return False
+    x_var = mac.ivars[mac.kinds.count("S") - 1]
+    for r in mac.reads:
+        coef = detect_linear_equation(r.region[-1].min, [x_var])
+        if len(coef) == 2 and hasattr(coef[0], "value") and int(coef[0].value) > 1:
+            return True
+    return False
 
 
 def spatial_vector_space(sch, lanes: int, cores: int) -> list:
@@ -288,7 +320,8 @@ def spatial_vector_space(sch, lanes: int, cores: int) -> list:
         if cand not in out:
             out.append(cand)
 
-    add(phase_split=False)
+    if _is_strided(sch):
+        add(phase_split=False)
     for d in sorted((d for d in range(2, min(xext, 2 * lanes) + 1) if xext % d == 0),
                     key=lambda d: (abs(d - default), -d)):
         add(xt=d)

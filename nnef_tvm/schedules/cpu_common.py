@@ -95,14 +95,15 @@ def vars_in(expr) -> set:
 
 # Largest printed expression (characters) an inlining may produce when the
 # inlined value is loaded more than once per element (see _cheap_to_inline).
-INLINE_MAX_EXPR = 1200
+INLINE_MAX_EXPR = 4000
 
 
 def _cheap_to_inline(sch, blk) -> bool:
     """True when inlining ``blk`` into its consumers keeps their expressions small.
 
     Inlining a value copies its whole expression into each load. A value
-    loaded once per element always qualifies. One loaded several times (a
+    loaded once per element, by all consumers together, always qualifies. One
+    loaded several times (a
     clamp ``where(x < hi, x, hi)`` reads ``x`` twice; LLVM merges the repeated
     loads) qualifies while the consumer's expression stays under
     :data:`INLINE_MAX_EXPR` characters: along a chain of such values (a
@@ -116,10 +117,13 @@ def _cheap_to_inline(sch, blk) -> bool:
     # TVM 0.27 exposes no TIR visitor to Python; the printed body is exact enough
     # to count loads (buffer declarations print as `name = T.Buffer(...)`).
     size = len(str(sch.get(blk).body))
+    total = 0
     for consumer in sch.get_consumers(blk):
         body = str(sch.get(consumer).body)
         loads = sum(len(re.findall(rf"\b{re.escape(n)}\[", body)) for n in names)
-        if loads > 1 and len(body) + loads * size > INLINE_MAX_EXPR:
+        total += loads
+        if total > 1 and (len(body) + loads * size > INLINE_MAX_EXPR
+                          or total * size > INLINE_MAX_EXPR):
             return False
     return True
 
