@@ -36,7 +36,7 @@ _FRAGMENTS = frozenset({"KHR_enable_fragment_definitions", "KHR_enable_operator_
 SETS = {
     "tract": ExtensionSet(
         name="tract",
-        document_names=frozenset({"tract_registry", "tract_core", "tract_resource"}),
+        document_names=frozenset({"tract_registry", "tract_core", "tract_resource", "tract_symbol"}),
         fragment_file="ext_tract.nnef",
         implies=_FRAGMENTS,
         skip_fragments=frozenset({"tract_core_properties"}),
@@ -125,6 +125,15 @@ def preprocess_text(text: str, sets: Iterable[ExtensionSet], file=None) -> str:
     """
     enabled = {s.name for s in sets}
     for m in _EXTENSION_LINE.finditer(text):
+        symbol = re.match(r"\s*tract_symbol\b\s*([A-Za-z_][A-Za-z0-9_]*)?", m.group(1))
+        if symbol is not None and "tract" in enabled:
+            start = m.start(1) + symbol.start(0) + len(symbol.group(0)) - len(symbol.group(0).lstrip())
+            line = text.count("\n", 0, start) + 1
+            col = start - (text.rfind("\n", 0, start) + 1) + 1
+            raise NNEFError(
+                f"symbolic dimension '{symbol.group(1) or '?'}' (extension tract_symbol): nnef-tvm "
+                f"compiles static shapes only; export without dynamic axes (torch-to-nnef: no "
+                f"dynamic_axes)", SourcePos(file, line, col, start))
         for offset_name in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", m.group(1)):
             owner = owning_set(offset_name.group(0))
             if owner is not None and owner.name not in enabled:

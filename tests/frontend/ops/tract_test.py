@@ -440,3 +440,20 @@ def test_tract_properties_with_braces_in_strings(tmp_path):
     p.write_text(doc)
     m = nnef_tvm.load(p, extensions=("tract",))
     assert "out_gelu" in m.graph.outputs
+
+
+def test_tract_symbolic_dimensions_rejected_clearly(tmp_path):
+    """torch-to-nnef's dynamic_axes give ``extension tract_symbol S;``: refused at that line."""
+    p = tmp_path / "graph.nnef"
+    p.write_text("""version 1.0;
+extension tract_registry tract_core;
+extension tract_symbol S;
+graph g( x ) -> ( y )
+{
+  x = tract_core_external(shape = [1, S], datum_type = 'f32');
+  y = relu(x);
+}
+""")
+    with pytest.raises(NNEFError, match="symbolic dimension 'S'.*static shapes") as info:
+        nnef_tvm.load(p, extensions=("tract",))
+    assert "graph.nnef:3:11" in str(info.value)
