@@ -141,8 +141,51 @@ def attach_layout_free_buffers():
     return apply
 
 
+def _has_preproc(func) -> bool:
+    # TVM 0.27 exposes no TIR visitor to Python; the printed annotation is unambiguous
+    return PREPROC_ANNOTATION in func.script()
+
+
+def _placeholder():
+    """A trivial block-structured PrimFunc (stands in for kernels the split must not visit)."""
+    from tvm import te
+    out = te.compute((1,), lambda i: te.const(0, "float32"), name="placeholder")
+    return te.create_prim_func([out])
+
+
+def split_layout_rewrite_preproc():
+    """``SplitLayoutRewritePreproc`` applied only to the kernels that carry a packing block.
+
+    TVM's pass visits every PrimFunc and aborts on one whose body is not a
+    root block of blocks (an extern call such as ``argsort``, hand-written
+    TIR). Kernels without the annotation have nothing to split, so they are
+    swapped for a placeholder while the pass runs and put back afterwards.
+    """
+    import tvm
+    from tvm.relax import transform as T
+
+    @tvm.transform.module_pass(opt_level=0, name="NNEFSplitLayoutRewritePreproc")
+    def apply(mod, _ctx):
+        prims = [(gv, f, _has_preproc(f)) for gv, f in mod.functions_items()
+                 if isinstance(f, tvm.tirx.PrimFunc)]
+        if not any(has for _, _, has in prims):
+            return mod
+        originals = {}
+        work = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+        for gv, f, has in prims:
+            if not has:
+                originals[gv.name_hint] = f
+                work[gv] = _placeholder()
+        out = T.SplitLayoutRewritePreproc()(work)
+        for gv, _ in out.functions_items():
+            if gv.name_hint in originals:
+                out[gv] = originals[gv.name_hint]
+        return out
+    return apply
+
+
 def prepack_passes() -> list:
     """Split the annotated weight copies out of the kernels, then fold the constant ones."""
     from tvm.relax import transform as T
     # DeadCodeElimination drops the folded copies' PrimFuncs (nothing calls them now)
-    return [T.SplitLayoutRewritePreproc(), T.FoldConstant(), T.DeadCodeElimination()]
+    return [split_layout_rewrite_preproc(), T.FoldConstant(), T.DeadCodeElimination()]

@@ -175,6 +175,32 @@ def test_plain_param_weights_stay_unmarked_and_pack_per_task(x86):
     assert "layout_rewrite_preproc" not in scheduled.script()
 
 
+def test_extern_kernels_beside_packed_convolutions(x86):
+    """argsort lowers to an extern call (no blocks): the split must leave it alone."""
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((16, 8, 3, 3)).astype("float32")
+    b = rng.standard_normal((1, 16, 1, 1)).astype("float32")
+    xa = rng.standard_normal((1, 8, 6, 6)).astype("float32")
+    x = relax.Var("x", relax.TensorType(xa.shape, "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(op.nn.relu(op.add(op.nn.conv2d(x, relax.const(w), padding=1),
+                                          relax.const(b))))
+            flat = bb.emit(op.reshape(y, (16, 36)))
+            order = bb.emit(op.argsort(flat, axis=1, descending=True, dtype="int32"))
+            out = bb.emit_output(relax.Tuple([y, order]))
+        bb.emit_func_output(out)
+    vm, snaps = _compile(bb.get(), x86)
+    assert [n for n in _prim_funcs(snaps["prepack"]) if n.endswith("_prepacked")]
+    got_y, got_order = [o.numpy() for o in vm["main"](tvm.runtime.tensor(xa))]
+    want = _reference(xa, w, b, 1, 1, 1, 1, False)
+    np.testing.assert_allclose(got_y, want, rtol=1e-4, atol=1e-4)
+    flat = want.reshape(16, 36)
+    np.testing.assert_allclose(np.take_along_axis(flat, got_order.astype(np.int64), axis=1),
+                               -np.sort(-flat, axis=1), rtol=1e-4, atol=1e-4)
+
+
 def test_dense_layer_weights_packed(x86):
     rng = np.random.default_rng(5)
     w = rng.standard_normal((40, 96)).astype("float32")       # NNEF linear: [out, in]
