@@ -126,8 +126,30 @@ def record_to_json(record) -> list:
 
 
 # ----------------------------------------------------------- databases
-def _memory_database(tasks_or_none, log, top_k: int):
-    """A MemoryDatabase holding the ``top_k`` best stored records per workload."""
+def is_search_trace(record_json) -> bool:
+    """True for a record made by MetaSchedule's search, False for a template-search record.
+
+    MetaSchedule's candidates sample their decisions (``Sample*`` steps) and
+    are post-processed (an ``EnterPostproc`` step); our rules are
+    deterministic and leave neither. Template records must not seed the
+    evolutionary search: it replays seeds through its own post-processors,
+    which fail a check on our weight-packing ``transform_layout`` (TVM 0.27:
+    "args.size() == initial_indices_orig.size()" aborts the whole tuning) --
+    and traces without sampling decisions give it nothing to mutate anyway.
+    """
+    try:
+        insts = record_json[0][0]
+        return any(str(inst[0]).startswith("Sample") or inst[0] == "EnterPostproc"
+                   for inst in insts)
+    except (IndexError, TypeError):
+        return False
+
+
+def _memory_database(tasks_or_none, log, top_k: int, only=None):
+    """A MemoryDatabase holding the ``top_k`` best stored records per workload.
+
+    ``only(record json) -> bool`` keeps a subset (the search's seeds).
+    """
     from tvm.s_tir import meta_schedule as ms
     db = ms.database.MemoryDatabase()
     wanted = None if tasks_or_none is None else {t.shash for t in tasks_or_none}
@@ -135,6 +157,8 @@ def _memory_database(tasks_or_none, log, top_k: int):
     for idx, rec in log.records:
         wl = log.workloads[idx]
         if wanted is not None and wl.shash not in wanted:
+            continue
+        if only is not None and not only(rec):
             continue
         secs = mean_secs(rec)
         if secs is None:
@@ -527,6 +551,7 @@ class TuneSummary:
     strategy: str = "both"
     template_trials: int = 0      # of ``trials``, measured by the template search
     phases: dict = field(default_factory=dict)   # phase name -> seconds
+    errors: list = field(default_factory=list)   # a search phase stopped by a TVM error
 
     @property
     def search_trials(self) -> int:
@@ -542,7 +567,9 @@ class TuneSummary:
         return (f"device {self.device_key}: {len(self.tasks)} distinct kernels, {self.skipped} "
                 f"already tuned, {tuned} tuned now with {self.trials} trials{split} in "
                 f"{self.seconds:.1f}s" + (" (time budget reached)" if self.stopped_by_time
-                                          else "") + f"; store {self.store_dir}")
+                                          else "")
+                + ("; search stopped early: " + self.errors[0] if self.errors else "")
+                + f"; store {self.store_dir}")
 
 
 def tune_model(model_or_path, target="x86", *, trials: int = 64,
@@ -635,7 +662,9 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                                               progress=progress, strategy=strategy,
                                               tracker=tracker, builder_workers=builder_workers,
                                               builder_timeout=builder_timeout,
-                                              trials_per_iter=trials_per_iter, seed=seed)
+                                              trials_per_iter=trials_per_iter, seed=seed,
+                                              search_failed=summary.errors
+                                              if strategy == "both" else None)
                 for t, n in zip(rest, done):
                     measured[id(t)] += n
                 summary.stopped_by_time = stopped
@@ -660,11 +689,17 @@ def _template_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline
 
 
 def _search_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, progress,
-                  strategy, tracker, builder_workers, builder_timeout, trials_per_iter, seed):
-    """MetaSchedule's search over ``todo`` -> (trials measured per task, stopped by time)."""
+                  strategy, tracker, builder_workers, builder_timeout, trials_per_iter, seed,
+                  search_failed=None):
+    """MetaSchedule's search over ``todo`` -> (trials measured per task, stopped by time).
+
+    With a ``search_failed`` list, an exception from TVM's tuner is appended
+    to it (and reported) instead of raised: with ``both``, the template
+    records are already stored and must still be usable.
+    """
     from tvm.s_tir import meta_schedule as ms
     budgets = [trials - t.done_trials for t in todo]
-    inner, _ = _memory_database(todo, log, top_k=32)
+    inner, _ = _memory_database(todo, log, top_k=32, only=is_search_trace)
     database = _recording_database(inner, writer)
     prog = _Progress(todo, budgets, deadline, progress)
     per_iter = trials_per_iter or max(1, min(16, max(budgets)))
@@ -683,11 +718,19 @@ def _search_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, 
         weights.append(float(t.weight))
     callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [_callback(prog)]
     prog.report()
-    ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=work_dir,
-                  max_trials_global=sum(budgets), max_trials_per_task=max(budgets),
-                  num_trials_per_iter=per_iter, builder=builder, runner=runner,
-                  database=database, cost_model="xgb" if _has_xgboost() else "random",
-                  measure_callbacks=callbacks, task_scheduler="round-robin")
+    try:
+        ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=work_dir,
+                      max_trials_global=sum(budgets), max_trials_per_task=max(budgets),
+                      num_trials_per_iter=per_iter, builder=builder, runner=runner,
+                      database=database, cost_model="xgb" if _has_xgboost() else "random",
+                      measure_callbacks=callbacks, task_scheduler="round-robin")
+    except Exception as e:  # noqa: BLE001 - a TVM failure must not lose the template results
+        if search_failed is None:
+            raise
+        first = str(e).strip().splitlines()
+        search_failed.append(f"{type(e).__name__}: {first[0] if first else ''}"[:300])
+        _say(progress, f"{search} search stopped by a TVM error (records measured so far are "
+                       f"kept): {search_failed[-1]}")
     return prog.trials, prog.stopped_by_time
 
 

@@ -148,3 +148,41 @@ def test_cli_help_explains_strategies(capsys):
     out = capsys.readouterr().out
     for word in ("template", "evolutionary", "both", "--trials counts every measured trial"):
         assert word in out
+
+
+def test_template_records_never_seed_the_search(tmp_path, fakes, conv_candidates):
+    from nnef_tvm.schedules.tuning import _memory_database, is_search_trace
+    store = TuningStore(tmp_path)
+    s = tune(store, trials=conv_candidates, strategy="template")
+    log = store.read(s.device_key)
+    assert not any(is_search_trace(r) for _, r in log.records)
+    task = type("T", (), {"shash": s.tasks[0][1]})()
+    _, loaded = _memory_database([task], log, top_k=32)
+    assert loaded == conv_candidates                   # compile still sees every record
+    _, seeds = _memory_database([task], log, top_k=32, only=is_search_trace)
+    assert seeds == 0
+    sampled = [[["SamplePerfectTile", ["l0"], [2, 16], ["v1"]]], []]
+    post = [[["GetSBlock", [], ["c", "main"], ["b0"]], ["EnterPostproc", [], [], []]], []]
+    assert is_search_trace([sampled, [1e-6], {}, []]) and is_search_trace([post, [1e-6], {}, []])
+    assert not is_search_trace(["garbage"])
+
+
+def test_a_failing_search_keeps_the_template_results(tmp_path, fakes, monkeypatch,
+                                                     conv_candidates):
+    from tvm.s_tir import meta_schedule as ms
+
+    def boom(**kw):
+        raise RuntimeError("parallel_for_dynamic error with Check failed\nbacktrace")
+    monkeypatch.undo()            # the real search phase (fixture undone), with a tuner that fails
+    monkeypatch.setattr(tuning, "make_builder", lambda **kw: FakeBuilder())
+    monkeypatch.setattr(tuning, "make_runner", lambda **kw: FakeRunner(fastest_last))
+    monkeypatch.setattr(ms, "tune_tasks", boom)
+    lines = []
+    s = tune(TuningStore(tmp_path), trials=conv_candidates + 4, strategy="both",
+             progress=lines.append)
+    assert s.template_trials == conv_candidates and s.search_trials == 0
+    assert s.errors == ["RuntimeError: parallel_for_dynamic error with Check failed"]
+    assert "search stopped early" in s.text()
+    assert any("search stopped by a TVM error" in ln for ln in lines)
+    with pytest.raises(RuntimeError, match="parallel_for_dynamic"):
+        tune(TuningStore(tmp_path / "e"), trials=2, strategy="evolutionary")

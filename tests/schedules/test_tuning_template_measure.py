@@ -59,6 +59,9 @@ def test_both_runs_the_evolutionary_search_with_what_is_left(tmp_path):
     assert set(s.phases) == {"template", "evolutionary"}
     log = store.read(s.device_key)
     assert list(log.trial_counts().values()) == [n + 2]
+    # the search's records are recognised as such (only they seed later searches)
+    from nnef_tvm.schedules.tuning import is_search_trace
+    assert [is_search_trace(r) for _, r in log.records] == [False] * n + [True] * 2
     # the compiled kernel is the fastest of both searches, and still right
     compiled = compile_relax(matmul_module(), x86, tuning_dir=tmp_path)
     assert compiled.metadata["tuning"]["tuned_kernels"] == 1
