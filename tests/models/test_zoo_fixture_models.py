@@ -21,7 +21,7 @@ import os
 
 import pytest
 
-from models.zoo_runner import REPO, check_interface, check_reference, load_entry, usable_entry
+from models.zoo_runner import REPO, check_interface, check_reference, load_entry, need_reader, usable_entry
 
 ROOT = os.path.join(REPO, "tests", "data", "zoo")
 with open(os.path.join(ROOT, "zoo.json")) as _f:
@@ -72,3 +72,19 @@ def test_zoo_fixture_loads(name, loaded):
 def test_zoo_fixture_matches_reference(name, loaded):
     entry = usable_entry(ROOT, name, INDEX)
     check_reference(ROOT, name, entry, load_entry(ROOT, name, entry, loaded))
+
+
+def test_zoo_fixture_tflite_int8_realigned_matches_tflite():
+    """The converter's non-conformant int8 folder, read with the opt-in ``realign_flat_quant``
+    (flat [C] per-channel arrays put on the last axis, each named in a warning), computes what
+    the TFLite interpreter computed: within one quantization step of its saved outputs."""
+    need_reader()
+    import nnef_tvm
+    entry = INDEX["tflite_int8"]
+    folder = os.path.join(ROOT, entry["nnef"])
+    with pytest.warns(UserWarning) as caught:
+        model = nnef_tvm.load(folder, realign_flat_quant=True)
+    realigned = " ".join(str(w.message) for w in caught)
+    for tensor in ("variable2", "variable4", "variable5", "variable6"):   # as conform_per_channel_quant
+        assert f"'{tensor}'" in realigned, (tensor, realigned)
+    check_reference(ROOT, "tflite_int8", entry, model)
