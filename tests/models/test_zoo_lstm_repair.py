@@ -158,3 +158,33 @@ def test_zoo_lstm_nnef_tools_interpreter_agrees(name):
     for k in entry["output_order"]:
         err = float(np.max(np.abs(np.asarray(got[k], dtype=np.float64) - ref[k])))
         assert err <= 1e-4 * float(np.max(np.abs(ref[k]))), (k, err)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REPAIRED)
+def test_zoo_lstm_compiled_matches_onnxruntime_on_fresh_inputs(name):
+    """Beyond the one saved input: the big zoo's repaired LSTM, compiled once by nnef-tvm,
+    against onnxruntime on its source.onnx for fresh inputs, up to saturating gates (x3)."""
+    from models.zoo_runner import zoo_dir, zoo_index
+    ort = pytest.importorskip("onnxruntime")
+    need_reader()
+    root, index = zoo_dir(), zoo_index()
+    entry = index.get(name)
+    source = os.path.join(root, name, "source.onnx")
+    if not entry or entry.get("status") != "ok" or not os.path.isfile(source):
+        pytest.skip(f"{name}: no repaired model with its source.onnx in {root!r} "
+                    f"(python scripts/make_zoo.py zoo --models 'lstm*')")
+    import nnef_tvm
+    compiled = nnef_tvm.compile(nnef_tvm.load(os.path.join(root, entry["nnef"])), target="x86")
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(11)
+    for scale in (0.5, 1.0, 3.0):
+        feed = {k: (scale * rng.standard_normal(info["shape"])).astype(np.float32)
+                for k, info in entry["inputs"].items()}
+        source_feed = {entry["inputs"][k]["source_name"]: v for k, v in feed.items()}
+        want = dict(zip([o.name for o in session.get_outputs()], session.run(None, source_feed)))
+        got = compiled.run(feed)
+        for k, info in entry["outputs"].items():
+            ref = want[info["source_name"]]
+            err = float(np.max(np.abs(np.asarray(got[k], dtype=np.float64) - ref)))
+            assert err <= 1e-4 * float(np.max(np.abs(ref))), (scale, k, err)
