@@ -36,7 +36,7 @@ from frontend.support_frontend import graph_of, run_graph, run_module
 ZOO = os.path.join(os.path.dirname(__file__), "..", "data", "zoo")
 
 TEXT = """version 1.0;
-graph G( x, a, m1, m2 ) -> ( c1, c2, c3, l1, mm, mt )
+graph G( x, a, m1, m2 ) -> ( c1, c2, c3, c4, l1, mm, mt )
 {
     x = external(shape = [2, 4, 9, 8]);
     a = external(shape = [5, 12]);
@@ -49,15 +49,18 @@ graph G( x, a, m1, m2 ) -> ( c1, c2, c3, l1, mm, mt )
     wl = variable(shape = [7, 12], label = 'wl');
     bl = variable(shape = [1, 7], label = 'bl');
     wt = variable(shape = [6, 12], label = 'wt');
+    w4 = variable(shape = [5, 6, 1, 1], label = 'w4');
     c1 = conv(x, w1, b1, stride = [2, 2], padding = [(1, 2), (0, 1)]);
     c2 = conv(x, w2, b2, groups = 4, padding = [], dilation = [2, 1]);
     c3 = conv(x, w1, 0.0, padding = [(1, 1), (1, 1)]);
+    c4 = conv(c1, w4, 0.0);
     l1 = linear(a, wl, bl);
     mm = matmul(m1, m2);
     mt = matmul(a, wt, transposeB = true);
 }
 """
-# conv windows (NNEF padding, stride, dilation, groups) of c1, c2, c3 for the reference
+# conv windows (NNEF padding, stride, dilation, groups) of c1, c2, c3 for the reference;
+# c4 consumes c1's codes directly (conv -> conv)
 CONVS = {"c1": ("w1", "b1", [(1, 2), (0, 1)], (2, 2), (1, 1), 1),
          "c2": ("w2", "b2", None, (1, 1), (2, 1), 4),
          "c3": ("w1", None, [(1, 1), (1, 1)], (1, 1), (1, 1), 1)}
@@ -129,14 +132,17 @@ def _configure(p: Params, per_channel: bool) -> Params:
     p.bias_tensor("b1", "x", "w1", 6)
     p.bias_tensor("b2", "x", "w2", 8)
     p.bias_tensor("bl", "a", "wl", 7)
+    p.weight_tensor("w4", (5, 6, 1, 1), per_channel)
     real = _reference(p)              # no output grids yet: the real values
     for name in ("c1", "c2", "l1", "mt", "mm"):
         p.output(name, real[name][0])
+    p.output("c4", _reference(p)["c4"][0])
     return p                          # c3 has no quantization: real-valued epilogue
 
 
-# asymmetric uint8 everywhere (per-tensor weights); symmetric int8 with per-channel weights
-UINT8 = dict(act=(False, False, 128), weight=(False, False, 131), out=(False, False, 120))
+# asymmetric uint8 everywhere (per-tensor weights; activation codes q - z need 9 bits, so
+# raw codes with zero-point corrections); symmetric int8 with per-channel weights
+UINT8 = dict(act=(False, False, 100), weight=(False, False, 131), out=(False, False, 120))
 INT8 = dict(act=(True, True, 0), weight=(True, True, 0), out=(True, False, -5))
 
 
@@ -220,6 +226,13 @@ def _reference(p: Params):
         acc_scale = (np.float64(q["x"]["scale"]) * sw).reshape(1, -1, 1, 1)
         bias = 0.0 if bn is None else p.data[bn].astype(np.float64).reshape(1, -1, 1, 1)
         ref[name] = _exact_requantize(acc, acc_scale, bias, q.get(name))
+    if "c1" in q:
+        cx = ref["c1"][0]
+        cw = _codes(p.data["w4"], q["w4"], axis0=True)
+        acc = _conv_int64(cx, cw, [(0, 0), (0, 0)], (1, 1), (1, 1), 1)
+        sw = np.broadcast_to(np.asarray(q["w4"]["scale"], np.float64), (cw.shape[0],))
+        acc_scale = (np.float64(q["c1"]["scale"]) * sw).reshape(1, -1, 1, 1)
+        ref["c4"] = _exact_requantize(acc, acc_scale, 0.0, q.get("c4"))
     ca = _codes(p.inputs["a"], q["a"])
     for name, wn, bn in (("l1", "wl", "bl"), ("mt", "wt", None)):
         cw = _codes(p.data[wn], q[wn], axis0=True)
@@ -328,7 +341,7 @@ def test_int8_module_runs_integer_kernels(int8_pow2_run):
                                                                        "relax.matmul"):
             calls.append((e.op.name, [str(a.ty.dtype) for a in e.args], str(e.ty.dtype)))
     relax.analysis.post_order_visit(mod["main"], visit)
-    assert len(calls) == 6, calls
+    assert len(calls) == 7, calls
     for name, operand_types, out_type in calls:
         assert out_type == "int32", calls
         assert all(t in ("int8", "uint8") for t in operand_types), calls

@@ -1,10 +1,13 @@
 """Integer converters of conv, linear and matmul (``quantization='int8'``).
 
-Each one runs the operation on zero-point-free codes (see :mod:`.kernels`):
-the data operand is quantized once (or its codes are reused when its producer
-already made them), constant weights are quantized at compile time and stored
-as int8/uint8 constants, ``conv2d`` / ``matmul`` accumulate in int32
+Each one runs the operation on integer codes (see :mod:`.kernels`): the data
+operand is quantized once (or its codes are reused when its producer already
+made them), constant weights are quantized at compile time and stored as
+zero-point-free int8/uint8 constants (int16 only if ``q - z`` of the actual
+weights needs 9 bits), ``conv2d`` / ``matmul`` accumulate in int32
 (``out_dtype='int32'``), and the epilogue requantizes to the result's grid.
+Data held as raw codes (offset ``z``) is padded with ``z`` and corrected by
+``z * sum(w)`` (exact integer arithmetic).
 
 When a check only possible at conversion time fails (a weight that is not a
 constant after all, a groups value that does not fit), the standard float
@@ -21,7 +24,7 @@ from tvm import relax
 from ...reader.graph import Identifier
 from .. import registry
 from ..fake_quant import _constant_value
-from ..padding import crop, forward_window, relax_padding
+from ..padding import crop, forward_window, pad_with_border, relax_padding
 from .grid import Grid, storage_dtype
 from .kernels import quantize_activation, requantize
 from .plan import Plan, plan_operation
@@ -38,7 +41,7 @@ class _Fallback(Exception):
 class Int8State:
     """Per-conversion memory of the integer path.
 
-    ``codes``: tensor name -> (codes expr, grid) for results produced as codes,
+    ``codes``: tensor name -> ((codes expr, offset), grid) for results produced as codes,
     so a consumer with the same grid reuses them instead of re-quantizing.
     ``exact``: tensor name -> the float value already on its grid (the
     dequantized codes), which :func:`~nnef_tvm.frontend.fake_quant.fake_quantize`
@@ -61,7 +64,8 @@ def _same_grid(a: Grid, b: Grid) -> bool:
             and np.float32(a.scale[0]) == np.float32(b.scale[0]) and a.zero[0] == b.zero[0])
 
 
-def _data_codes(ctx, name: str, grid: Grid) -> relax.Expr:
+def _data_codes(ctx, name: str, grid: Grid) -> tuple[relax.Expr, int]:
+    """``(codes, offset)`` of tensor ``name``: its producer's codes when it made them."""
     cached = int8_state(ctx).codes.get(name)
     if cached is not None and _same_grid(cached[1], grid):
         return cached[0]
@@ -110,8 +114,19 @@ def _finish(ctx, plan: Plan, acc, axis: int, channels: int, bias) -> relax.Expr:
     return value
 
 
+def _minus(ctx, acc, offset: int, sums) -> relax.Expr:
+    """``acc - offset * sums`` (the data zero point's correction); nothing if offset = 0."""
+    if not offset:
+        return acc
+    if isinstance(sums, np.ndarray):
+        sums = relax.const((offset * sums.astype(np.int64)).astype(np.int32), "int32")
+    else:
+        sums = R.multiply(sums, relax.const(offset, "int32"))
+    return ctx.emit(R.subtract(acc, sums))
+
+
 def _conv(ctx, op, plan: Plan) -> relax.Expr:
-    """NNEF conv (border 'constant') on codes: the padded zeros are the real 0."""
+    """NNEF conv (border 'constant'): the padding holds the code of the real 0."""
     xs, ws = ctx.shape(plan.data), ctx.shape(plan.weight)
     nsp = len(xs) - 2
     groups = int(op.attribs["groups"]) or xs[1]
@@ -120,11 +135,18 @@ def _conv(ctx, op, plan: Plan) -> relax.Expr:
         raise _Fallback()
     win = forward_window(xs[2:], ws[2:], op.attribs["padding"], op.attribs["stride"],
                          op.attribs["dilation"])
-    x = _data_codes(ctx, plan.data, plan.data_grid)
-    x, pads = crop(ctx, x, [(0, 0), (0, 0)] + win.padding)
-    w = _const(_weight_codes(ctx, plan.weight, plan.weight_grid, 0))
-    acc = ctx.emit(_CONV[nsp](x, w, strides=win.stride, padding=relax_padding(pads[2:]),
+    x, offset = _data_codes(ctx, plan.data, plan.data_grid)
+    pads = [(0, 0), (0, 0)] + win.padding
+    if offset:      # raw codes: pad with the zero point, subtract offset * sum(w) below
+        x = pad_with_border(ctx, x, pads, "constant", value=offset)
+        pads = [(0, 0)] * len(xs)
+    else:
+        x, pads = crop(ctx, x, pads)
+    w = _weight_codes(ctx, plan.weight, plan.weight_grid, 0)
+    acc = ctx.emit(_CONV[nsp](x, _const(w), strides=win.stride, padding=relax_padding(pads[2:]),
                               dilation=win.dilation, groups=groups, out_dtype="int32"))
+    wsum = w.astype(np.int64).sum(axis=tuple(range(1, w.ndim))).reshape([1, -1] + [1] * nsp)
+    acc = _minus(ctx, acc, offset, wsum)
     return _finish(ctx, plan, acc, 1, ws[0], _bias_vector(ctx, op, ws[0]))
 
 
@@ -137,32 +159,50 @@ def _linear(ctx, op, plan: Plan) -> relax.Expr:
     """linear(input, filter, bias) = input @ filter^T + bias; filter codes pre-transposed."""
     if ctx.rank(plan.data) != 2 or ctx.rank(plan.weight) != 2:
         raise _Fallback()
-    x = _data_codes(ctx, plan.data, plan.data_grid)
-    wt = _weight_codes(ctx, plan.weight, plan.weight_grid, 0).T
-    acc = ctx.emit(R.matmul(x, _const(np.ascontiguousarray(wt)), out_dtype="int32"))
+    x, offset = _data_codes(ctx, plan.data, plan.data_grid)
+    wt = np.ascontiguousarray(_weight_codes(ctx, plan.weight, plan.weight_grid, 0).T)
+    acc = ctx.emit(R.matmul(x, _const(wt), out_dtype="int32"))
+    acc = _minus(ctx, acc, offset, wt.astype(np.int64).sum(axis=0, keepdims=True))
     channels = wt.shape[1]
     return _finish(ctx, plan, acc, 1, channels, _bias_vector(ctx, op, channels))
 
 
+def _sum_codes(ctx, codes, axis: int) -> relax.Expr:
+    return ctx.emit(R.sum(R.astype(codes, "int32"), axis=[axis], keepdims=True))
+
+
 def _matmul(ctx, op, plan: Plan) -> relax.Expr:
-    """matmul(A, B, transposeA, transposeB); constant B codes pre-transposed."""
-    a = _data_codes(ctx, plan.data, plan.data_grid)
+    """matmul(A, B, transposeA, transposeB); constant B codes pre-transposed.
+
+    With raw codes (offsets ``o_a``, ``o_b``): ``sum (a - o_a)(b - o_b) = sum a b
+    - o_a colsum(b) - o_b rowsum(a) + K o_a o_b``.
+    """
+    a, oa = _data_codes(ctx, plan.data, plan.data_grid)
     if op.attribs.get("transposeA", False):
         a = _swap_last(ctx, a)
+    k = ctx.shape(a)[-1]
     wvalue = ctx.value(plan.weight)
     rank = ctx.rank(wvalue)
     if _constant_value(ctx, wvalue) is not None:
-        b = _weight_codes(ctx, plan.weight, plan.weight_grid, plan.weight_axis)
+        b, ob = _weight_codes(ctx, plan.weight, plan.weight_grid, plan.weight_axis), 0
         if op.attribs.get("transposeB", False):
             b = np.swapaxes(b, -1, -2)
-        b = _const(np.ascontiguousarray(b))
+        b = np.ascontiguousarray(b)
+        colsum = b.astype(np.int64).sum(axis=-2, keepdims=True)
+        b = _const(b)
     elif plan.weight_grid.per_tensor:
-        b = _data_codes(ctx, plan.weight, plan.weight_grid)
+        b, ob = _data_codes(ctx, plan.weight, plan.weight_grid)
         if op.attribs.get("transposeB", False):
             b = _swap_last(ctx, b)
+        colsum = _sum_codes(ctx, b, rank - 2) if oa else None
     else:
         raise _Fallback()
     acc = ctx.emit(R.matmul(a, b, out_dtype="int32"))
+    acc = _minus(ctx, acc, oa, colsum)
+    if ob:
+        acc = _minus(ctx, acc, ob, _sum_codes(ctx, a, rank - 1))
+        if oa:
+            acc = ctx.emit(R.add(acc, relax.const(k * oa * ob, "int32")))
     channels = ctx.shape(acc)[-1]
     return _finish(ctx, plan, acc, rank - 1, channels, None)
 

@@ -11,7 +11,7 @@ An operation qualifies when (NNEF names):
   computed once at compile time;
 * ``conv`` uses ``border = 'constant'`` (the padded real 0 is the code ``z``);
 * the bias is a literal or a compile-time constant;
-* the int32 accumulator cannot overflow (``K * max|q - z|_A * max|q - z|_W < 2^31``).
+* the int32 accumulator cannot overflow (``K * (max|q| + max|z|)_A * (max|q| + max|z|)_W < 2^31``).
 
 The output's own quantization decides the epilogue (see
 :mod:`.kernels`): an int8/uint8 per-tensor grid is requantized in integers,
@@ -73,10 +73,10 @@ def _bias_ok(graph: Graph, op: Operation) -> bool:
 
 
 def _reduction_fits(data: Grid, weight: Grid, k: int) -> bool:
-    """The int32 sum of ``k`` products of zero-point-free codes ``q - z`` cannot overflow."""
+    """No partial sum of ``k`` products (raw codes or ``q - z``, plus the zero-point
+    corrections) can leave int32: each factor is bounded by ``max|q| + max|z|``."""
     def span(g: Grid) -> int:
-        lo, hi = g.centered_range()
-        return max(abs(lo), abs(hi))
+        return max(abs(g.lo), abs(g.hi)) + int(np.abs(g.zero).max())
     return k * span(data) * span(weight) < 2 ** 31
 
 
