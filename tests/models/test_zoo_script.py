@@ -48,7 +48,7 @@ def onnx_cnn_zoo(zoo_script, tmp_path_factory):
 def test_zoo_script_list(zoo_script, capsys):
     assert zoo_script.main(["--list"]) == 0
     listed = capsys.readouterr().out
-    for name in ("resnet18", "mobilenet_v2", "se_net", "transformer_encoder", "lstm",
+    for name in ("resnet18", "mobilenet_v2", "se_net", "transformer_encoder", "lstm", "lstm_batch3",
                  "tflite_float", "tflite_int8", "onnx_cnn"):
         assert name in listed
 
@@ -215,3 +215,22 @@ def test_zoo_script_reorder_lstm_gates_literal_bias_and_errors(zoo_script, tmp_p
         "    b = relu(a);\n}\n")
     with pytest.raises(RuntimeError, match="no lstm_loop"):
         zoo_script.reorder_lstm_gates(str(tmp_path / "plain"))
+
+
+@pytest.mark.slow
+def test_zoo_script_lstm_end_to_end(zoo_script, tmp_path):
+    """torch LSTM -> ONNX -> NNEF-Tools -> gate repair: NNEF-Tools' interpreter is off from
+    onnxruntime before the repair and within tolerance after it; the entry says so."""
+    pytest.importorskip("torch")
+    assert zoo_script.main([str(tmp_path), "--models", "lstm_batch3"]) == 0
+    with open(tmp_path / "zoo.json") as f:
+        entry = json.load(f)["lstm_batch3"]
+    assert entry["status"] == "ok", entry.get("reason")
+    post = entry["postprocess"]
+    assert post["function"] == "reorder_lstm_gates"
+    assert not post["nnef_tools_check_before"]["ok"] and entry["nnef_tools_check"]["ok"]
+    assert entry["inputs"]["sequence"]["shape"] == [5, 3, 8]
+    ref = np.load(tmp_path / "lstm_batch3" / "reference.npz")
+    interp = np.load(tmp_path / "lstm_batch3" / "reference_nnef_tools.npz")
+    for k in ("h_n", "c_n"):
+        np.testing.assert_allclose(interp[k], ref[k], rtol=0, atol=1e-4 * float(np.max(np.abs(ref[k]))))
