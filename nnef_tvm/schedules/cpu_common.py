@@ -95,7 +95,7 @@ def vars_in(expr) -> set:
 
 # Largest printed expression (characters) an inlining may produce when the
 # inlined value is loaded more than once per element (see _cheap_to_inline).
-INLINE_MAX_EXPR = 4000
+INLINE_MAX_EXPR = 2000
 
 
 def _cheap_to_inline(sch, blk) -> bool:
