@@ -1,4 +1,4 @@
-"""CPU schedules for convolution-like reductions (NCHW conv2d, 1x1, grouped, depthwise).
+"""CPU schedules for convolution-like reductions (NCHW conv2d, 1x1, grouped, depthwise, dense).
 
 TVM's legalized ``conv2d`` is a plain 7-deep loop nest that LLVM cannot
 vectorise well, so an untuned build runs it at scalar speed. Two direct
@@ -6,19 +6,28 @@ convolution micro-kernels cover the convolutions NNEF models contain:
 
 * :func:`schedule_channel_vector` -- every output channel reads the same
   input pixels (ordinary and 1x1 convolutions, and any ``C += A * B`` whose
-  "weight" operand has a dimension the "data" operand lacks). The weights of
-  one tile of ``lanes`` output channels are packed per parallel task with the
-  output channel innermost, so the inner loop is one broadcast input scalar
-  times a weight vector into a register tile of ``lanes`` channels x ``xt``
-  output columns (accumulated in a local buffer that LLVM keeps in registers).
+  "weight" operand has a dimension the "data" operand lacks: matmul / linear
+  too). The inner loop is one broadcast input scalar times a weight vector
+  into a register tile of ``fi`` channels x ``xt`` output columns
+  (accumulated in a local buffer that LLVM keeps in registers). The weights
+  are read as ``[channel tile, other dims.., channel in tile]``: for a weight
+  marked layout free (a constant, see :mod:`.prepack`) that copy is made once
+  at compile time; otherwise each parallel task packs its own tile.
 * :func:`schedule_spatial_vector` -- the output channel indexes the data too
   (depthwise, grouped): vectorise along the output width instead, with the
-  same register-accumulator structure.
+  same register-accumulator structure. A convolution strided along the width
+  reads its padded input stored by column phase, so its vectors stay
+  contiguous loads.
 
-Both keep the zero-padding stage as its own parallel copy (inlining it would
-put a bounds test in the inner loop) and fuse the elementwise epilogue
-(bias, residual add, relu, ...) into the write-back of the accumulator, so the
+Both keep the zero-padding stage as its own copy (inlining it would put a
+bounds test in the inner loop) and fuse the elementwise epilogue (bias,
+residual add, relu, clamp, ...) into the write-back of the accumulator, so the
 convolution result never makes a round trip through memory.
+
+Tile choices are tuning knobs (``conv.channel_vector.{fi,xt,tasks}``,
+``conv.spatial_vector.{xt,yt,phase_split}``, read through
+:func:`.cpu_common.knob`); ``channel_vector_space`` / ``spatial_vector_space``
+list the valid settings of one kernel, the default first.
 """
 from __future__ import annotations
 

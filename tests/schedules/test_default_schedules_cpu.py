@@ -198,3 +198,21 @@ def test_arm64_neon_kernels_generate_code(target):
         lib = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}),
                           arm)
         assert "fmla" in lib.mod.inspect_source("asm") or "fmul" in lib.mod.inspect_source("asm")
+
+
+def test_strided_depthwise_reads_a_column_phase_layout(target):
+    """Stride 2 along the width: the padded input is stored [.., row, column % 2, column // 2]."""
+    func = _single_kernel(conv_case(16, 16, 16, 3, 2, 16), target)
+    arrays, got, text = _check(func, target, "conv_spatial_vector")
+    assert "pad_temp = T.sblock_alloc_buffer((T.int64(1), T.int64(16), T.int64(18), " \
+           "T.int64(2), T.int64(9)))" in text
+    want = numpy_conv(arrays[0].astype(np.float64), arrays[1].astype(np.float64), 2, 16)
+    np.testing.assert_allclose(got, np.maximum(want + arrays[2], 0), rtol=1e-4, atol=1e-4)
+
+
+def test_dense_rows_before_columns_take_the_channel_rule(target):
+    """A batch-1 linear layer (rows come before the output columns) is tiled over columns."""
+    func = _single_kernel(dense_case(1, 64, 48), target)
+    arrays, got, text = _check(func, target, "conv_channel_vector")
+    x, w, b = arrays[:3]
+    np.testing.assert_allclose(got, x.astype(np.float64) @ w + b, rtol=1e-4, atol=1e-4)
