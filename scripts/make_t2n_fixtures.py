@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 TRACT_VERSION = "0.21.13"
+# fixtures exported for a newer tract, where torch-to-nnef writes other operations
+TRACT_VERSION_OF = {"causal_lm": "0.22.1"}
 
 
 def _models():
@@ -197,6 +199,20 @@ def _models():
         def forward(self, x):
             return self.layer(x)
 
+    class CausalLm(nn.Module):
+        """causal self-attention with an explicit scale + log_softmax head; exported for tract
+        0.22 (torch-to-nnef then writes tract_transformers_sdpa and tract_core_log_softmax)."""
+
+        def __init__(self):
+            super().__init__()
+            self.qkv = nn.Linear(8, 24)
+            self.head = nn.Linear(8, 7)
+
+        def forward(self, x):
+            q, k, v = self.qkv(x).reshape(1, 5, 3, 2, 4).permute(2, 0, 3, 1, 4)
+            y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3)
+            return torch.log_softmax(self.head(y.transpose(1, 2).reshape(1, 5, 8)), dim=-1)
+
     def randn(*shape):
         return torch.randn(*shape)
 
@@ -213,6 +229,7 @@ def _models():
         "deconv": lambda: (Deconv(), (randn(1, 4, 3, 3),)),
         "misc": lambda: (Misc(), (randn(2, 6),)),
         "encoder": lambda: (Encoder(), (randn(1, 4, 8),)),
+        "causal_lm": lambda: (CausalLm(), (randn(1, 5, 8),)),
     }
 
 
@@ -233,9 +250,9 @@ def _randomize_norm_stats(module):
                 m.bias.uniform_(-0.3, 0.3)
 
 
-def _fake_tract(folder: Path) -> Path:
+def _fake_tract(folder: Path, version: str = TRACT_VERSION) -> Path:
     script = folder / "tract"
-    script.write_text(f"#!/bin/sh\necho 'tract {TRACT_VERSION}'\n")
+    script.write_text(f"#!/bin/sh\necho 'tract {version}'\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return script
 
@@ -259,11 +276,12 @@ def export(name: str, out_root: Path, seed: int = 0) -> Path:
     folder = out_root / name
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "model.nnef.tgz"
+    version = TRACT_VERSION_OF.get(name, TRACT_VERSION)
     with tempfile.TemporaryDirectory() as tmp:
         export_model_to_nnef(
             model=module, args=args, file_path_export=target,
-            inference_target=TractNNEF(version=TRACT_VERSION, check_io=False, dump_identity_properties=False,
-                                       specific_tract_binary_path=_fake_tract(Path(tmp))),
+            inference_target=TractNNEF(version=version, check_io=False, dump_identity_properties=False,
+                                       specific_tract_binary_path=_fake_tract(Path(tmp), version)),
             input_names=in_names, output_names=out_names, log_level=logging.WARNING,
             compression_level=9, )
     arrays = {n: a.numpy() for n, a in zip(in_names, args)}

@@ -36,7 +36,8 @@ _FRAGMENTS = frozenset({"KHR_enable_fragment_definitions", "KHR_enable_operator_
 SETS = {
     "tract": ExtensionSet(
         name="tract",
-        document_names=frozenset({"tract_registry", "tract_core", "tract_resource", "tract_symbol"}),
+        document_names=frozenset({"tract_registry", "tract_core", "tract_resource", "tract_symbol",
+                                  "tract_transformers"}),
         fragment_file="ext_tract.nnef",
         implies=_FRAGMENTS,
         skip_fragments=frozenset({"tract_core_properties"}),

@@ -244,7 +244,34 @@ def rewrite_document(doc: ast.Document, sets: list[ExtensionSet]) -> ast.Documen
     params = parameter_lists(doc, sets)
     name_attrs = _name_positional_attributes(params)
     doc = map_document(doc, lambda inv: _external_and_cast(name_attrs(inv)))
+    doc = _array_lvalues(doc, _array_results(doc, sets))
     return _promote_integer_literals(doc, params)
+
+
+def _array_results(doc: ast.Document, sets) -> frozenset:
+    """Names of the operations whose one result is an array (``split``, ``unstack``, ...)."""
+    from .stdlib import standard_fragments
+    frags = dict(standard_fragments())
+    for s in sets:
+        frags.update({f.name: f for f in declared_fragments(s.fragment_file)})
+    frags.update({f.name: f for f in doc.fragments})
+    return frozenset(n for n, f in frags.items()
+                     if len(f.results) == 1 and isinstance(f.results[0].type, ast.ArrayType))
+
+
+def _array_lvalues(doc: ast.Document, array_ops: frozenset) -> ast.Document:
+    """tract takes ``q, k, v = unstack(x, axis = 0);`` (a tuple of names for an array result);
+    NNEF wants ``[q, k, v] = ...``."""
+    def fix(stmts):
+        out = []
+        for st in stmts:
+            rv, lv = st.rvalue, st.lvalue
+            if isinstance(lv, ast.TupleExpr) and isinstance(rv, ast.Invocation) and rv.op in array_ops:
+                st = replace(st, lvalue=ast.ArrayExpr(lv.items, lv.pos))
+            out.append(st)
+        return out
+    frags = [f if f.body is None else replace(f, body=fix(f.body)) for f in doc.fragments]
+    return replace(doc, fragments=frags, graph=replace(doc.graph, body=fix(doc.graph.body)))
 
 
 def _int_literal(e) -> bool:

@@ -120,6 +120,16 @@ def _deconv_filter(op, shape_of):
     return [(g * shape[1], shape[0] // g) + shape[2:]]
 
 
+def _sdpa(op, shape_of):
+    """q [.., L, D], k [.., S, D], v [.., S, Dv] -> [.., L, Dv] (leading axes broadcast)."""
+    q, k, v = (tuple(shape_of(op.inputs[n])) for n in ("q", "k", "v"))
+    if not (len(q) == len(k) == len(v) >= 2) or q[-1] != k[-1] or k[-2] != v[-2]:
+        raise NNEFError(f"'{op.name}': q {q}, k {k}, v {v} do not fit [.., L, D], [.., S, D], "
+                        f"[.., S, Dv]", op.pos)
+    lead = tuple(max(a, b, c) for a, b, c in zip(q[:-2], k[:-2], v[:-2]))
+    return [lead + (q[-2], v[-1])]
+
+
 def _broadcast(op, shape_of):
     """numpy-style (right-aligned) broadcast of ``input`` against ``shape``, as tract does."""
     a = tuple(shape_of(op.inputs["input"]))
@@ -142,6 +152,8 @@ SHAPES = {
     **{f"tract_core_{n}": _same_as_input for n in UNARY},
     "tract_core_broadcast": _broadcast,
     "tract_core_range": _range,
+    "tract_core_log_softmax": _same_as_input,
+    "tract_transformers_sdpa": _sdpa,
     "tract_core_shape_of": lambda op, shape_of: [(len(shape_of(op.inputs["input"])),)],
     "tract_core_trilu": _same_as_input,
     "tract_core_one_hot": _one_hot,

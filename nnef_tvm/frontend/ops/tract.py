@@ -252,3 +252,39 @@ def trilu(ctx, op):
     x = ctx.input(op, "input", "scalar")
     k = int(op.attribs.get("k", 0))
     return R.triu(x, k) if op.attribs["upper"] else R.tril(x, k)
+
+
+@converter("tract_core_log_softmax", extension="tract")
+def log_softmax(ctx, op):
+    """log(softmax(x)) over ``axes``, as x - max - log(sum(exp(x - max)))."""
+    x = ctx.input(op, "x", "scalar")
+    axes = _axes(ctx, op, x)
+    m = ctx.emit(R.max(x, axis=axes, keepdims=True))
+    shifted = ctx.emit(R.subtract(x, m))
+    return R.subtract(shifted, R.log(R.sum(R.exp(shifted), axis=axes, keepdims=True)))
+
+
+@converter("tract_transformers_sdpa", extension="tract")
+def sdpa(ctx, op):
+    """softmax(q k^T * scale + mask) v over the last axis; ``scale`` 0 (absent) means
+    1/sqrt(D); ``is_causal`` masks key positions after the query position (top-left aligned,
+    as torch's is_causal). ``mask`` is additive; a logical mask keeps the true positions."""
+    import numpy as np
+    q, k, v = (ctx.input(op, n, "scalar") for n in ("q", "k", "v"))
+    dt = ctx.value_dtype(q)
+    qs, ks = ctx.shape(q), ctx.shape(k)
+    rank = len(ks)
+    scale = op.attribs.get("scale") or 1.0 / float(np.sqrt(qs[-1]))
+    kt = R.permute_dims(k, list(range(rank - 2)) + [rank - 1, rank - 2])
+    scores = ctx.emit(R.multiply(R.matmul(q, kt), relax.const(scale, dt)))
+    mask = op.inputs.get("mask")
+    if mask is not None and not (isinstance(mask, (int, float)) and mask == 0):
+        m = ctx.operand(mask)
+        if ctx.value_dtype(m) == "bool":
+            m = R.where(m, relax.const(0.0, dt), relax.const(float("-inf"), dt))
+        scores = ctx.emit(R.add(scores, m))
+    if op.attribs.get("is_causal"):
+        length, keys = qs[-2], ks[-2]
+        keep = np.tril(np.ones((length, keys), dtype=bool))
+        scores = ctx.emit(R.where(ctx.const(keep, "logical"), scores, relax.const(float("-inf"), dt)))
+    return R.matmul(ctx.emit(R.nn.softmax(scores, axis=-1)), v)

@@ -457,3 +457,43 @@ graph g( x ) -> ( y )
     with pytest.raises(NNEFError, match="symbolic dimension 'S'.*static shapes") as info:
         nnef_tvm.load(p, extensions=("tract",))
     assert "graph.nnef:3:11" in str(info.value)
+
+
+SDPA_DOC = """version 1.0;
+extension tract_registry tract_transformers;
+extension tract_registry tract_core;
+graph g( q, k, v, mask ) -> ( plain, masked, causal, ls )
+{
+  q = tract_core_external(shape = [2, 3, 4], datum_type = 'f32');
+  k = tract_core_external(shape = [2, 5, 4], datum_type = 'f32');
+  v = tract_core_external(shape = [2, 5, 6], datum_type = 'f32');
+  mask = tract_core_external(shape = [1, 3, 5], datum_type = 'f32');
+  plain = tract_transformers_sdpa(q, k, v, datum_type = 'f32', acc_datum_type = 'f32', is_causal = false);
+  masked = tract_transformers_sdpa(q, k, v, mask, scale = 0.7, datum_type = 'f32');
+  causal = tract_transformers_sdpa(q, k, v, is_causal = true);
+  ls = tract_core_log_softmax(v, [1, 2]);
+}
+"""
+
+
+def test_tract_sdpa_and_log_softmax_match_numpy(tmp_path):
+    """sdpa: default scale 1/sqrt(D), additive mask with explicit scale, causal (top-left
+    aligned, L=3 < S=5); log_softmax over two axes."""
+    p = tmp_path / "graph.nnef"
+    p.write_text(SDPA_DOC)
+    m = nnef_tvm.load(p, extensions=("tract",))
+    rng = np.random.default_rng(8)
+    q, k, v = (rng.standard_normal(s).astype("float32") for s in ((2, 3, 4), (2, 5, 4), (2, 5, 6)))
+    mask = np.where(rng.random((1, 3, 5)) < 0.3, -1e9, rng.standard_normal((1, 3, 5))).astype("float32")
+    out = run_graph(m.graph, {"q": q, "k": k, "v": v, "mask": mask}, extensions=("tract",))
+
+    def attend(scores):
+        e = np.exp(scores - scores.max(-1, keepdims=True))
+        return (e / e.sum(-1, keepdims=True)) @ v
+    s = q @ k.transpose(0, 2, 1)
+    causal = np.where(np.tril(np.ones((3, 5), bool)), s / 2.0, -np.inf)
+    lv = v - v.max((1, 2), keepdims=True)
+    refs = [attend(s / 2.0), attend(s * 0.7 + mask), attend(causal),
+            lv - np.log(np.exp(lv).sum((1, 2), keepdims=True))]
+    for got, ref in zip(out, refs):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
