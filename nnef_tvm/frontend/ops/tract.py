@@ -1,16 +1,18 @@
 """Converters of the opt-in ``tract`` extension set (Sonos tract's ``tract_core_*`` ops).
 
 Enabled with ``extensions=('tract',)``; the reader declares these operations
-(reader/ext_tract.nnef) and infers their shapes (reader/extensions.py). The
+(reader/ext_tract.nnef) and infers their shapes (reader/tract_shapes.py). The
 semantics follow tract's core NNEF registry: ``erf`` is the Gauss error
 function (torch-to-nnef builds the exact GELU on it); ``gather`` takes whole
 slices along ``axis`` (output shape input[:axis] + indices + input[axis+1:]);
 ``cast`` converts to the tract datum type ``to``; the reductions keep the
 reduced axes with extent 1, like NNEF's; ``*_reduce_last`` picks the *last*
-index among ties.
+index among ties. Operations named ``tract_nnef_tvm_*`` are the reader's own helpers
+(inserted by reader/tract_document.py and reader/tract_scan.py, never written by tract).
 """
 from __future__ import annotations
 
+import numpy as np
 from tvm import relax
 
 from ..context import norm_axes
@@ -148,14 +150,10 @@ def round_even(ctx, op):
 @converter("tract_core_range", extension="tract")
 def range_(ctx, op):
     """[start, start + step, ...) stopping before ``end``: a constant (the reader needs literals)."""
-    import numpy as np
-    start, end, step = (op.inputs[n] for n in ("start", "end", "step"))
+    start, step = op.inputs["start"], op.inputs["step"]
     n = ctx.result_shape(op)[0]
-    return ctx.const(start + step * np.arange(n), op_result_type(ctx, op))
-
-
-def op_result_type(ctx, op):
-    return ctx.graph.tensors[str(next(iter(op.outputs.values())))].dtype
+    nnef_type = ctx.graph.tensors[str(op.outputs["output"])].dtype
+    return ctx.const(start + step * np.arange(n), nnef_type)
 
 
 @converter("tract_core_one_hot", extension="tract")
@@ -167,16 +165,12 @@ def one_hot(ctx, op):
     dt = ctx.result_dtype(op)
     on = ctx.const(op.attribs["value_on"], dt, (1,) * rank)
     off = ctx.const(op.attribs["value_off"], dt, (1,) * rank)
-    shape = ctx.shape(idx)
     axis = axis + rank if axis < 0 else axis
     # positions 0..dim-1 along the new axis, compared with the index broadcast over it
     pos_shape = [1] * rank
     pos_shape[axis] = op.attribs["dim"]
-    import numpy as np
     pos = ctx.const(np.arange(op.attribs["dim"]).reshape(pos_shape), ctx.value_dtype(idx))
-    idx_e = R.expand_dims(idx, axis)
-    del shape
-    return R.where(R.equal(idx_e, pos), on, off)
+    return R.where(R.equal(R.expand_dims(idx, axis), pos), on, off)
 
 
 # Up to this extent along the sorted axis, topk ranks by pairwise comparisons (plain compute
@@ -199,7 +193,6 @@ def topk(ctx, op):
         order = ctx.emit(R.argsort(x, axis=axis, descending=largest, dtype=it))
         idx = ctx.emit(R.strided_slice(order, axes=[axis], begin=[0], end=[k]) if k < n else order)
         return [R.gather_elements(x, idx, axis=axis), idx]
-    import numpy as np
 
     def at(arr, first):     # a 2-D constant placed on axes (axis, axis + 1) of rank_x + 1 dims
         shape = [1] * (rank_x + 1)
@@ -269,7 +262,6 @@ def sdpa(ctx, op):
     """softmax(q k^T * scale + mask) v over the last axis; ``scale`` 0 (absent) means
     1/sqrt(D); ``is_causal`` masks key positions after the query position (top-left aligned,
     as torch's is_causal). ``mask`` is additive; a logical mask keeps the true positions."""
-    import numpy as np
     q, k, v = (ctx.input(op, n, "scalar") for n in ("q", "k", "v"))
     dt = ctx.value_dtype(q)
     qs, ks = ctx.shape(q), ctx.shape(k)
