@@ -408,3 +408,34 @@ def test_tflite_fixture_int8_within_one_lsb_of_tflite(name):
         q = g.tensors[n].quantization
         codes = np.clip(np.floor(y / q["scale"] + 0.5) + int(q["zero_point"]), -128, 127)
         assert np.abs(codes - ref[n].astype(np.float32)).max() <= 1.0, n
+
+
+def test_int8_weights_are_stored_as_one_byte_codes(int8_pow2_run):
+    """After dead-code elimination the int8 module holds no float weight constants, and
+    its integer weight constants take one byte per filter element (4x less than float32)."""
+    import tvm
+    from tvm import relax
+    p, _ = int8_pow2_run
+    sizes = {}
+    for mode, kw in (("int8", {"int8": True}), ("fake", {"fake_quantize": True})):
+        mod = relax.transform.DeadCodeElimination()(from_nnef(_graph(p), **kw))
+        consts = []
+        relax.analysis.post_order_visit(
+            mod["main"], lambda e: consts.append(e) if isinstance(e, tvm.ir.expr.Constant) else None)
+        big = {}
+        for c in consts:
+            if not hasattr(c.value, "numpy"):
+                continue
+            a = c.value.numpy()
+            if a.size >= 24:                       # weights, not scalars / channel vectors
+                big.setdefault(str(a.dtype), {})[a.tobytes() + str(a.shape).encode()] = a.nbytes
+        sizes[mode] = {dt: sum(v.values()) for dt, v in big.items()}
+    elements = sum(p.data[w].size for w in ("w1", "w2", "wl", "wt", "w4"))
+    assert sizes["fake"].get("float32", 0) >= 4 * elements, sizes
+    assert "float32" not in sizes["int8"], sizes
+    assert sizes["int8"].get("int8", 0) + sizes["int8"].get("uint8", 0) == elements, sizes
+
+
+def test_cli_accepts_quantization_int8():
+    from nnef_tvm.cli.compile import build_parser
+    assert build_parser().parse_args(["m", "--quantization", "int8"]).quantization == "int8"
