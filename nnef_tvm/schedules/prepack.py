@@ -22,7 +22,7 @@ once; this module ties it to our pipeline and schedules:
 3. :func:`prepack_passes` (the pipeline's ``prepack`` phase, after scheduling):
    ``SplitLayoutRewritePreproc`` moves each annotated copy into its own
    PrimFunc (``<kernel>_weight_prepack``) called before the compute kernel
-   (``<kernel>_prepacked``, whose weight parameter now arrives packed), then
+   (which keeps its name; its weight parameter now arrives packed), then
    ``FoldConstant`` runs the copy at compile time when the weight is a bound
    constant. With ``keep_params=True`` the weights are runtime arguments, so
    the copy stays a separate (cheap, once per call) kernel; we do not use
@@ -180,8 +180,56 @@ def split_layout_rewrite_preproc():
         for gv, _ in out.functions_items():
             if gv.name_hint in originals:
                 out[gv] = originals[gv.name_hint]
-        return out
+        return _keep_kernel_names(out)
     return apply
+
+
+SPLIT_SUFFIX = "_prepacked"
+
+
+def _keep_kernel_names(mod):
+    """Give each split compute kernel ``<k>_prepacked`` its fused name ``<k>`` back.
+
+    The kernel symbols are what profiles show and what the fusion report maps
+    to NNEF operations (by the fused-function name), so splitting the packing
+    copy out must not rename the kernel. The original ``<k>`` is gone by now
+    (the split's dead-code elimination removed it).
+    """
+    import tvm
+    from tvm import relax
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    present = {gv.name_hint for gv in mod.get_global_vars()}
+    renamed = {}
+    for gv, func in mod.functions_items():
+        name = gv.name_hint
+        if isinstance(func, tvm.tirx.PrimFunc) and name.endswith(SPLIT_SUFFIX):
+            base = name[:-len(SPLIT_SUFFIX)]
+            if base not in present:
+                renamed[gv] = (base, func)
+    if not renamed:
+        return mod
+    # GlobalVars typed by their function: a builder's add_func makes them
+    bb = relax.BlockBuilder()
+    renames = {gv: bb.add_func(func, base) for gv, (base, func) in renamed.items()}
+
+    @mutator
+    class _Rename(PyExprMutator):
+        def visit_call_(self, call):
+            call = self.visit_expr_post_order(call)
+            if call.args and isinstance(call.args[0], relax.GlobalVar) and \
+                    call.args[0] in renames:
+                call = relax.Call(call.op, [renames[call.args[0]]] + list(call.args[1:]),
+                                  call.attrs, call.ty_args, call.span)
+            return call
+
+    out = tvm.IRModule({}, attrs=mod.attrs)
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            out[gv] = _Rename(mod).visit_expr(func)
+        else:
+            out[renames.get(gv, gv)] = func
+    return out
 
 
 def prepack_passes() -> list:
