@@ -439,3 +439,29 @@ def test_int8_weights_are_stored_as_one_byte_codes(int8_pow2_run):
 def test_cli_accepts_quantization_int8():
     from nnef_tvm.cli.compile import build_parser
     assert build_parser().parse_args(["m", "--quantization", "int8"]).quantization == "int8"
+
+
+def test_int8_kernels_get_the_cpu_convolution_schedules(int8_pow2_run):
+    """Through the project's x86 pipeline, every fused kernel holding an int8 conv2d /
+    matmul (``C += cast(A) * cast(B)``) is taken by a convolution rule of the default
+    CPU schedules, and the scheduled build still equals the exact reference."""
+    import tvm
+    from tvm import relax
+    from nnef_tvm.targets import get_target
+    from nnef_tvm.targets.pipeline import build_phases, run_phases
+    p, _ = int8_pow2_run
+    g = _graph(p)
+    tgt = get_target("x86", threads=1)
+    lowered = run_phases(from_nnef(g, int8=True), tgt, build_phases(tgt))
+    rules = {gv.name_hint: (f.attrs.get("nnef.schedule_rule") if f.attrs else None)
+             for gv, f in lowered.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
+    mac = {n: r for n, r in rules.items() if "conv2d" in n or "matmul" in n}
+    assert len(mac) >= 5, rules
+    assert all(r in ("conv_channel_vector", "conv_spatial_vector") for r in mac.values()), mac
+    vm = relax.VirtualMachine(relax.build(lowered, tgt.tvm(), relax_pipeline=None), tvm.cpu())
+    res = vm["main"](*[tvm.runtime.tensor(p.inputs[n]) for n in g.inputs])
+    ref = _reference(p)
+    for name, y in zip(g.outputs, res):
+        if name in p.quant:
+            np.testing.assert_array_equal(_out_codes(y.numpy(), p.quant[name]), ref[name][0],
+                                          err_msg=name)
