@@ -27,7 +27,7 @@ import numpy as np
 
 TRACT_VERSION = "0.21.13"
 # fixtures exported for a newer tract, where torch-to-nnef writes other operations
-TRACT_VERSION_OF = {"causal_lm": "0.22.1"}
+TRACT_VERSION_OF = {"causal_lm": "0.22.1", "upsample": "0.23.2"}
 
 
 def _models():
@@ -213,6 +213,16 @@ def _models():
             y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3)
             return torch.log_softmax(self.head(y.transpose(1, 2).reshape(1, 5, 8)), dim=-1)
 
+    class Upsample(nn.Module):
+        """bilinear (half-pixel and align-corners) and nearest upsampling; exported for tract
+        0.23.2, where torch-to-nnef writes tract_core_resize with constant scales/sizes."""
+
+        def forward(self, x):
+            a = nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            b = nn.functional.interpolate(x, size=(6, 8), mode="bilinear", align_corners=True)
+            c = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+            return a + b * c
+
     def randn(*shape):
         return torch.randn(*shape)
 
@@ -230,6 +240,7 @@ def _models():
         "misc": lambda: (Misc(), (randn(2, 6),)),
         "encoder": lambda: (Encoder(), (randn(1, 4, 8),)),
         "causal_lm": lambda: (CausalLm(), (randn(1, 5, 8),)),
+        "upsample": lambda: (Upsample(), (randn(1, 2, 3, 4),)),
     }
 
 

@@ -393,10 +393,12 @@ def _drop_repeated_statements(doc: ast.Document) -> ast.Document:
     return replace(doc, graph=replace(doc.graph, body=body))
 
 
-def _inline_scalar_variables(doc: ast.Document, sets, box) -> ast.Document:
-    """tract passes attributes as one-element variables (``epsilon = var_1e_05`` where
-    ``var_1e_05 = variable<scalar>(label = 'var_1e_05', shape = [])``); NNEF wants a literal, so
-    the value is read from the variable's .dat file and written in place of the identifier."""
+def _inline_variable_attributes(doc: ast.Document, sets, box) -> ast.Document:
+    """tract takes attributes from constant tensors: ``epsilon = var_1e_05`` with
+    ``var_1e_05 = variable<scalar>(label = 'var_1e_05', shape = [])``, or
+    ``scales = resize_scales`` with a ``[4]`` variable. NNEF wants literals, so the values
+    are read from the variables' .dat files and written in place of the identifiers: one
+    element for a primitive attribute, a 1-D variable for an array attribute."""
     if box is None or box.is_single_file:
         return doc
     from . import tensorfile
@@ -408,32 +410,40 @@ def _inline_scalar_variables(doc: ast.Document, sets, box) -> ast.Document:
             continue
         args = {a.name: a.value for a in rv.args}
         shape, label = args.get("shape"), _literal_value(args.get("label"))
-        if not (isinstance(shape, ast.ArrayExpr) and isinstance(label, str)
-                and all(isinstance(i, ast.Literal) and i.value == 1 for i in shape.items)):
+        if not (isinstance(shape, ast.ArrayExpr) and isinstance(label, str) and len(shape.items) <= 1):
             continue
         member = label.lstrip("/") + ".dat"
         if box.has(member):
-            consts[st.lvalue.name] = (member, rv.dtype or "scalar")
+            consts[st.lvalue.name] = member
     if not consts:
         return doc
     params = parameter_lists(doc, sets)
     cache = {}
+    cast = {"scalar": float, "integer": int, "logical": bool}
 
-    def value_of(name, pos):
+    def values(name):
         if name not in cache:
-            member, dtype = consts[name]
+            member = consts[name]
             array, _ = tensorfile.read_tensor(box.buffer(member), name=box.display_name(member))
-            item = array.reshape(-1)[0].item()
-            py = {"scalar": float, "integer": int, "logical": bool}.get(dtype, float)(item)
-            cache[name] = (py, dtype if dtype in ("scalar", "integer", "logical") else "scalar")
-        value, kind = cache[name]
-        return ast.Literal(value, kind, pos)
+            cache[name] = array.reshape(-1).tolist()
+        return cache[name]
+
+    def literal(v, ptype, pos):
+        kind = ptype.name if isinstance(ptype, ast.PrimitiveType) and ptype.name in cast else "scalar"
+        return ast.Literal(cast[kind](v), kind, pos)
 
     def fn(inv):
-        kinds = {p[0]: p[1] for p in params.get(inv.op, [])}
-        args = [replace(a, value=value_of(a.value.name, a.value.pos))
-                if kinds.get(a.name) and isinstance(a.value, ast.Name) and a.value.name in consts
-                else a for a in inv.args]
+        types = {p[0]: p[4] for p in params.get(inv.op, []) if p[1]}     # attributes only
+        args = []
+        for a in inv.args:
+            t = types.get(a.name)
+            if t is not None and isinstance(a.value, ast.Name) and a.value.name in consts:
+                vals, pos = values(a.value.name), a.value.pos
+                if isinstance(t, ast.ArrayType):
+                    a = replace(a, value=ast.ArrayExpr([literal(v, t.item, pos) for v in vals], pos))
+                elif len(vals) == 1:
+                    a = replace(a, value=literal(vals[0], t, pos))
+            args.append(a)
         return replace(inv, args=args)
 
     graph = replace(doc.graph, body=[replace(st, rvalue=map_invocations(st.rvalue, fn))
@@ -447,7 +457,7 @@ def prepare_document(doc: ast.Document, sets, box=None, input_shapes=None) -> as
     ``tract_core_scan`` loops unrolled (needs the shapes, see :mod:`.tract_scan`)."""
     if not sets or doc.graph is None:
         return doc
-    doc = _inline_scalar_variables(rewrite_document(doc, sets), sets, box)
+    doc = _inline_variable_attributes(rewrite_document(doc, sets), sets, box)
     from .tract_scan import PROBE, unroll_scans
 
     def check_probe(probe_doc, probe_shape):

@@ -130,6 +130,22 @@ def _sdpa(op, shape_of):
     return [lead + (q[-2], v[-1])]
 
 
+def _resize(op, shape_of):
+    """Output extents from ``sizes``, else floor(extent * scale) per axis (torch's rule)."""
+    import math
+    shape = tuple(shape_of(op.inputs["input"]))
+    sizes, scales = list(op.attribs.get("sizes") or []), list(op.attribs.get("scales") or [])
+    if sizes:
+        out = tuple(int(v) for v in sizes)
+    elif scales:
+        out = tuple(int(math.floor(d * float(s))) for d, s in zip(shape, scales))
+    else:
+        raise NNEFError(f"'{op.name}': needs 'scales' or 'sizes' (constant values)", op.pos)
+    if len(out) != len(shape) or min(out) < 1:
+        raise NNEFError(f"'{op.name}': output shape {out} does not fit input shape {shape}", op.pos)
+    return [out]
+
+
 def _broadcast(op, shape_of):
     """numpy-style (right-aligned) broadcast of ``input`` against ``shape``, as tract does."""
     a = tuple(shape_of(op.inputs["input"]))
@@ -152,6 +168,7 @@ SHAPES = {
     **{f"tract_core_{n}": _same_as_input for n in UNARY},
     "tract_core_broadcast": _broadcast,
     "tract_core_range": _range,
+    "tract_core_resize": _resize,
     "tract_core_log_softmax": _same_as_input,
     "tract_transformers_sdpa": _sdpa,
     "tract_core_shape_of": lambda op, shape_of: [(len(shape_of(op.inputs["input"])),)],

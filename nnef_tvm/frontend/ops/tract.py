@@ -280,3 +280,32 @@ def sdpa(ctx, op):
         keep = np.tril(np.ones((length, keys), dtype=bool))
         scores = ctx.emit(R.where(ctx.const(keep, "logical"), scores, relax.const(float("-inf"), dt)))
     return R.matmul(ctx.emit(R.nn.softmax(scores, axis=-1)), v)
+
+
+_RESIZE_METHOD = {"linear": "linear", "nearest": "nearest_neighbor", "cubic": "cubic"}
+_RESIZE_COORDS = {"half_pixel": "half_pixel", "pytorch_half_pixel": "pytorch_half_pixel",
+                  "align_corners": "align_corners", "asymmetric": "asymmetric"}
+_RESIZE_ROUNDING = {"floor": "floor", "ceil": "ceil", "round_prefer_floor": "round_prefer_floor",
+                    "round_prefer_ceil": "round_prefer_ceil"}
+
+
+@converter("tract_core_resize", extension="tract")
+def resize(ctx, op):
+    """Resize of the two trailing axes of an NCHW tensor (``interpolator`` linear / nearest /
+    cubic, ONNX-style ``coord_transformer`` and ``nearest_mode``), as Relax resize2d."""
+    x = ctx.input(op, "input", "scalar")
+    shape, out = ctx.shape(x), ctx.result_shape(op)
+    a = op.attribs
+    problems = []
+    if len(shape) != 4 or tuple(shape[:2]) != tuple(out[:2]):
+        problems.append(f"only the last two axes of a rank-4 tensor can be resized ({shape} -> {out})")
+    for key, table in (("interpolator", _RESIZE_METHOD), ("coord_transformer", _RESIZE_COORDS),
+                       ("nearest_mode", _RESIZE_ROUNDING)):
+        if a.get(key) not in table:
+            problems.append(f"{key} {a.get(key)!r} is not one of {', '.join(table)}")
+    if problems:
+        raise ctx.error(op, "tract_core_resize: " + "; ".join(problems))
+    return R.image.resize2d(x, size=tuple(out[2:]), layout="NCHW",
+                            method=_RESIZE_METHOD[a["interpolator"]],
+                            coordinate_transformation_mode=_RESIZE_COORDS[a["coord_transformer"]],
+                            rounding_method=_RESIZE_ROUNDING[a["nearest_mode"]])

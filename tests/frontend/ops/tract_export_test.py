@@ -37,7 +37,8 @@ def _check(folder: Path, model_path: Path):
 
 def test_fixtures_are_present_and_small():
     assert {"conv_bn", "mobile_block", "gelu_mlp", "attention", "conv1d", "embedding", "gru",
-            "lstm", "bigru", "deconv", "misc", "encoder", "causal_lm"} <= set(FIXTURES)
+            "lstm", "bigru", "deconv", "misc", "encoder", "causal_lm",
+            "upsample"} <= set(FIXTURES)
     total = sum(f.stat().st_size for f in DATA.rglob("*") if f.is_file())
     assert total < 300_000
 
