@@ -495,3 +495,28 @@ def test_tract_sdpa_and_log_softmax_match_numpy(tmp_path):
             lv - np.log(np.exp(lv).sum((1, 2), keepdims=True))]
     for got, ref in zip(out, refs):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_tract_cast_result_type_known_while_checking(tmp_path):
+    """A cast to 'i64' feeds an integer-only parameter (gather indices) and a cast of an
+    integer literal to 'f32' feeds a scalar-only one (pow), as torch-to-nnef writes them."""
+    p = tmp_path / "graph.nnef"
+    p.write_text("""version 1.0;
+extension tract_registry tract_core;
+graph g( x, pos ) -> ( picked, scaled )
+{
+  x = tract_core_external(shape = [5, 2], datum_type = 'f32');
+  pos = tract_core_external(shape = [3], datum_type = 'f32');
+  idx = tract_core_cast(pos, to = 'i64');
+  picked = tract_core_gather(x, indices = idx, axis = 0);
+  four = tract_core_cast(4, to = 'f32');
+  scaled = pow(x, four);
+}
+""")
+    m = nnef_tvm.load(p, extensions=("tract",))
+    assert m.graph.tensors["idx"].dtype == "integer" and m.graph.tensors["four"].dtype == "scalar"
+    x = np.arange(10, dtype="float32").reshape(5, 2) / 4
+    pos = np.array([4.7, 0.2, 2.9], "float32")
+    picked, scaled = run_graph(m.graph, {"x": x, "pos": pos}, extensions=("tract",))
+    np.testing.assert_array_equal(picked, x[[4, 0, 2]])
+    np.testing.assert_allclose(scaled, x ** 4, rtol=1e-6)
