@@ -394,7 +394,8 @@ def _zoo(name):
 @pytest.mark.parametrize("name", [pytest.param("tflite_int8", marks=pytest.mark.slow),
                                   "tflite_int8_conformant"])
 def test_tflite_fixture_int8_within_one_lsb_of_tflite(name):
-    """Whole model in int8 mode: <= 1 LSB from the TFLite interpreter on every output."""
+    """Whole model in int8 mode: <= 1 LSB from the TFLite interpreter on every output, and
+    bit for bit the fake-quant build's outputs (no result of this input is near a tie)."""
     model = _zoo(name)
     g = model.graph
     ref = np.load(os.path.join(ZOO, name, "reference.npz"))
@@ -404,10 +405,12 @@ def test_tflite_fixture_int8_within_one_lsb_of_tflite(name):
         inputs.append(((ref[n].astype(np.float32) - int(q["zero_point"])) * q["scale"])
                       .astype("float32"))
     outs = run_module(from_nnef(model, int8=True), inputs)
-    for n, y in zip(g.outputs, outs):
+    fake = run_module(from_nnef(model, fake_quantize=True), inputs)
+    for n, y, f in zip(g.outputs, outs, fake):
         q = g.tensors[n].quantization
         codes = np.clip(np.floor(y / q["scale"] + 0.5) + int(q["zero_point"]), -128, 127)
         assert np.abs(codes - ref[n].astype(np.float32)).max() <= 1.0, n
+        np.testing.assert_array_equal(y, f, err_msg=n)
 
 
 def test_int8_weights_are_stored_as_one_byte_codes(int8_pow2_run):
