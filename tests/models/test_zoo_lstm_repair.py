@@ -153,7 +153,8 @@ def test_zoo_lstm_nnef_tools_interpreter_agrees(name):
     from nnef_tools.interpreter.pytorch import Interpreter
     entry = INDEX[name]
     ref = np.load(os.path.join(ROOT, entry["reference"]))
-    interp = Interpreter(os.path.join(ROOT, entry["nnef"]), device="cpu", decomposed=["lstm_loop", "lstm_step"])
+    interp = Interpreter(os.path.join(ROOT, entry["nnef"]), device="cpu",
+                         decomposed=["lstm_loop", "lstm_step"])
     got = interp([ref[k] for k in entry["input_order"]])
     for k in entry["output_order"]:
         err = float(np.max(np.abs(np.asarray(got[k], dtype=np.float64) - ref[k])))

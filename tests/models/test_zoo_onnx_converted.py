@@ -12,7 +12,6 @@ does, then:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
