@@ -9,6 +9,13 @@ their shape functions, and rewrites the tract-specific input operation
 ``x = tract_core_external(shape = [...], datum_type = 'f32')`` to the standard
 ``x = external<scalar>(shape = [...])``. tract also accepts fragment definitions
 and operator expressions without the KHR extension lines, so the set implies both.
+
+Where the pieces live: this module holds the registry of sets, the text-level
+preprocessing and the two entry points; :mod:`.tract_document` the syntax-tree
+rewrites that make torch-to-nnef output checkable (called from semantics and, for
+those needing the container or shapes, from the loader via :func:`prepare_document`);
+:mod:`.tract_scan` the unrolling of ``tract_core_scan``; :mod:`.tract_shapes` the
+shape functions; frontend/ops/tract.py the converters.
 """
 from __future__ import annotations
 
