@@ -210,8 +210,31 @@ def _matmul(ctx, op, plan: Plan) -> relax.Expr:
 _INT8 = {"conv": _conv, "linear": _linear, "matmul": _matmul}
 
 
+def _activation_converter(ctx, op):
+    """relu / literal clamp on the codes of an integer result with the same grid."""
+    from .activations import clamp_codes, same_grid_activation
+    x = op.inputs.get("x")
+    cached = int8_state(ctx).codes.get(str(x)) if isinstance(x, Identifier) else None
+    if cached is None:
+        return None
+    grid = same_grid_activation(ctx.graph, op, cached[1])
+    if grid is None:
+        return None
+
+    def convert(ctx, op):
+        name = str(next(iter(op.outputs.values())))
+        codes, value = clamp_codes(ctx, op, cached[0][0], cached[0][1], grid, name)
+        state = int8_state(ctx)
+        state.codes[name] = ((codes, cached[0][1]), grid)
+        state.exact[name] = value
+        return value
+    return convert
+
+
 def int8_converter(ctx, op):
     """The integer converter ``fn(ctx, op)`` for ``op``, or None when it stays float."""
+    if op.name in ("relu", "clamp"):
+        return _activation_converter(ctx, op)
     if op.name not in _INT8:
         return None
     plan, _ = plan_operation(ctx.graph, op)
