@@ -221,7 +221,7 @@ def _channel_factors(plan, lanes):
     return out
 
 
-def _channel_defaults(plan, lanes, cores):
+def _channel_defaults(plan, lanes, cores, allow_x=True):
     xt = _divisor_at_most(plan.exts[plan.x], 8 if lanes >= 16 else 6)
     factors = _channel_factors(plan, lanes)
     if not factors:
@@ -232,13 +232,41 @@ def _channel_defaults(plan, lanes, cores):
     # it for narrow tiles
     wide = lanes * 2 if (lanes >= 16 or xt <= 6) else 0
     fi = wide if wide in factors else next((c for c in factors if c <= lanes), factors[0])
-    return {"conv.channel_vector.fi": fi, "conv.channel_vector.xt": xt,
-            "conv.channel_vector.tasks": 4 * cores}
+    out = {"conv.channel_vector.fi": fi, "conv.channel_vector.xt": xt,
+           "conv.channel_vector.tasks": 4 * cores, "conv.channel_vector.vector": "f"}
+    if allow_x and _prefers_column_vectors(plan, lanes):
+        out.update({"conv.channel_vector.vector": "x", "conv.channel_vector.fi": 8,
+                    "conv.channel_vector.xt": _divisor_at_most(plan.exts[plan.x], lanes)})
+    return out
+
+
+def _prefers_column_vectors(plan, lanes) -> bool:
+    """1x1 convolutions over rows longer than a vector: vectorise along the row.
+
+    One contiguous input vector then feeds 8 output channels (weights
+    broadcast) and results are stored straight in NCHW. Measured 12-65% faster
+    than channel vectors for MobileNetV2's 1x1 convolutions at 28-112 px; 3x3
+    convolutions stay faster with channel vectors (each input scalar feeds a
+    whole 2-vector channel tile).
+    """
+    exts = plan.exts
+    window = [e for e in exts[plan.nsp:] if e > 1]
+    return (len(window) == 1 and exts[plan.x] > lanes and exts[plan.f] % 8 == 0
+            and _divisor_at_most(exts[plan.x], lanes) >= lanes // 2 and _unit_stride(plan))
+
+
+def _unit_stride(plan) -> bool:
+    """The data operand steps by exactly one element per output column (contiguous vectors)."""
+    from tvm.sym.pattern import detect_linear_equation
+    data = plan.mac.reads[plan.a]
+    coef = detect_linear_equation(data.region[-1].min, [plan.mac.ivars[plan.x]])
+    return len(coef) == 2 and hasattr(coef[0], "value") and int(coef[0].value) == 1
 
 
 def _channel_key(plan, setting) -> tuple:
     """(fi, xt, rows split) -- what a channel_vector setting changes in the schedule."""
     fi = setting["conv.channel_vector.fi"]
+    vector = setting.get("conv.channel_vector.vector", "f")
     tasks = max(1, setting["conv.channel_vector.tasks"])
     rest = [i for i in range(plan.nsp) if i not in (plan.f, plan.x)]
     count = plan.exts[plan.f] // fi
@@ -248,7 +276,7 @@ def _channel_key(plan, setting) -> tuple:
     after = [plan.exts[i] for i in rest if i > plan.f]
     split = 0 if (count >= tasks or not after) else _divisor_at_least(after[0],
                                                                       -(-tasks // count))
-    return fi, setting["conv.channel_vector.xt"], split
+    return fi, setting["conv.channel_vector.xt"], split, vector
 
 
 def channel_vector_space(sch, lanes: int, cores: int) -> list:
@@ -280,6 +308,14 @@ def channel_vector_space(sch, lanes: int, cores: int) -> list:
     add(tasks=cores)
     add(tasks=16 * cores)
     xext = plan.exts[plan.x]
+    if _unit_stride(plan):
+        # row vectors (x): a vector-wide (or narrower) row tile times 4-16 channels
+        xv = _divisor_at_most(xext, lanes)
+        for fi in (8, 4, 16):
+            if xv >= 4 and plan.exts[plan.f] % fi == 0:
+                add(vector="x", fi=fi, xt=xv)
+    default = _channel_defaults(plan, lanes, cores, allow_x=False)    # channel-vector variants
+    add()
     xts = sorted((d for d in range(1, min(xext, 16) + 1) if xext % d == 0),
                  key=lambda d: (abs(d - default[key_xt]), -d))
     for xt in xts:
@@ -344,9 +380,11 @@ def spatial_vector_space(sch, lanes: int, cores: int) -> list:
 def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     """Direct convolution vectorised over output channels (see module docstring).
 
-    Knobs (``conv.channel_vector.*``): ``fi`` output channels per vector tile,
-    ``xt`` output columns per register tile, ``tasks`` the parallel task count
-    to reach before rows are shared out too.
+    Knobs (``conv.channel_vector.*``): ``fi`` output channels per register
+    tile, ``xt`` output columns per register tile, ``tasks`` the parallel task
+    count to reach before rows are shared out too, ``vector`` the axis the SIMD
+    vector runs along ("f": output channels, weights packed channel-innermost
+    and the input broadcast; "x": output columns, weights broadcast).
     """
     plan = _channel_plan(sch)
     if plan is None:
@@ -357,9 +395,11 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     fi_factor = int(knob("conv.channel_vector.fi", defaults["conv.channel_vector.fi"]))
     xt = int(knob("conv.channel_vector.xt", defaults["conv.channel_vector.xt"]))
     tasks = int(knob("conv.channel_vector.tasks", defaults["conv.channel_vector.tasks"]))
+    along_x = knob("conv.channel_vector.vector", defaults.get("conv.channel_vector.vector",
+                                                               "f")) == "x"
     mac, loops, exts, nsp = plan.mac, plan.loops, plan.exts, plan.nsp
     f, x, fdim, b = plan.f, plan.x, plan.fdim, plan.b
-    if exts[f] % fi_factor or exts[x] % xt:
+    if exts[f] % fi_factor or exts[x] % xt or (along_x and not _unit_stride(plan)):
         return False
     spatial = list(range(nsp))
     fo, fi = sch.split(loops[f], [None, fi_factor])
@@ -370,7 +410,8 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     after_f = [loops[i] for i in rest if i > f]
     after_f_exts = [exts[i] for i in rest if i > f]
     reds = list(loops[nsp:])
-    sch.reorder(*before_f, fo, *after_f, xo, *reds, xi, fi)
+    # the vector runs along the innermost loop: output channels, or output columns
+    sch.reorder(*before_f, fo, *after_f, xo, *reds, *((fi, xi) if along_x else (xi, fi)))
     # parallel over (batch.., channel tiles) and, if that is too little work, rows
     row = after_f[0] if after_f else None
     row_ext = after_f_exts[0] if after_f else 1
@@ -401,12 +442,12 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     wb = sch.cache_write(mac.block, 0, "local")
     nout = len(sch.get(mac.block).writes[0].region)
     out_f = _out_dim_of(sch, mac.block, mac.ivars[f])
-    if out_f is not None:
+    if out_f is not None and not along_x:
         operm = [i for i in range(nout) if i != out_f] + [out_f]
         sch.transform_layout(mac.block, ("write", 0), lambda *idx: [idx[i] for i in operm])
     sch.reverse_compute_at(wb, xo)
-    sch.vectorize(fi)
-    sch.unroll(xi)
+    sch.vectorize(xi if along_x else fi)
+    sch.unroll(fi if along_x else xi)
     sch.decompose_reduction(mac.block, reds[0])
     _finish(sch, mac.block, wb, lanes)
     return True

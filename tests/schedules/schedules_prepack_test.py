@@ -97,6 +97,8 @@ CONVS = [
     # (name, x shape, cout, k, stride, pad, groups, dilation)
     ("conv3x3", (1, 16, 10, 10), 32, 3, 1, 1, 1, 1),
     ("conv1x1_7px", (1, 64, 7, 7), 32, 1, 1, 0, 1, 1),
+    ("conv1x1_wide_rows", (1, 8, 40, 40), 24, 1, 1, 0, 1, 1),
+    ("conv1x1_s2_wide_rows", (1, 8, 40, 40), 16, 1, 2, 0, 1, 1),
     ("conv3x3_s2_odd", (1, 8, 11, 11), 16, 3, 2, 1, 1, 1),
     ("conv3x3_dilated", (1, 8, 12, 12), 16, 3, 1, 2, 1, 2),
     ("conv5x5_cout24_odd_width", (1, 4, 9, 13), 24, 5, 1, 2, 1, 1),
@@ -289,6 +291,7 @@ def test_long_multi_read_chains_stay_materialised(x86):
 KNOB_CASES = [
     ("conv3x3", dict(cin=16, cout=32, hw=8, k=3, stride=1, groups=1)),
     ("conv1x1_14px", dict(cin=24, cout=48, hw=14, k=1, stride=1, groups=1)),
+    ("conv1x1_wide_rows", dict(cin=8, cout=16, hw=48, k=1, stride=1, groups=1)),
     ("depthwise_s2", dict(cin=16, cout=16, hw=16, k=3, stride=2, groups=16)),
     ("depthwise_14px", dict(cin=8, cout=8, hw=14, k=3, stride=1, groups=8)),
 ]
@@ -342,6 +345,15 @@ def test_first_setting_is_the_default_schedule(x86):
     with knob_overrides(knob_space(func, x86)[0]):
         first, _ = schedule_cpu_func(func, x86.tvm())
     tvm.ir.assert_structural_equal(plain, first)
+
+
+def test_wide_1x1_rows_vectorise_along_the_row(x86):
+    """1x1 over rows longer than a vector: column vectors by default, output stored in NCHW."""
+    from nnef_tvm.schedules.default import knob_space
+    func = next(iter(fused_primfuncs(conv_case(8, 16, 48, 1, 1, 1), x86).values()))
+    assert knob_space(func, x86)[0]["conv.channel_vector.vector"] == "x"
+    func3 = next(iter(fused_primfuncs(conv_case(8, 16, 48, 3, 1, 1), x86).values()))
+    assert knob_space(func3, x86)[0]["conv.channel_vector.vector"] == "f"
 
 
 def test_no_knobs_for_the_generic_rule(x86):
