@@ -232,7 +232,10 @@ def _activation_converter(ctx, op):
 
 
 def int8_converter(ctx, op):
-    """The integer converter ``fn(ctx, op)`` for ``op``, or None when it stays float."""
+    """The integer converter ``fn(ctx, op)`` for ``op``, or None when it stays float
+    (also whenever NNEF ``scalar`` is not float32: the dequantized values are float32)."""
+    if ctx.options.dtype != "float32":
+        return None
     if op.name in ("relu", "clamp"):
         return _activation_converter(ctx, op)
     if op.name not in _INT8:
