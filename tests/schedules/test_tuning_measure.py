@@ -1,9 +1,12 @@
 """Real MetaSchedule tuning, measured locally and through a loopback RPC tracker.
 
-Slow: every run starts builder/runner processes that import TVM's tensor
-intrinsics (~1-2 min on a loaded 2-core machine) before the first trial.
-The records must resume (a second run measures nothing), be applied by the
-compiler, and the tuned build must still match numpy.
+Slow: every run starts a runner process (and MetaSchedule's search a
+builder process) that imports TVM before the first trial (10-30 s on a
+loaded 2-core machine). The records must resume (a second run measures
+nothing), be applied by the compiler, and the tuned build must still match
+numpy. The local run uses MetaSchedule's evolutionary search only; the RPC
+run uses the default strategy (template search first), so both kinds of
+candidate are measured through a runner.
 """
 import socket
 import time
@@ -47,12 +50,14 @@ def test_local_tuning_resumes_and_is_applied(tmp_path):
     store = TuningStore(tmp_path)
     lines = []
     s = tune_model(None, "x86", trials=2, store=store, mod=matmul_relu_module(),
-                   progress=lines.append, seed=1)
+                   progress=lines.append, seed=1, strategy="evolutionary")
+    assert s.template_trials == 0 and set(s.phases) == {"evolutionary"}
     assert s.trials == 2 and s.skipped == 0
     log = store.read(s.device_key)
     assert sum(log.trial_counts().values()) == 2 and log.best()
     assert any("trials 2/2" in ln and "left ~" in ln for ln in lines), lines
-    again = tune_model(None, "x86", trials=2, store=store, mod=matmul_relu_module())
+    again = tune_model(None, "x86", trials=2, store=store, mod=matmul_relu_module(),
+                       strategy="evolutionary")
     assert again.trials == 0 and again.skipped == 1
     compiled = compile_relax(matmul_relu_module(), get_target("x86"), tuning_dir=tmp_path)
     assert compiled.metadata["tuning"]["tuned_kernels"] == 1
@@ -91,7 +96,7 @@ def test_tuning_through_rpc_tracker(tmp_path, tracker):
     store = TuningStore(tmp_path)
     s = tune_model(None, "x86", trials=2, store=store, mod=matmul_relu_module(),
                    tracker=tracker, rpc_key="tune-loop", device_key_override="loopback-board")
-    assert s.device_key == "loopback-board" and s.trials == 2
+    assert s.device_key == "loopback-board" and s.trials == 2 and s.template_trials == 2
     log = store.read("loopback-board")
     assert sum(log.trial_counts().values()) == 2
     assert log.best(), "no successful remote measurement"
