@@ -71,7 +71,8 @@ def fake_quantize_array(x: np.ndarray, quantization: dict) -> np.ndarray | None:
             lo, hi = zero_point_bounds(int(quantization["bits"]), quantization["signed"],
                                        quantization["symmetric"])
             z, scale = arg("zero_point"), arg("scale")
-            q = np.clip(_nnef_round(x / scale) + z, dt.type(lo), dt.type(hi))
+            with np.errstate(over="ignore"):     # 32-bit bounds are +-inf in float16
+                q = np.clip(_nnef_round(x / scale) + z, dt.type(lo), dt.type(hi))
             return ((q - z) * scale).astype(dt)
         if op_name == "logarithmic_quantize":
             mx = arg("max")

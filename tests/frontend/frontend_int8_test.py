@@ -373,6 +373,19 @@ def test_int8_module_runs_integer_kernels(int8_pow2_run):
         assert all(t in ("int8", "uint8") for t in operand_types), calls
 
 
+def test_int8_needs_float32_scalars():
+    """With NNEF scalar = float16 the dequantized float32 values would not type-check:
+    every operation keeps its float converter (fake quantization)."""
+    from tvm import relax
+    p = _configure(Params(**INT8, pow2=True, seed=5), per_channel=True)
+    mod = from_nnef(_graph(p), int8=True, dtype="float16")
+    outs = []
+    relax.analysis.post_order_visit(mod["main"], lambda e: outs.append(str(e.ty.dtype)) if (
+        isinstance(e, relax.Call) and getattr(e.op, "name", "") in ("relax.nn.conv2d",
+                                                                     "relax.matmul")) else None)
+    assert outs and set(outs) == {"float16"}, outs
+
+
 def test_auto_picks_int8_only_when_every_op_qualifies():
     p = _configure(Params(**INT8, pow2=True, seed=3), per_channel=True)
     g = _graph(p)
