@@ -36,7 +36,7 @@ from frontend.support_frontend import graph_of, run_graph, run_module
 ZOO = os.path.join(os.path.dirname(__file__), "..", "data", "zoo")
 
 TEXT = """version 1.0;
-graph G( x, a, m1, m2 ) -> ( c1, c2, c3, c4, r1, k2, c5, l1, mm, mt )
+graph G( x, a, m1, m2 ) -> ( c1, c2, c3, c4, r1, k2, c5, mp, l1, mm, mt )
 {
     x = external(shape = [2, 4, 9, 8]);
     a = external(shape = [5, 12]);
@@ -58,14 +58,17 @@ graph G( x, a, m1, m2 ) -> ( c1, c2, c3, c4, r1, k2, c5, l1, mm, mt )
     r1 = relu(c1);
     k2 = clamp(c2, KA, KB);
     c5 = conv(k2, w5, 0.0, groups = 0);
+    mp = max_pool(k2, size = [1, 1, 3, 3], stride = [1, 1, 2, 2],
+                  padding = [(0, 0), (0, 0), (1, 1), (1, 0)], border = 'constant');
     l1 = linear(a, wl, bl);
     mm = matmul(m1, m2);
     mt = matmul(a, wt, transposeB = true);
 }
 """
 # conv windows (NNEF padding, stride, dilation, groups) of c1, c2, c3 for the reference;
-# c4 consumes c1's codes directly (conv -> conv); r1 / k2 share c1's / c2's grid, so
-# they are computed on codes, and c5 consumes k2's codes (conv -> clamp -> conv)
+# c4 consumes c1's codes directly (conv -> conv); r1 / k2 / mp share c1's / c2's grid,
+# so they are computed on codes, and c5 consumes k2's codes (conv -> clamp -> conv);
+# mp's zero padding takes part in the max (border 'constant')
 CONVS = {"c1": ("w1", "b1", [(1, 2), (0, 1)], (2, 2), (1, 1), 1),
          "c2": ("w2", "b2", None, (1, 1), (2, 1), 4),
          "c3": ("w1", None, [(1, 1), (1, 1)], (1, 1), (1, 1), 1)}
@@ -143,7 +146,7 @@ def _configure(p: Params, per_channel: bool) -> Params:
     for name in ("c1", "c2", "l1", "mt", "mm"):
         p.output(name, real[name][0])
     p.weight_tensor("w5", (8, 1, 1, 1), per_channel)
-    p.quant["r1"], p.quant["k2"] = p.quant["c1"], p.quant["c2"]
+    p.quant["r1"], p.quant["k2"], p.quant["mp"] = p.quant["c1"], p.quant["c2"], p.quant["c2"]
     s2 = float(p.quant["c2"]["scale"])       # clamp bounds 17.3 / 23.6 steps either side
     p.clamp = (float(np.float32(-17.3 * s2)), float(np.float32(23.6 * s2)))
     real = _reference(p)
@@ -155,7 +158,7 @@ def _configure(p: Params, per_channel: bool) -> Params:
 # asymmetric uint8 everywhere (per-tensor weights; activation codes q - z need 9 bits, so
 # raw codes with zero-point corrections); symmetric int8 with per-channel weights
 UINT8 = dict(act=(False, False, 100), weight=(False, False, 131), out=(False, False, 120))
-INT8 = dict(act=(True, True, 0), weight=(True, True, 0), out=(True, False, -5))
+INT8 = dict(act=(True, True, 0), weight=(True, True, 0), out=(True, False, 0))
 
 
 def _graph(p: Params):
@@ -251,6 +254,12 @@ def _reference(p: Params):
             s = np.float64(q[src]["scale"])
             real = np.clip(ref[src][0] * s, lo_b, hi_b)
             ref[name] = (_codes(real, q[name]), None)
+        kp = np.pad(ref["k2"][0], [(0, 0), (0, 0), (1, 1), (1, 0)])    # real 0 = code 0
+        mp = np.full(kp.shape[:2] + (5, 4), np.iinfo(np.int64).min)
+        for i in range(3):
+            for j in range(3):
+                mp = np.maximum(mp, kp[:, :, i:i + 9:2, j:j + 7:2])
+        ref["mp"] = (mp, None)
         cw = _codes(p.data["w5"], q["w5"], axis0=True)
         acc = _conv_int64(ref["k2"][0], cw, [(0, 0), (0, 0)], (1, 1), (1, 1), 8)
         sw = np.broadcast_to(np.asarray(q["w5"]["scale"], np.float64), (cw.shape[0],))

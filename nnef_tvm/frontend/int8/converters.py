@@ -231,6 +231,27 @@ def _activation_converter(ctx, op):
     return convert
 
 
+def _max_pool_converter(ctx, op):
+    """max_pool of an integer result with the same grid, on its codes."""
+    from .activations import max_pool_codes, shared_grid
+    x = op.inputs.get("input")
+    cached = int8_state(ctx).codes.get(str(x)) if isinstance(x, Identifier) else None
+    if cached is None:
+        return None
+    (codes, offset), grid = cached[0], shared_grid(ctx.graph, op, cached[1])
+    if grid is None or (offset and op.attribs.get("border") != "ignore"):
+        return None       # raw codes: the padded real 0 is not code 0
+
+    def convert(ctx, op):
+        name = str(next(iter(op.outputs.values())))
+        out, value = max_pool_codes(ctx, op, codes, offset, grid, name)
+        state = int8_state(ctx)
+        state.codes[name] = ((out, offset), grid)
+        state.exact[name] = value
+        return value
+    return convert
+
+
 def int8_converter(ctx, op):
     """The integer converter ``fn(ctx, op)`` for ``op``, or None when it stays float
     (also whenever NNEF ``scalar`` is not float32: the dequantized values are float32)."""
@@ -238,6 +259,8 @@ def int8_converter(ctx, op):
         return None
     if op.name in ("relu", "clamp"):
         return _activation_converter(ctx, op)
+    if op.name == "max_pool":
+        return _max_pool_converter(ctx, op)
     if op.name not in _INT8:
         return None
     plan, _ = plan_operation(ctx.graph, op)
