@@ -95,12 +95,33 @@ def _mac_block(sch):
     return mac
 
 
+def _plain_copy(sch, block) -> bool:
+    """A block that only copies one element (a zero-width "padding" stage)."""
+    stmt = sch.get(block)
+    value = getattr(stmt.body, "value", None)
+    # (TVM 0.27 names the load node TensorLoad; tirx.BufferLoad is a constructor)
+    return type(stmt.body).__name__ == "BufferStore" and \
+        type(value).__name__ in ("BufferLoad", "TensorLoad")
+
+
 def _prepare(sch):
-    """Inline the epilogue chain; keep producers of the reduction (padding) apart."""
+    """Inline the epilogue chain; keep producers of the reduction (padding) apart.
+
+    A producer that pads nothing (legalization emits a pure copy for padding 0)
+    is inlined instead: the convolution then reads its input directly.
+    """
     mac = _mac_block(sch)
     if mac is None:
         return None
-    keep = {sch.get(b).name_hint for b in sch.get_producers(mac.block)}
+    keep = set()
+    for b in sch.get_producers(mac.block):
+        if _plain_copy(sch, b) and not sch.get(b).init:
+            try:
+                sch.compute_inline(b)
+                continue
+            except Exception:
+                pass
+        keep.add(sch.get(b).name_hint)
     inline_elementwise(sch, keep)
     return _mac_block(sch)
 
