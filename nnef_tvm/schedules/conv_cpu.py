@@ -12,7 +12,9 @@ convolution micro-kernels cover the convolutions NNEF models contain:
   (accumulated in a local buffer that LLVM keeps in registers). The weights
   are read as ``[channel tile, other dims.., channel in tile]``: for a weight
   marked layout free (a constant, see :mod:`.prepack`) that copy is made once
-  at compile time; otherwise each parallel task packs its own tile.
+  at compile time; otherwise each parallel task packs its own tile. For 1x1
+  convolutions over rows longer than a vector the roles swap (``vector="x"``):
+  the vector runs along the output row, times 8 broadcast weights.
 * :func:`schedule_spatial_vector` -- the output channel indexes the data too
   (depthwise, grouped): vectorise along the output width instead, with the
   same register-accumulator structure. A convolution strided along the width
@@ -24,7 +26,7 @@ bounds test in the inner loop) and fuse the elementwise epilogue (bias,
 residual add, relu, clamp, ...) into the write-back of the accumulator, so the
 convolution result never makes a round trip through memory.
 
-Tile choices are tuning knobs (``conv.channel_vector.{fi,xt,tasks}``,
+Tile choices are tuning knobs (``conv.channel_vector.{fi,xt,tasks,vector}``,
 ``conv.spatial_vector.{xt,yt,phase_split}``, read through
 :func:`.cpu_common.knob`); ``channel_vector_space`` / ``spatial_vector_space``
 list the valid settings of one kernel, the default first.

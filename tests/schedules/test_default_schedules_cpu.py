@@ -216,3 +216,13 @@ def test_dense_rows_before_columns_take_the_channel_rule(target):
     arrays, got, text = _check(func, target, "conv_channel_vector")
     x, w, b = arrays[:3]
     np.testing.assert_allclose(got, x.astype(np.float64) @ w + b, rtol=1e-4, atol=1e-4)
+
+
+def test_zero_padding_copy_is_inlined(target):
+    """A 1x1 convolution's padding stage copies without padding: it is folded into the conv."""
+    func = _single_kernel(conv_case(24, 48, 20, 1, 1, 1), target)
+    assert 'T.sblock("pad_temp")' in func.script()               # legalization emits a copy
+    arrays, got, text = _check(func, target, "conv_channel_vector")
+    assert 'T.sblock("pad_temp")' not in text
+    want = numpy_conv(arrays[0].astype(np.float64), arrays[1].astype(np.float64), 1, 1)
+    np.testing.assert_allclose(got, np.maximum(want + arrays[2], 0), rtol=1e-4, atol=1e-4)
