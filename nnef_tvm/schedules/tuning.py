@@ -383,9 +383,15 @@ def make_builder(*, workers: int = 1, timeout_sec: float = 120.0, cross_compiler
 
 
 def make_runner(*, tracker: Optional[str] = None, key: Optional[str] = None,
-                timeout_sec: float = 60.0, number: int = 3, repeat: int = 1,
+                timeout_sec: float = 60.0, number: int = 3, repeat: int = 3,
                 min_repeat_ms: int = 20):
-    """LocalRunner (one worker) or, with ``tracker`` HOST:PORT and ``key``, an RPCRunner."""
+    """LocalRunner (one worker) or, with ``tracker`` HOST:PORT and ``key``, an RPCRunner.
+
+    Each trial records ``repeat`` timings (each at least ``min_repeat_ms``);
+    the store ranks records by their mean. With one timing, a load spike
+    during the *default* candidate's run made a worse setting look faster on
+    a shared machine; three make that much less likely.
+    """
     from tvm.s_tir.meta_schedule import runner as msr
     evaluator = msr.EvaluatorConfig(number=number, repeat=repeat, min_repeat_ms=min_repeat_ms,
                                     enable_cpu_cache_flush=False)
