@@ -169,6 +169,17 @@ def test_keep_params_weights_are_packed_by_a_separate_kernel(x86):
                                atol=1e-4)
 
 
+def test_frontend_keep_params_marks_the_variables(x86):
+    """``from_nnef(keep_params=True)`` names its inputs (nnef_input_names): the rest are weights."""
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((16, 4, 3, 3)).astype("float32")
+    b = rng.standard_normal((1, 16, 1, 1)).astype("float32")
+    mod = _conv_module((1, 4, 6, 6), w, b, pad=1, weights_as_params=True)
+    mod["main"] = mod["main"].without_attr("num_input").with_attr("nnef_input_names", ["x"])
+    (func,) = fused_primfuncs(mod, x86).values()
+    assert [int(i) for i in func.attrs["layout_free_buffers"]] == [1, 2]
+
+
 def test_plain_param_weights_stay_unmarked_and_pack_per_task(x86):
     """Without num_input every main parameter is an input: no mark, the old in-kernel copy."""
     rng = np.random.default_rng(4)
