@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from .cpu_common import (inline_elementwise, is_reduction, iter_kinds, knob, root_blocks,
                          schedule_spatial_nest, static_extents, trivial_binding, vars_in)
-from .prepack import PREPROC_ANNOTATION, pack_weight_once, weight_is_layout_free
+from .prepack import pack_weight_once, weight_is_layout_free
 
 
 def _divisor_at_most(n: int, cap: int) -> int:
@@ -315,8 +315,7 @@ def channel_vector_space(sch, lanes: int, cores: int) -> list:
     default = _channel_defaults(plan, lanes, cores)
     if default is None:
         return []
-    key_fi, key_xt, key_tasks = ("conv.channel_vector.fi", "conv.channel_vector.xt",
-                                 "conv.channel_vector.tasks")
+    key_xt = "conv.channel_vector.xt"
     out = [default]
     seen = {_channel_key(plan, default)}
 

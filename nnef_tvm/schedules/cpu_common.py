@@ -8,7 +8,6 @@ parallelising and vectorising a plain loop nest).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 

@@ -148,7 +148,8 @@ def test_weights_arrive_packed_and_the_copy_left_the_kernel(x86):
     call = [bd.value for blk in snaps["prepack"]["main"].body.blocks for bd in blk.bindings
             if isinstance(bd.value, relax.Call) and fname in str(bd.value.args[0])][0]
     packed = call.args[1].fields[1].value.numpy()
-    np.testing.assert_array_equal(packed, w.reshape(64 // fi, fi, 16, 3, 3).transpose(0, 2, 3, 4, 1))
+    np.testing.assert_array_equal(packed,
+                                  w.reshape(64 // fi, fi, 16, 3, 3).transpose(0, 2, 3, 4, 1))
 
 
 def test_keep_params_weights_are_packed_by_a_separate_kernel(x86):
