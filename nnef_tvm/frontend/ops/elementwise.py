@@ -158,6 +158,18 @@ def select(ctx, op):
 
 @converter("clamp")
 def clamp(ctx, op):
-    """clamp(x, a, b) = max(min(x, b), a) with tensor bounds (a > b gives a)."""
+    """clamp(x, a, b) = max(min(x, b), a) with tensor bounds (a > b gives a).
+
+    With literal bounds (relu6 is ``clamp(x, 0.0, 6.0)``) this is ``relax.clip``:
+    one elementwise op that fuses as a plain epilogue; TVM's min/max lower to
+    the same compare-and-select as NNEF's select form (NaN gives ``b``).
+    """
+    a_lit, b_lit = op.inputs["a"], op.inputs["b"]
+    x = ctx.input(op, "x", "scalar")
+    if (isinstance(a_lit, (int, float)) and isinstance(b_lit, (int, float))
+            and not isinstance(a_lit, bool) and not isinstance(b_lit, bool)
+            and str(ctx._type(x).dtype).startswith("float")):
+        lo, hi = float(a_lit), float(b_lit)
+        return R.clip(x, lo, max(lo, hi))
     x, a, b = ctx.broadcast_operands(*(ctx.input(op, n, "scalar") for n in ("x", "a", "b")))
     return nnef_max(ctx.emit(nnef_min(x, b)), a)

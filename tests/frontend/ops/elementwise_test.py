@@ -169,3 +169,28 @@ def test_random_left_aligned_broadcasting():
         b = _left_aligned(values[f"b{k}"], rank)
         np.testing.assert_array_equal(got[2 * k], a - b, err_msg=str((sa, sb)))
         np.testing.assert_array_equal(got[2 * k + 1], np.where(a > 0, b, a), err_msg=str((sa, sb)))
+
+
+def test_clamp_with_literal_bounds_is_one_clip_with_nnef_semantics():
+    """relu6-style clamp(x, 0.0, 6.0) maps to relax.clip; NaN, infinities, ties and a > b."""
+    from frontend.support_frontend import graph_of
+    from nnef_tvm.frontend import from_nnef
+
+    text = graph_text({"x": [2, 8]}, "\n".join([
+        "    r6 = clamp(x, 0.0, 6.0);",
+        "    iv = clamp(x, -1.0, 2.0);",
+        "    rev = clamp(x, 1.0, -1.0);",     # a > b gives a
+    ]), ["r6", "iv", "rev"])
+    x = np.array([[np.nan, -7.0, -0.0, 0.0, 5.999, 6.0, 6.5, 1e30],
+                  [-1.0, 2.0, -1.5, 2.5, 0.25, np.inf, -np.inf, 3.0]], "float32")
+    r6, iv, rev = run_nnef(text, {"x": x})
+
+    def spec(v, a, b):      # max(min(v, b), a) with NNEF's select forms
+        m = np.where(v < b, v, b)
+        return np.where(m > a, m, a).astype("float32")
+    np.testing.assert_array_equal(r6, spec(x, 0.0, 6.0))
+    np.testing.assert_array_equal(iv, spec(x, -1.0, 2.0))
+    np.testing.assert_array_equal(rev, spec(x, 1.0, -1.0))
+    assert r6[0, 0] == 6.0                     # NaN: both comparisons false -> b
+    ir = from_nnef(graph_of(text)).script()
+    assert ir.count("R.clip(") == 3 and "R.where(" not in ir
