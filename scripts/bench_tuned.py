@@ -21,7 +21,9 @@ Usage::
 
     python scripts/bench_tuned.py zoo/resnet18 zoo/mobilenet_v2 --threads 2 \\
         --trials 32 --time-budget 900 [--strategy both] [--tuning-dir DIR] \\
-        [--repeat 15] [--warmup 3] [--json out.json]
+        [--repeat 15] [--warmup 3] [--per-round 5] [--json out.json]
+    # time the records of an earlier run again (no tuning):
+    python scripts/bench_tuned.py zoo/resnet18 --tuning-dir DIR --skip-tuning
 
 Timings on a shared machine drift with the load: compare the columns of one
 row (measured side by side), not rows of different runs.
@@ -112,8 +114,13 @@ def bench_model(arg: str, args, store_root: str) -> dict:
         if onnx_file is None:
             from nnef_tvm.bench.peers import export_onnx
             onnx_file = export_onnx(nnef_dir, os.path.join(work, "model.onnx"))
-        tuned_info = tune(nnef_dir, store_root, args)
-        print(f"  tuned in {tuned_info['seconds']:.0f}s: {tuned_info['summary']}", flush=True)
+        if args.skip_tuning:
+            tuned_info = {"seconds": float("nan"), "summary": "reused store " + store_root,
+                          "trials_measured": None}
+        else:
+            tuned_info = tune(nnef_dir, store_root, args)
+            print(f"  tuned in {tuned_info['seconds']:.0f}s: {tuned_info['summary']}",
+                  flush=True)
         empty = os.path.join(work, "no-tuning")
         os.mkdir(empty)
         libs, builds = {}, {}
@@ -136,7 +143,8 @@ def bench_model(arg: str, args, store_root: str) -> dict:
                     raise SystemExit(f"{name}: {e.label} failed to start: {e.error}")
             outs = {e.label: np.load(e.save_output(os.path.join(work, f"{e.label}.npy")))
                     for e in engines}
-            times = alternate(engines, warmup=args.warmup, repeat=args.repeat)
+            times = alternate(engines, warmup=args.warmup, repeat=args.repeat,
+                              per_round=args.per_round)
         finally:
             for e in engines:
                 e.close()
@@ -165,7 +173,8 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         trials = f"{r['trials']} ({r['trials_measured']} measured)" \
             if r.get("trials_measured") is not None else str(r["trials"])
-        out.append(f"| {r['model']} | {r['threads']} | {trials} | {r['tuning_s']:.0f} s | "
+        tuning = "-" if r["tuning_s"] != r["tuning_s"] else f"{r['tuning_s']:.0f} s"
+        out.append(f"| {r['model']} | {r['threads']} | {trials} | {tuning} | "
                    f"{r['onnxruntime_ms']:.2f} | {r['untuned_ms']:.2f} | {r['tuned_ms']:.2f} | "
                    f"{r['tuned_vs_ort']:.2f}x | {r['untuned_vs_ort']:.2f}x |")
     return "\n".join(out)
@@ -182,8 +191,14 @@ def main(argv=None) -> int:
     ap.add_argument("--tuning-dir", help="tuning store to use (default: a temporary one)")
     ap.add_argument("--repeat", type=int, default=15, help="timed rounds")
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--per-round", type=int, default=5,
+                    help="runs of each engine per round (median over all runs)")
+    ap.add_argument("--skip-tuning", action="store_true",
+                    help="time the records already in --tuning-dir (no nnef-tune run)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
+    if args.skip_tuning and not args.tuning_dir:
+        ap.error("--skip-tuning needs --tuning-dir")
     from nnef_tvm.schedules.device_key import cpu_model
     cmd = "python scripts/bench_tuned.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"CPU: {cpu_model()}  threads: {args.threads}  load average: {load_average()}",
