@@ -156,6 +156,29 @@ def select(ctx, op):
     return R.where(c, t, f)
 
 
+def _scalar_bound(ctx, v, x_rank: int):
+    """The float value of a clamp bound that is one number for every element, else None.
+
+    A literal, or a one-element constant (NNEF-Tools writes relu6's 6.0 as a
+    ``constant<scalar>(shape = [], value = [6.0])``) of rank <= the rank of x,
+    so that broadcasting it does not change the result's shape.
+    """
+    import tvm
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        expr = ctx.operand(v)
+    except Exception:
+        return None
+    if isinstance(expr, tvm.ir.expr.Constant):
+        arr = expr.value.numpy()
+        if arr.size == 1 and arr.ndim <= x_rank and arr.dtype.kind == "f":
+            return float(arr.reshape(()))
+    return None
+
+
 @converter("clamp")
 def clamp(ctx, op):
     """clamp(x, a, b) = max(min(x, b), a) with tensor bounds (a > b gives a).
@@ -164,12 +187,9 @@ def clamp(ctx, op):
     one elementwise op that fuses as a plain epilogue; TVM's min/max lower to
     the same compare-and-select as NNEF's select form (NaN gives ``b``).
     """
-    a_lit, b_lit = op.inputs["a"], op.inputs["b"]
     x = ctx.input(op, "x", "scalar")
-    if (isinstance(a_lit, (int, float)) and isinstance(b_lit, (int, float))
-            and not isinstance(a_lit, bool) and not isinstance(b_lit, bool)
-            and str(ctx._type(x).dtype).startswith("float")):
-        lo, hi = float(a_lit), float(b_lit)
+    lo, hi = (_scalar_bound(ctx, op.inputs[n], ctx.rank(x)) for n in ("a", "b"))
+    if lo is not None and hi is not None and str(ctx._type(x).dtype).startswith("float"):
         return R.clip(x, lo, max(lo, hi))
     x, a, b = ctx.broadcast_operands(*(ctx.input(op, n, "scalar") for n in ("x", "a", "b")))
     return nnef_max(ctx.emit(nnef_min(x, b)), a)

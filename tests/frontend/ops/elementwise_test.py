@@ -194,3 +194,28 @@ def test_clamp_with_literal_bounds_is_one_clip_with_nnef_semantics():
     assert r6[0, 0] == 6.0                     # NaN: both comparisons false -> b
     ir = from_nnef(graph_of(text)).script()
     assert ir.count("R.clip(") == 3 and "R.where(" not in ir
+
+
+def test_clamp_with_one_element_constant_bound_is_a_clip():
+    """NNEF-Tools writes relu6 as clamp(x, 0.0, c) with c = constant<scalar>(shape = [], [6.0])."""
+    from frontend.support_frontend import graph_of
+    from nnef_tvm.frontend import from_nnef
+
+    text = graph_text({"x": [1, 4, 2, 2]}, "\n".join([
+        "    c = constant<scalar>(shape = [], value = [6.0]);",
+        "    per = constant<scalar>(shape = [1, 4], value = [1.0, 2.0, 3.0, 4.0]);",
+        "    y = clamp(x, 0.0, c);",
+        "    z = clamp(x, 0.0, per);",           # per-channel bound: stays a select chain
+    ]), ["y", "z"])
+    x = rand((1, 4, 2, 2), 5, -9.0, 9.0)
+    x[0, 0, 0, 0] = np.nan
+    y, z = run_nnef(text, {"x": x})
+    per = np.arange(1, 5, dtype="float32").reshape(1, 4, 1, 1)
+
+    def spec(v, a, b):
+        m = np.where(v < b, v, b)
+        return np.where(m > a, m, a).astype("float32")
+    np.testing.assert_array_equal(y, spec(x, 0.0, 6.0))
+    np.testing.assert_array_equal(z, spec(x, 0.0, per))
+    ir = from_nnef(graph_of(text)).script()
+    assert ir.count("R.clip(") == 1 and ir.count("R.where(") == 2
