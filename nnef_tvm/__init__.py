@@ -12,6 +12,9 @@ TVM is imported lazily so that the reader (and ``nnef-compile --check``) works
 without paying for it.
 """
 from .errors import NNEFError, SourcePos  # noqa: F401
+from .threads import set_default_threads as _set_default_threads
+
+_set_default_threads()
 
 __version__ = "0.1.0"
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from .artifact import metadata_from_module, read_metadata
 from .errors import NNEFError
+from .threads import configure_cpu_threads
 
 DEVICES = ("cpu", "cuda", "vulkan", "opencl", "rocm", "metal")
 
@@ -125,7 +126,7 @@ def load(path: str, device: str = "cpu", *, session=None, threads: Optional[int]
                         f"{platform.machine()}: run it on the device with --rpc HOST:PORT "
                         "or --tracker HOST:PORT --key KEY", file=path)
     if threads:
-        tvm.get_global_func("runtime.config_threadpool")(0, int(threads))
+        configure_cpu_threads(threads)
     dev = tvm.device(device, 0)
     if not dev.exist:
         raise NNEFError(f"no {device} device on this machine")
