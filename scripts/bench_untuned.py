@@ -107,6 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--per-round", type=int, default=3,
+                    help="timed runs per engine per round (each turn starts with one untimed run)")
     ap.add_argument("--skip-default", action="store_true",
                     help="do not run TVM's unscheduled build (slow on big models)")
     ap.add_argument("--json", help="write the results here")
@@ -115,7 +117,8 @@ def main(argv=None) -> int:
     from nnef_tvm.bench.alternate import Engine, alternate
 
     print(f"CPU: {cpu_model()}  threads: {args.threads}  batch: 1  "
-          f"repeats: {args.repeat} (median; each engine in its own process, alternating rounds)",
+          f"rounds: {args.repeat} x {args.per_round} runs (median; each engine in its own "
+          "process, alternating rounds)",
           flush=True)
     results = []
     for arg in args.models:
@@ -154,7 +157,8 @@ def main(argv=None) -> int:
                     outs[e.label] = np.load(e.save_output(os.path.join(work, f"{e.label}.npy")))
                 ref = outs["onnxruntime"]
                 diff = float(np.abs(outs["tvm-rules"].reshape(ref.shape) - ref).max())
-                times = alternate(engines, warmup=args.warmup, repeat=args.repeat)
+                times = alternate(engines, warmup=args.warmup, repeat=args.repeat,
+                                  per_round=args.per_round)
             finally:
                 for e in engines:
                     e.close()

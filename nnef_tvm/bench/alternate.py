@@ -97,12 +97,16 @@ class Engine:
 
 
 def alternate(engines: list[Engine], *, warmup: int = 3, repeat: int = 10,
-              per_round: int = 1, pause: float = 0.2) -> dict[str, list]:
-    """Warm each engine up, then ``repeat`` rounds of ``per_round`` runs per engine.
+              per_round: int = 1, pause: float = 0.2, rewarm: int = 1) -> dict[str, list]:
+    """Warm each engine up, then ``repeat`` rounds of ``per_round`` timed runs per engine.
 
     ``pause`` seconds between engines let the previous engine's spinning
-    threads go to sleep before the next one is timed. Engines that failed to
-    start are skipped. Returns label -> per-run seconds.
+    threads go to sleep before the next one is timed. Each engine's turn
+    starts with ``rewarm`` untimed runs: after the pause its own worker
+    threads are asleep and its caches cold, and timing that first run would
+    measure thread wake-up, not steady-state inference (what users of a
+    runtime in a serving loop see, and what nnef-bench times). Engines that
+    failed to start are skipped. Returns label -> per-run seconds.
     """
     live = [e for e in engines if e.error is None]
     for e in live:
@@ -110,6 +114,8 @@ def alternate(engines: list[Engine], *, warmup: int = 3, repeat: int = 10,
         time.sleep(pause)
     for _ in range(repeat):
         for e in live:
+            if rewarm:
+                e.run(rewarm)
             e.times.extend(e.run(per_round))
             time.sleep(pause)
     return {e.label: list(e.times) for e in live}
