@@ -39,14 +39,7 @@ import sys
 import tempfile
 import time
 
-
-def model_paths(arg: str) -> tuple[str, str | None]:
-    """(NNEF folder, source ONNX file or None) for a model argument."""
-    nnef_dir = os.path.join(arg, "nnef")
-    if os.path.isdir(nnef_dir):
-        onnx_file = os.path.join(arg, "source.onnx")
-        return nnef_dir, onnx_file if os.path.exists(onnx_file) else None
-    return arg, None
+from bench_untuned import model_paths  # noqa: E402  (scripts/ is on sys.path when run)
 
 
 def load_average() -> list[float]:

@@ -52,9 +52,8 @@ def nnef_to_onnx(nnef_dir: str, work: str) -> str:
     return out
 
 
-def build_tvm(nnef_dir: str, threads: int, rules: bool):
-    """(VirtualMachine, input specs, compile seconds) with or without our schedules."""
-    import tvm
+def build_executable(nnef_dir: str, threads: int, rules: bool):
+    """(relax executable, input specs, compile seconds) with or without our default schedules."""
     from tvm import relax
     import nnef_tvm
     from nnef_tvm.compiler import io_specs
@@ -73,31 +72,22 @@ def build_tvm(nnef_dir: str, threads: int, rules: bool):
             ph.passes = default_schedule_passes(tgt) if rules else []
     lowered = run_phases(mod, tgt, phases)
     ex = relax.build(lowered, tgt.tvm(), relax_pipeline=None)
-    vm = relax.VirtualMachine(ex, tvm.cpu())
-    return vm, inputs, time.perf_counter() - start
+    return ex, inputs, time.perf_counter() - start
+
+
+def build_tvm(nnef_dir: str, threads: int, rules: bool):
+    """(VirtualMachine, input specs, compile seconds): the build loaded in this process."""
+    import tvm
+    from tvm import relax
+    ex, inputs, secs = build_executable(nnef_dir, threads, rules)
+    return relax.VirtualMachine(ex, tvm.cpu()), inputs, secs
 
 
 def build_library(nnef_dir: str, threads: int, rules: bool, path: str):
-    """Compile like :func:`build_tvm` and export the library to ``path`` -> (input specs, secs)."""
-    import tvm
-    from tvm import relax
-    import nnef_tvm
-    from nnef_tvm.compiler import io_specs
-    from nnef_tvm.schedules.default import default_schedule_passes
-    from nnef_tvm.targets import get_target
-    from nnef_tvm.targets.pipeline import build_phases, run_phases
-
+    """The build exported to ``path`` -> (input specs, compile + export seconds)."""
     start = time.perf_counter()
-    model = nnef_tvm.load(nnef_dir)
-    mod = nnef_tvm.from_nnef(model)
-    inputs, _ = io_specs(mod, model.graph)
-    tgt = get_target("x86", threads=threads)
-    phases = build_phases(tgt)
-    for ph in phases:
-        if ph.name == "schedule":
-            ph.passes = default_schedule_passes(tgt) if rules else []
-    lowered = run_phases(mod, tgt, phases)
-    relax.build(lowered, tgt.tvm(), relax_pipeline=None).export_library(path)
+    ex, inputs, _ = build_executable(nnef_dir, threads, rules)
+    ex.export_library(path)
     return inputs, time.perf_counter() - start
 
 
