@@ -7,6 +7,7 @@ Exit status: 0 success, 1 a problem with the input (NNEFError, printed as
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -54,6 +55,12 @@ def run_main(prog: str, body: Callable[[argparse.Namespace], int],
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`nnef-run m.so --info | head`): stop quietly,
+        # and point stdout at /dev/null so the interpreter's final flush does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def parse_shape(text: str) -> tuple[str, list[int]]:
