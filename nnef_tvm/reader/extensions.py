@@ -122,6 +122,13 @@ _PROPERTIES = re.compile(r"fragment\s+tract_core_properties\s*\(\s*\)\s*->\s*\([
                          r"\{(?:[^}\"']|\"[^\"]*\"|'[^']*')*\}")
 
 
+def _pos_at(text: str, offset: int, file) -> SourcePos:
+    """The 1-based line and column of character ``offset`` of ``text``."""
+    line = text.count("\n", 0, offset) + 1
+    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return SourcePos(file, line, col, offset)
+
+
 def preprocess_text(text: str, sets: Iterable[ExtensionSet], file=None) -> str:
     """Text-level work done before parsing.
 
@@ -136,22 +143,18 @@ def preprocess_text(text: str, sets: Iterable[ExtensionSet], file=None) -> str:
         symbol = re.match(r"\s*tract_symbol\b\s*([A-Za-z_][A-Za-z0-9_]*)?", m.group(1))
         if symbol is not None and "tract" in enabled:
             start = m.start(1) + symbol.start(0) + len(symbol.group(0)) - len(symbol.group(0).lstrip())
-            line = text.count("\n", 0, start) + 1
-            col = start - (text.rfind("\n", 0, start) + 1) + 1
             raise NNEFError(
                 f"symbolic dimension '{symbol.group(1) or '?'}' (extension tract_symbol): nnef-tvm "
                 f"compiles static shapes only; export without dynamic axes (torch-to-nnef: no "
-                f"dynamic_axes)", SourcePos(file, line, col, start))
+                f"dynamic_axes)", _pos_at(text, start, file))
         for offset_name in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", m.group(1)):
             owner = owning_set(offset_name.group(0))
             if owner is not None and owner.name not in enabled:
-                start = m.start(1) + offset_name.start()
-                line = text.count("\n", 0, start) + 1
-                col = start - (text.rfind("\n", 0, start) + 1) + 1
                 raise NNEFError(
                     f"extension '{offset_name.group(0)}' belongs to the opt-in '{owner.name}' "
                     f"extension set, which is not enabled (use --extensions {owner.name}, or "
-                    f"extensions=('{owner.name}',))", SourcePos(file, line, col, start))
+                    f"extensions=('{owner.name}',))",
+                    _pos_at(text, m.start(1) + offset_name.start(), file))
     if "tract" in enabled:
         text = _PROPERTIES.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
     return text
