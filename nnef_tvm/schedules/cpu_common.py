@@ -183,7 +183,7 @@ def schedule_spatial_nest(sch, block, lanes: int) -> None:
 # A tuner (schedules/tuning.py, template_search.py) lists the valid settings of
 # one kernel with ``default.knob_space`` and schedules it once per setting inside
 # ``with knob_overrides(setting):``; the resulting trace is an ordinary
-# MetaSchedule record. Names are "conv.<rule>.<name>" (see conv_cpu).
+# MetaSchedule record. Names are "conv.<rule>.<name>" (see conv_channel_cpu, conv_spatial_cpu).
 import contextlib as _contextlib
 import contextvars as _contextvars
 

@@ -1,7 +1,7 @@
 """Weights re-laid-out once, at compile time, instead of inside every kernel run.
 
 A fast CPU convolution wants its weights in a kernel-specific order (a tile
-of output channels innermost, see :mod:`.conv_cpu`). Copying them into that
+of output channels innermost, see :mod:`.conv_channel_cpu`). Copying them into that
 order inside the kernel costs, for the 1x1 convolutions of a small feature
 map, as much as the arithmetic. TVM 0.27 has the machinery to do the copy
 once; this module ties it to our pipeline and schedules:

@@ -401,7 +401,7 @@ def test_tuned_record_with_prepack_builds_and_stays_correct(x86):
     from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
     from nnef_tvm.schedules.cpu_common import knob_overrides
     from nnef_tvm.schedules.default import knob_space
-    from nnef_tvm.schedules import conv_cpu
+    from nnef_tvm.schedules import conv_channel_cpu
     from nnef_tvm.schedules.tuning import fused_module, tuning_target
     from tvm import s_tir
     rng = np.random.default_rng(7)
@@ -417,7 +417,7 @@ def test_tuned_record_with_prepack_builds_and_stays_correct(x86):
     wmod = _normalize_mod(func)
     sch = s_tir.Schedule(wmod)
     with knob_overrides(setting):
-        assert conv_cpu.schedule_channel_vector(sch, 16, 2)
+        assert conv_channel_cpu.schedule_channel_vector(sch, 16, 2)
     db = ms.database.MemoryDatabase()
     workload = db.commit_workload(wmod)
     db.commit_tuning_record(ms.database.TuningRecord(
