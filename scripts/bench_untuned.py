@@ -41,6 +41,9 @@ def model_paths(arg: str) -> tuple[str, str | None]:
     if os.path.isdir(nnef_dir):
         onnx_file = os.path.join(arg, "source.onnx")
         return nnef_dir, onnx_file if os.path.exists(onnx_file) else None
+    parent_onnx = os.path.join(os.path.dirname(os.path.abspath(arg)), "source.onnx")
+    if os.path.exists(parent_onnx):     # the zoo's nnef/ folder given directly
+        return arg, parent_onnx
     return arg, None
 
 
