@@ -167,6 +167,10 @@ def _compile(args) -> int:
     compiled.export(out, progress=progress)
     print(f"wrote {out} ({os.path.getsize(out)} bytes, target {target.name}, "
           f"{len(compiled.kernels)} kernels)")
+    stale = (compiled.metadata.get("tuning") or {}).get("stale_kernels")
+    if stale:
+        from ..schedules.apply import STALE_ADVICE
+        print(f"tuning: {stale} kernels: {STALE_ADVICE}")
     if args.verify:
         print(verify(compiled, out, model_path=args.model))
     return 0

@@ -11,7 +11,9 @@ Records go to the tuning store (``$NNEF_TVM_TUNING_DIR``, else
 ``$XDG_CACHE_HOME/nnef-tvm/tuning``), one folder per device key; ``nnef-compile``
 picks them up automatically for the same device. Re-running resumes: kernels
 that already have N trials are skipped, and knob settings already measured are
-not measured again.
+not measured again. Records are stamped with the version of the default
+schedule rules; when the rules change, a kernel's records from the older rules
+are ignored (by compile too) and re-running measures the new default again.
 
 Strategies (``--strategy``): ``template`` times our own CPU schedule rules
 under each of their knob settings (tile sizes, vector widths, ...) -- few,
@@ -44,6 +46,9 @@ strategies:
   replay        MetaSchedule's random replay of its design space
   both          template, then evolutionary with the remaining trials/time
   --trials counts every measured trial of a kernel, stored ones included.
+  Records are ranked by the minimum of their repeated timings. Records made
+  against an older version of the default schedules are ignored (compile uses
+  the current default for those kernels); re-running nnef-tune re-measures.
 
 examples:
   nnef-tune model/ --target x86 --trials 200 --time-budget 1800
@@ -158,9 +163,14 @@ def _list(args) -> int:
         print(f"no tuning records in {store.root}")
         return 0
     print(f"tuning store {store.root}:")
+    from ..schedules.rules_version import classify
     for key in devices:
         log = store.read(key)
-        print(f"  {key}: {len(log.by_hash())} workloads, {len(log.records)} trials")
+        fresh = classify(log)
+        stale = (f" ({len(fresh.stale)} trials of {len(fresh.stale_workloads)} workloads "
+                 "predate the current default schedules: ignored until re-tuned)"
+                 if fresh.stale else "")
+        print(f"  {key}: {len(log.by_hash())} workloads, {len(log.records)} trials{stale}")
     return 0
 
 

@@ -9,6 +9,14 @@ without a record keep the default schedule (none on CPU, dlight on GPUs).
 ``--tuning-dir DIR`` may be a store root (the device's subfolder is used) or a
 single device folder / MetaSchedule JSONDatabase folder. Setting
 ``NNEF_TVM_NO_TUNING=1`` disables the automatic lookup in the default store.
+
+Best record: the lowest minimum repeat (:func:`.store.best_secs`). Records
+that competed with an older version of the default rules are ignored
+(:func:`.rules_version.classify`); a kernel left without records because of
+that keeps the *current* default schedule and is reported ("records predate
+the current default schedules ... re-run nnef-tune") on the progress line,
+in :meth:`AppliedTuning.summary` (the compiled model's ``metadata["tuning"]``)
+and by ``nnef-compile``.
 """
 from __future__ import annotations
 
@@ -19,6 +27,9 @@ from typing import Callable, Optional
 
 from ..errors import NNEFError
 from .store import RECORD_FILE, TuningStore, read_log
+
+STALE_ADVICE = ("records predate the current default schedules, using defaults; "
+                "re-run nnef-tune")
 
 ENV_DISABLE = "NNEF_TVM_NO_TUNING"
 
@@ -33,27 +44,49 @@ class AppliedTuning:
     records: int                  # best records loaded (one per workload)
     tuned: Optional[int] = None   # fused kernels with a record (after count())
     kernels: Optional[int] = None
+    rules_version: Optional[str] = None
+    stale_database: object = None  # workloads whose records are all stale (None: none)
+    stale_workloads: int = 0      # in the store
+    stale: Optional[int] = None   # fused kernels among them (after count())
 
     def count(self, fused_mod, target) -> tuple[int, int]:
-        """(kernels with a tuned record, tunable kernels) of a module after FuseTIR."""
+        """(kernels with a tuned record, tunable kernels) of a module after FuseTIR.
+
+        Also counts the kernels whose records are all stale (``stale``).
+        """
         self.tuned, self.kernels = count_tuned(self.database, fused_mod, target.tvm())
+        self.stale = count_known(self.stale_database, fused_mod) \
+            if self.stale_database is not None else 0
         return self.tuned, self.kernels
 
+    def stale_line(self) -> Optional[str]:
+        """The warning about stale records, None when there is nothing to say."""
+        n = self.stale if self.stale is not None else self.stale_workloads
+        if not n:
+            return None
+        what = "kernels" if self.stale is not None else "workloads in the store"
+        return f"{n} {what}: {STALE_ADVICE}"
+
     def line(self) -> str:
+        stale = self.stale_line()
+        tail = f"; {stale}" if stale else ""
         if self.tuned is None:
-            return f"tuning: {self.records} tuned workloads for device {self.device_key}"
+            return (f"tuning: {self.records} tuned workloads for device {self.device_key}"
+                    + tail)
         return (f"tuning: {self.tuned} of {self.kernels} kernels use tuned schedules, "
-                f"{self.kernels - self.tuned} default (device {self.device_key})")
+                f"{self.kernels - self.tuned} default (device {self.device_key})" + tail)
 
     def summary(self) -> dict:
         return {"device_key": self.device_key, "tuned_kernels": self.tuned,
-                "default_kernels": None if self.kernels is None else self.kernels - self.tuned}
+                "default_kernels": None if self.kernels is None else self.kernels - self.tuned,
+                "stale_kernels": self.stale, "rules_version": self.rules_version}
 
 
 def tuning_for_compile(target, tuning_dir=None, progress: Optional[Callable] = None,
                        device_key_override: Optional[str] = None) -> Optional[AppliedTuning]:
     """The tuned schedules to apply for ``target``, or None (default schedules)."""
     from .device_key import device_key
+    from .rules_version import classify
     from .tuning import _memory_database
     key = device_key(target, override=device_key_override)
     if tuning_dir:
@@ -69,13 +102,44 @@ def tuning_for_compile(target, tuning_dir=None, progress: Optional[Callable] = N
         if tuning_dir and progress is not None:
             progress(f"tuning: no records for device {key} in {folder}; default schedules")
         return None
-    log = read_log(folder)
-    database, loaded = _memory_database(None, log, top_k=1)
-    if not loaded:
+    fresh = classify(read_log(folder))
+    database, loaded = _memory_database(None, fresh.log, top_k=1)
+    if not loaded and not fresh.defaulted:
         if progress is not None:
             progress(f"tuning: no usable records for device {key} in {folder}")
         return None
-    return AppliedTuning(database, key, str(folder), loaded)
+    stale_db = _workload_database(fresh.log, fresh.defaulted) if fresh.defaulted else None
+    return AppliedTuning(database, key, str(folder), loaded, rules_version=fresh.version,
+                         stale_database=stale_db, stale_workloads=len(fresh.defaulted))
+
+
+def _workload_database(log, hashes):
+    """A MemoryDatabase holding just the workloads ``hashes`` (asked with has_workload)."""
+    from tvm.s_tir import meta_schedule as ms
+    from .tuning import _warn
+    db = ms.database.MemoryDatabase()
+    for w in log.workloads:
+        if w is not None and w.shash in hashes:
+            try:
+                db.commit_workload(ms.database.Workload.from_json(w.json).mod)
+            except Exception as e:  # noqa: BLE001 - a bad line must never crash a build
+                _warn(f"skipped stored workload {w.shash}: {e}")
+    return db
+
+
+def count_known(database, fused_mod) -> int:
+    """How many unscheduled PrimFuncs of ``fused_mod`` are workloads of ``database``."""
+    from tvm import tirx
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+    n = 0
+    for _, func in fused_mod.functions.items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        if func.attrs is not None and func.attrs.get("tirx.is_scheduled", False):
+            continue
+        if database.has_workload(_normalize_mod(func)):
+            n += 1
+    return n
 
 
 def count_tuned(database, fused_mod, tvm_target) -> tuple[int, int]:

@@ -7,6 +7,7 @@ folder (``$NNEF_TVM_TUNING_DIR``, else ``$XDG_CACHE_HOME/nnef-tvm/tuning``)::
 
     ROOT/<device key>/database_workload.json       one workload per line
     ROOT/<device key>/database_tuning_record.json  one measured trial per line
+    ROOT/<device key>/nnef_tvm_record_stamps.json  which rules version a record met
     ROOT/<device key>/.lock                        flock(2) target for appends
 
 The two files use MetaSchedule's ``JSONDatabase`` line format (a workload line
@@ -23,11 +24,26 @@ read them ourselves because:
 
 Workloads are keyed by their structural hash, so a kernel shared by two models
 (the same fused conv shape) is tuned and stored once.
+
+Stamps: MetaSchedule's record line has exactly four fields (TVM 0.27's
+``TuningRecord::FromJSON`` rejects a fifth), so what ``nnef-tune`` knows
+about a record -- the version of the default schedule rules it competed with
+and whether the template search or MetaSchedule's search measured it
+(:mod:`.rules_version`) -- goes into a third file, one JSON object per line,
+keyed by the record's workload hash and a digest of its JSON
+(:func:`record_digest`). A key survives re-indexing by export/import and
+does not depend on line numbers; TVM's ``JSONDatabase`` ignores the file.
+
+Ranking: a record's time is the *minimum* of its measured repeats
+(:func:`best_secs`). On a shared machine a repeat can only be slowed down by
+other load, never sped up, so the minimum is the closest to the kernel's own
+time; the mean lets one disturbed repeat decide between two candidates.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -43,6 +59,7 @@ from ..errors import NNEFError
 ENV_DIR = "NNEF_TVM_TUNING_DIR"
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
+STAMP_FILE = "nnef_tvm_record_stamps.json"
 LOCK_FILE = ".lock"
 EXPORT_FORMAT = "nnef-tvm-tuning-log/1"
 FAILED_SECS = 1e9          # MetaSchedule marks failed trials with run_secs of 1e10
@@ -71,17 +88,40 @@ def sanitize_key(text: str) -> str:
     return key
 
 
-def mean_secs(record_json) -> Optional[float]:
-    """Mean measured seconds of a record line's record, None for a failed trial."""
+def _run_secs(record_json) -> Optional[list]:
     try:
         secs = record_json[1]
-    except (IndexError, TypeError, KeyError):
+        return [float(s) for s in secs] if secs else None
+    except (IndexError, TypeError, KeyError, ValueError):
         return None
-    if not secs:
+
+
+def mean_secs(record_json) -> Optional[float]:
+    """Mean measured seconds of a record line's record, None for a failed trial."""
+    vals = _run_secs(record_json)
+    if not vals:
         return None
-    vals = [float(s) for s in secs]
     m = sum(vals) / len(vals)
     return m if m < FAILED_SECS else None
+
+
+def best_secs(record_json) -> Optional[float]:
+    """The seconds records are ranked by: the minimum repeat, None for a failed trial."""
+    vals = _run_secs(record_json)
+    if not vals or max(vals) >= FAILED_SECS:
+        return None
+    return min(vals)
+
+
+def min_of(run_secs) -> Optional[float]:
+    """:func:`best_secs` of a bare list of run seconds (a runner result, a TuningRecord)."""
+    return best_secs([None, list(run_secs)]) if run_secs else None
+
+
+def record_digest(record_json) -> str:
+    """A short digest of a record's JSON: with the workload hash, the key of its stamp."""
+    text = json.dumps(record_json, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
 # ------------------------------------------------------------ reading a log
@@ -100,6 +140,13 @@ class DeviceLog:
     workloads: list = field(default_factory=list)       # index -> Workload | None (bad line)
     records: list = field(default_factory=list)         # (workload index, record json)
     skipped: int = 0
+    stamps: dict = field(default_factory=dict)          # (hash, record digest) -> stamp
+
+    def stamp_of(self, shash: str, record_json) -> Optional[dict]:
+        """The stamp kept for a record (None: written before stamps, or by other tools)."""
+        if not self.stamps:
+            return None
+        return self.stamps.get((shash, record_digest(record_json)))
 
     def by_hash(self) -> dict:
         return {w.shash: i for i, w in enumerate(self.workloads) if w is not None}
@@ -117,10 +164,10 @@ class DeviceLog:
         return counts
 
     def best(self) -> dict:
-        """{workload hash: (mean seconds, record json)} of the fastest successful trial."""
+        """{workload hash: (seconds, record json)} of the fastest successful trial (by min)."""
         out: dict = {}
         for i, rec in self.records:
-            secs = mean_secs(rec)
+            secs = best_secs(rec)
             if secs is None:
                 continue
             shash = self.workloads[i].shash
@@ -157,11 +204,30 @@ def _parse_record(text: str, n_workloads: int) -> tuple[int, list]:
     return obj[0], obj[1]
 
 
+def _parse_stamp(text: str) -> tuple:
+    obj = json.loads(text)
+    if not (isinstance(obj, dict) and isinstance(obj.get("workload"), str)
+            and isinstance(obj.get("record"), str) and isinstance(obj.get("stamp"), dict)):
+        raise ValueError("expected {workload, record, stamp}")
+    return (obj["workload"], obj["record"]), obj["stamp"]
+
+
+def stamp_line(shash: str, record_json, stamp: dict) -> dict:
+    """One line of the stamp file."""
+    return {"workload": shash, "record": record_digest(record_json), "stamp": dict(stamp)}
+
+
 def read_log(folder) -> DeviceLog:
     """Parse a device folder; unreadable lines are skipped with one warning per file."""
     folder = Path(folder)
     log = DeviceLog()
     bad: list = []
+    for n, text in _lines(folder / STAMP_FILE):
+        try:
+            key, stamp = _parse_stamp(text)
+            log.stamps[key] = stamp
+        except (ValueError, TypeError):
+            bad.append((STAMP_FILE, n))
     for n, text in _lines(folder / WORKLOAD_FILE):
         try:
             log.workloads.append(_parse_workload(text))
@@ -248,8 +314,13 @@ class LogWriter:
             self._count += 1
         self._offset += len(data)
 
-    def append(self, workload_json: list, record_json: list) -> None:
-        """Append one trial (a workload line is added first if the workload is new)."""
+    def append(self, workload_json: list, record_json: list,
+               stamp: Optional[dict] = None) -> None:
+        """Append one trial (a workload line is added first if the workload is new).
+
+        ``stamp`` (:func:`.rules_version.stamp`) goes to the stamp file, under
+        the same lock, right after the record.
+        """
         with _locked(self.folder):
             self._refresh()
             shash = workload_json[0]
@@ -259,6 +330,15 @@ class LogWriter:
                 self._refresh()
                 idx = self._index[shash]
             _append_line(self.folder / RECORD_FILE, json.dumps([idx, record_json]))
+            if stamp:
+                _append_line(self.folder / STAMP_FILE,
+                             json.dumps(stamp_line(shash, record_json, stamp)))
+
+    def add_stamp(self, shash: str, record_json: list, stamp: dict) -> None:
+        """Stamp a record already in the log (an import bringing the stamp later)."""
+        with _locked(self.folder):
+            _append_line(self.folder / STAMP_FILE,
+                         json.dumps(stamp_line(shash, record_json, stamp)))
 
 
 # ------------------------------------------------------------ the store
@@ -293,7 +373,9 @@ class TuningStore:
         """Write the device's log as one file (.json, or .tar.gz/.tgz) -> number of trials.
 
         Only readable lines are exported, re-indexed, so the file is clean
-        even when the local log has bad lines.
+        even when the local log has bad lines. The stamps of the exported
+        records travel with them (``stamps`` in the JSON, the stamp file in
+        an archive).
         """
         key = sanitize_key(device_key)
         log = self.read(key)
@@ -304,14 +386,25 @@ class TuningStore:
         doc = {"format": EXPORT_FORMAT, "device_key": key,
                "workloads": [log.workloads[i].json for i in used],
                "records": [[remap[i], rec] for i, rec in log.records]}
+        stamps = []
+        for i, rec in log.records:
+            st = log.stamp_of(log.workloads[i].shash, rec)
+            if st:
+                stamps.append(stamp_line(log.workloads[i].shash, rec, st))
+        if stamps:
+            doc["stamps"] = stamps
         file = Path(file)
         text = json.dumps(doc)
         if _is_tar(file):
+            files = [(f"{key}/{WORKLOAD_FILE}",
+                      "".join(json.dumps(w) + "\n" for w in doc["workloads"])),
+                     (f"{key}/{RECORD_FILE}",
+                      "".join(json.dumps(r) + "\n" for r in doc["records"]))]
+            if stamps:
+                files.append((f"{key}/{STAMP_FILE}",
+                              "".join(json.dumps(x) + "\n" for x in stamps)))
             with tarfile.open(file, "w:gz") as tar:
-                for name, body in ((f"{key}/{WORKLOAD_FILE}",
-                                    "".join(json.dumps(w) + "\n" for w in doc["workloads"])),
-                                   (f"{key}/{RECORD_FILE}",
-                                    "".join(json.dumps(r) + "\n" for r in doc["records"]))):
+                for name, body in files:
                     data = body.encode("utf-8")
                     info = tarfile.TarInfo(name)
                     info.size = len(data)
@@ -323,15 +416,16 @@ class TuningStore:
     def import_(self, file, device_key: Optional[str] = None) -> dict:
         """Merge an exported file into this store -> {device key: trials added}.
 
-        Trials already present (same workload, same record) are not duplicated.
-        ``device_key`` overrides the key stored in the file.
+        Trials already present (same workload, same record) are not duplicated
+        (an unstamped local copy gets the file's stamp). ``device_key``
+        overrides the key stored in the file.
         """
         file = Path(file)
         if not file.is_file():
             raise NNEFError("tuning log file not found", file=str(file))
         logs = _read_export(file)
         added = {}
-        for key, (wls, recs) in logs.items():
+        for key, (wls, recs, stamps) in logs.items():
             key = sanitize_key(device_key or key)
             existing = self.read(key)
             seen = {(existing.workloads[i].shash, json.dumps(r, sort_keys=True))
@@ -340,11 +434,15 @@ class TuningStore:
             n = 0
             for idx, rec in recs:
                 wl = wls[idx]
+                stamp = stamps.get((wl[0], record_digest(rec)))
                 sig = (wl[0], json.dumps(rec, sort_keys=True))
                 if sig in seen:
+                    if stamp and existing.stamp_of(wl[0], rec) is None:
+                        writer.add_stamp(wl[0], rec, stamp)
+                        existing.stamps[(wl[0], record_digest(rec))] = stamp
                     continue
                 seen.add(sig)
-                writer.append(wl, rec)
+                writer.append(wl, rec, stamp)
                 n += 1
             added[key] = n
         return added
@@ -356,7 +454,7 @@ def _is_tar(path: Path) -> bool:
 
 
 def _read_export(file: Path) -> dict:
-    """{device key: (workload jsons, [(index, record json)])} of an exported file."""
+    """{device key: (workload jsons, [(index, record json)], stamps)} of an exported file."""
     if _is_tar(file) or tarfile.is_tarfile(file):
         return _read_export_tar(file)
     try:
@@ -368,7 +466,8 @@ def _read_export(file: Path) -> dict:
         raise NNEFError(f"not a tuning log export (expected format '{EXPORT_FORMAT}')",
                         file=str(file))
     return {doc.get("device_key") or "imported": _clean(doc.get("workloads"),
-                                                        doc.get("records"), file)}
+                                                        doc.get("records"), file)
+            + (_clean_stamps(doc.get("stamps"), file),)}
 
 
 def _read_export_tar(file: Path) -> dict:
@@ -376,8 +475,8 @@ def _read_export_tar(file: Path) -> dict:
     out = {}
     try:
         with tarfile.open(file, "r:*") as tar, tempfile.TemporaryDirectory() as tmp:
-            members = [m for m in tar.getmembers() if m.isfile()
-                       and os.path.basename(m.name) in (WORKLOAD_FILE, RECORD_FILE)]
+            members = [m for m in tar.getmembers() if m.isfile() and os.path.basename(m.name)
+                       in (WORKLOAD_FILE, RECORD_FILE, STAMP_FILE)]
             for m in members:
                 parts = Path(m.name).parts
                 if len(parts) != 2 or parts[0] in ("..", ".", ""):
@@ -388,7 +487,7 @@ def _read_export_tar(file: Path) -> dict:
             for folder in sorted(Path(tmp).iterdir()):
                 log = read_log(folder)
                 out[folder.name] = ([w.json if w else None for w in log.workloads],
-                                    list(log.records))
+                                    list(log.records), dict(log.stamps))
     except (tarfile.TarError, OSError) as e:
         raise NNEFError(f"cannot read tuning log archive: {e}", file=str(file)) from None
     if not out:
@@ -417,3 +516,18 @@ def _clean(workloads, records, file) -> tuple:
     if bad:
         warnings.warn(f"{file}: skipped {bad} unreadable record(s)", StoreWarning, stacklevel=3)
     return wls, recs
+
+
+def _clean_stamps(stamps, file) -> dict:
+    """{(hash, record digest): stamp} of an export's optional ``stamps`` list."""
+    out, bad = {}, 0
+    for line in stamps if isinstance(stamps, list) else []:
+        try:
+            key, stamp = _parse_stamp(json.dumps(line))
+            out[key] = stamp
+        except (ValueError, TypeError):
+            bad += 1
+    if bad or (stamps is not None and not isinstance(stamps, list)):
+        warnings.warn(f"{file}: skipped {bad or 1} unreadable stamp(s)", StoreWarning,
+                      stacklevel=3)
+    return out

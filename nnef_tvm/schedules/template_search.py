@@ -26,6 +26,14 @@ Resume: a candidate whose trace is already recorded for that workload is not
 measured again (two settings that schedule a kernel identically are measured
 once). ``trials`` caps the records per kernel, counting the ones already
 stored.
+
+Every record is stamped as a ``template`` record of the current rules version
+(:mod:`.rules_version`): when the rules change, compile ignores the
+workload's records until the new default has been measured, and the caller
+hands :func:`search` a log without those stale records, so their trace keys
+do not stop the new default (which may trace identically) from being
+measured again. Candidates are ranked by their minimum repeat
+(:func:`.store.best_secs`).
 """
 from __future__ import annotations
 
@@ -170,7 +178,11 @@ def candidates(func, schedule_target, *, seen: Optional[set] = None) -> Iterator
 
 
 def stored_trace_keys(log, shash: str) -> set:
-    """trace_key of every record (successful or not) stored for workload ``shash``."""
+    """trace_key of every record (successful or not) stored for workload ``shash``.
+
+    ``log`` is the usable log of :func:`.rules_version.classify` (stale
+    records are not "already measured").
+    """
     out = set()
     for rec in log.records_of(shash):
         try:
@@ -254,7 +266,7 @@ class TemplateResult:
     """What a template search measured: per task, candidates measured and best seconds."""
 
     measured: list               # per task
-    best: list                   # per task: best mean seconds (inf when none)
+    best: list                   # per task: best (minimum-repeat) seconds (inf when none)
     labels: list                 # per task: label of the best candidate measured now
     stopped_by_time: bool = False
 
@@ -265,15 +277,21 @@ class TemplateResult:
 
 def search(tasks, log, writer, *, schedule_target, tvm_target, builder, runner,
            trials: int, deadline: Optional[float] = None, progress: Progress = None,
-           batch: int = 8, device_type: str = "cpu") -> TemplateResult:
+           batch: int = 8, device_type: str = "cpu",
+           rules: Optional[str] = None) -> TemplateResult:
     """Measure the knob settings of every task's default rule; append the records.
 
     ``tasks`` are :class:`.tuning.Task`; ``log`` the device's stored log (for
-    resume); ``writer`` its :class:`.store.LogWriter`. Candidates are measured
+    resume; stale records already left out by the caller); ``writer`` its
+    :class:`.store.LogWriter`; ``rules`` the rules version the records are
+    stamped with (default: the current one). Candidates are measured
     in rounds (the first unmeasured setting of every task, then the second,
     ...) so that a time budget leaves every kernel with its best early
     settings measured rather than a few kernels fully explored.
     """
+    from .rules_version import TEMPLATE, stamp
+    from .store import min_of
+    mark = stamp(TEMPLATE, rules)
     budgets = [max(0, trials - t.done_trials) for t in tasks]
     prog = TemplateProgress([t.name for t in tasks], budgets, deadline, progress)
     labels: list = [None] * len(tasks)
@@ -308,11 +326,11 @@ def search(tasks, log, writer, *, schedule_target, tvm_target, builder, runner,
                               [measured_args(c.sch) for _, c in chunk], device_type)
             for (i, cand), (secs, _err) in zip(chunk, results):
                 wl, rec = record_json(cand.sch, funcs[i], secs or [FAILED_RUN_SECS], tvm_target)
-                writer.append(wl, rec)
-                mean = sum(secs) / len(secs) if secs else None
+                writer.append(wl, rec, mark)
+                best = min_of(secs)
                 before = prog.best[i]
-                prog.add(i, mean)
-                if mean is not None and mean < before:
+                prog.add(i, best)
+                if best is not None and best < before:
                     labels[i] = cand.label
             prog.report()
         for i in list(active):

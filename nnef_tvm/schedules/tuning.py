@@ -13,7 +13,12 @@ What this adds around ``tune_tasks``:
   the others get only their missing trials, and the store's best records seed
   the search;
 * records are appended to the store as each batch is measured (a killed run
-  keeps what it measured);
+  keeps what it measured), each stamped with the version of the default
+  rules and the phase that measured it (:mod:`.rules_version`); records made
+  against older rules are left out of resume, seeding and compile, so the
+  current default schedule is measured again and competes;
+* every ranking (the store's best, the seeds, the progress line's best)
+  uses the minimum of a record's repeated timings (:func:`.store.best_secs`);
 * a wall-clock budget and a progress line (tasks done, trials, best latency,
   time left) from a measure callback;
 * two search strategies (``strategy``): ``template`` measures our own CPU
@@ -47,7 +52,7 @@ from typing import Callable, Optional
 
 from ..errors import NNEFError
 from .device_key import device_key  # noqa: F401  (re-exported)
-from .store import TuningStore, mean_secs
+from .store import TuningStore, best_secs, min_of
 
 Progress = Optional[Callable[[str], None]]
 FUSION_PHASES = ("partition", "legalize", "fuse", "fuse_tir")
@@ -148,7 +153,9 @@ def is_search_trace(record_json) -> bool:
 def _memory_database(tasks_or_none, log, top_k: int, only=None):
     """A MemoryDatabase holding the ``top_k`` best stored records per workload.
 
-    ``only(record json) -> bool`` keeps a subset (the search's seeds).
+    Best: lowest :func:`.store.best_secs` (the minimum repeat). ``log``
+    should be :func:`.rules_version.classify`'s usable log (stale records
+    left out). ``only(record json) -> bool`` keeps a subset (the search's seeds).
     """
     from tvm.s_tir import meta_schedule as ms
     db = ms.database.MemoryDatabase()
@@ -160,7 +167,7 @@ def _memory_database(tasks_or_none, log, top_k: int, only=None):
             continue
         if only is not None and not only(rec):
             continue
-        secs = mean_secs(rec)
+        secs = best_secs(rec)
         if secs is None:
             continue
         by_hash.setdefault(wl.shash, (wl, []))[1].append((secs, rec))
@@ -187,10 +194,19 @@ def _warn(text: str) -> None:
     warnings.warn(text, StoreWarning, stacklevel=3)
 
 
-def _recording_database(inner, writer):
-    """A PyDatabase forwarding to ``inner`` and appending each new record to the store."""
+def _recording_database(inner, writer, stamp: Optional[dict] = None):
+    """A PyDatabase forwarding to ``inner`` and appending each new record to the store.
+
+    New records are stored with ``stamp``. ``get_top_k`` (what the
+    evolutionary search picks its measured population with) ranks by the
+    minimum repeat like the rest of nnef-tvm, not by MetaSchedule's mean.
+    """
+    import tvm_ffi
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.database import PyDatabase
+
+    def same(a, b) -> bool:
+        return a.same_as(b) or tvm_ffi.structural_equal(a.mod, b.mod)
 
     @derived_object
     class Recording(PyDatabase):
@@ -202,10 +218,16 @@ def _recording_database(inner, writer):
 
         def commit_tuning_record(self, record):
             inner.commit_tuning_record(record)
-            writer.append(_plain(record.workload.as_json()), record_to_json(record))
+            writer.append(_plain(record.workload.as_json()), record_to_json(record), stamp)
 
         def get_top_k(self, workload, top_k):
-            return inner.get_top_k(workload, top_k)
+            ranked = []
+            for rec in inner.get_all_tuning_records():
+                secs = None if rec.run_secs is None else min_of([float(x) for x in rec.run_secs])
+                if secs is not None and same(rec.workload, workload):
+                    ranked.append((secs, len(ranked), rec))
+            ranked.sort(key=lambda r: r[:2])
+            return [r[2] for r in ranked[:max(0, int(top_k))]]
 
         def get_all_tuning_records(self):
             return inner.get_all_tuning_records()
@@ -388,9 +410,10 @@ def make_runner(*, tracker: Optional[str] = None, key: Optional[str] = None,
     """LocalRunner (one worker) or, with ``tracker`` HOST:PORT and ``key``, an RPCRunner.
 
     Each trial records ``repeat`` timings (each at least ``min_repeat_ms``);
-    the store ranks records by their mean. With one timing, a load spike
-    during the *default* candidate's run made a worse setting look faster on
-    a shared machine; three make that much less likely.
+    the store ranks records by their minimum (:func:`.store.best_secs`).
+    With one timing, a load spike during the *default* candidate's run made
+    a worse setting look faster on a shared machine; with three, one
+    undisturbed timing is enough.
     """
     from tvm.s_tir.meta_schedule import runner as msr
     evaluator = msr.EvaluatorConfig(number=number, repeat=repeat, min_repeat_ms=min_repeat_ms,
@@ -465,8 +488,8 @@ class _Progress:
         for r in runner_results:
             secs = r.run_secs
             if r.error_msg is None and secs:
-                m = sum(float(s) for s in secs) / len(secs)
-                if m < self.best[task_id]:
+                m = min_of([float(s) for s in secs])
+                if m is not None and m < self.best[task_id]:
                     self.best[task_id] = m
         # MetaSchedule terminates the joined task itself once it reaches the
         # per-task cap (max of the budgets) and fails if it was terminated
@@ -558,6 +581,8 @@ class TuneSummary:
     template_trials: int = 0      # of ``trials``, measured by the template search
     phases: dict = field(default_factory=dict)   # phase name -> seconds
     errors: list = field(default_factory=list)   # a search phase stopped by a TVM error
+    stale: int = 0                # kernels whose stored records predate the current rules
+    rules_version: Optional[str] = None          # the stamp given to this run's records
 
     @property
     def search_trials(self) -> int:
@@ -570,8 +595,11 @@ class TuneSummary:
             split = (f" (template {self.template_trials}, "
                      f"{'evolutionary' if self.strategy == 'both' else 'search'} "
                      f"{self.search_trials})")
-        return (f"device {self.device_key}: {len(self.tasks)} distinct kernels, {self.skipped} "
-                f"already tuned, {tuned} tuned now with {self.trials} trials{split} in "
+        stale = (f" ({self.stale} with records that predate the current default schedules: "
+                 "ignored)" if self.stale else "")
+        return (f"device {self.device_key}: {len(self.tasks)} distinct kernels{stale}, "
+                f"{self.skipped} already tuned, {tuned} tuned now with {self.trials} "
+                f"trials{split} in "
                 f"{self.seconds:.1f}s" + (" (time budget reached)" if self.stopped_by_time
                                           else "")
                 + ("; search stopped early: " + self.errors[0] if self.errors else "")
@@ -627,17 +655,24 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
     load_tensor_intrinsics(ttarget)
     fused = fused_module(mod, tgt)
     tasks = extract_tasks(fused, ttarget)
-    log = store.read(key)
+    from .rules_version import classify, rules_version
+    rules = rules_version()
+    fresh = classify(store.read(key), rules)
+    log = fresh.log                  # stale records neither count as trials nor block resume
     counts = log.trial_counts()
+    stale = sum(1 for t in tasks if t.shash in fresh.stale_workloads)
     for t in tasks:
         t.done_trials = counts.get(t.shash, 0)
     before = {id(t): t.done_trials for t in tasks}
     todo = [t for t in tasks if t.done_trials < trials]
     skipped = len(tasks) - len(todo)
     _say(progress, f"device {key}: {len(tasks)} distinct kernels, {skipped} already tuned "
-                   f"(>= {trials} trials), {len(todo)} to tune")
+                   f"(>= {trials} trials), {len(todo)} to tune"
+                   + (f"; {stale} with records that predate the current default schedules "
+                      f"(rules {rules}): ignored, re-measured" if stale else ""))
     measured = {id(t): 0 for t in tasks}
-    summary = TuneSummary(key, str(store.folder(key)), [], skipped, 0, 0.0, strategy=strategy)
+    summary = TuneSummary(key, str(store.folder(key)), [], skipped, 0, 0.0, strategy=strategy,
+                          stale=stale, rules_version=rules)
     if todo:
         _quiet_tvm_logs()
         runner = runner_start.get() if runner_start is not None \
@@ -651,7 +686,7 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                 res = _template_phase(todo, log, store.writer(key), tgt, ttarget, runner,
                                       trials=trials, deadline=deadline, progress=progress,
                                       tracker=tracker, builder_workers=builder_workers,
-                                      builder_timeout=builder_timeout)
+                                      builder_timeout=builder_timeout, rules=rules)
                 for t, n in zip(todo, res.measured):
                     measured[id(t)] += n
                     t.done_trials += n
@@ -662,7 +697,8 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
             rest = [t for t in todo if t.done_trials < trials]
             if rest:
                 t0 = time.monotonic()
-                log = store.read(key)         # the template phase's records seed the search
+                # the template phase's records are in the log (not seeds, but counted)
+                log = classify(store.read(key), rules).log
                 done, stopped = _search_phase(rest, log, store.writer(key), tgt, ttarget,
                                               runner, trials=trials, deadline=deadline,
                                               progress=progress, strategy=strategy,
@@ -670,7 +706,7 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                                               builder_timeout=builder_timeout,
                                               trials_per_iter=trials_per_iter, seed=seed,
                                               search_failed=summary.errors
-                                              if strategy == "both" else None)
+                                              if strategy == "both" else None, rules=rules)
                 for t, n in zip(rest, done):
                     measured[id(t)] += n
                 summary.stopped_by_time = stopped
@@ -683,7 +719,7 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
 
 
 def _template_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, progress,
-                    tracker, builder_workers, builder_timeout):
+                    tracker, builder_workers, builder_timeout, rules=None):
     """The template search (:mod:`.template_search`) over ``todo``."""
     from . import template_search
     builder = make_builder(workers=0 if builder_workers is None else builder_workers,
@@ -691,13 +727,16 @@ def _template_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline
                            shared=tracker is not None)
     return template_search.search(todo, log, writer, schedule_target=tgt.tvm(),
                                   tvm_target=ttarget, builder=builder, runner=runner,
-                                  trials=trials, deadline=deadline, progress=progress)
+                                  trials=trials, deadline=deadline, progress=progress,
+                                  rules=rules)
 
 
 def _search_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, progress,
                   strategy, tracker, builder_workers, builder_timeout, trials_per_iter, seed,
-                  search_failed=None):
+                  search_failed=None, rules=None):
     """MetaSchedule's search over ``todo`` -> (trials measured per task, stopped by time).
+
+    Its records are stamped as ``search`` records of the rules version ``rules``.
 
     With a ``search_failed`` list, an exception from TVM's tuner is appended
     to it (and reported) instead of raised: with ``both``, the template
@@ -706,7 +745,8 @@ def _search_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, 
     from tvm.s_tir import meta_schedule as ms
     budgets = [trials - t.done_trials for t in todo]
     inner, _ = _memory_database(todo, log, top_k=32, only=is_search_trace)
-    database = _recording_database(inner, writer)
+    from .rules_version import SEARCH, stamp
+    database = _recording_database(inner, writer, stamp(SEARCH, rules))
     prog = _Progress(todo, budgets, deadline, progress)
     per_iter = trials_per_iter or max(1, min(16, max(budgets)))
     work_dir = tempfile.mkdtemp(prefix="nnef-tune-")
