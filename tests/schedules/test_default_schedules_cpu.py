@@ -211,8 +211,10 @@ def test_strided_depthwise_reads_a_column_phase_layout(target):
 
 
 def test_dense_rows_before_columns_take_the_channel_rule(target):
-    """A batch-1 linear layer (rows come before the output columns) is tiled over columns."""
-    func = _single_kernel(dense_case(1, 64, 48), target)
+    """A matmul on more rows than dense_rows takes (8 > MAX_ROWS; rows come before the
+    output columns) is tiled over columns by the channel rule; batch-1 linear layers
+    go to dense_rows (tests/schedules/schedules_pool_dense_test.py)."""
+    func = _single_kernel(dense_case(8, 64, 48), target)
     arrays, got, text = _check(func, target, "conv_channel_vector")
     x, w, b = arrays[:3]
     np.testing.assert_allclose(got, x.astype(np.float64) @ w + b, rtol=1e-4, atol=1e-4)
