@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 
-from . import conv_channel_cpu, conv_spatial_cpu, dense_cpu, generic_cpu
+from . import conv_channel_cpu, conv_spatial_cpu, dense_cpu, generic_cpu, pool_cpu
 from .cpu_common import num_cores, vector_lanes
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ CPU_RULES = [
     ("dense_rows", dense_cpu.schedule_dense_rows),
     ("conv_channel_vector", conv_channel_cpu.schedule_channel_vector),
     ("conv_spatial_vector", conv_spatial_cpu.schedule_spatial_vector),
+    ("pool_rows", pool_cpu.schedule_pool_rows),
     ("generic_parallel", generic_cpu.schedule_generic),
 ]
 

@@ -110,3 +110,103 @@ def test_dense_rows_knob_space(target):
         assert rule == "dense_rows"
         np.testing.assert_allclose(run_primfunc(scheduled, target.tvm(), arrays), want,
                                    rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------ pooling
+
+def _pool_case(kind, c, hw, k, s, p, include_pad=False):
+    from tvm import relax
+    from tvm.relax import op
+    x = relax.Var("x", relax.TensorType((1, c, hw, hw), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            if kind == "max":
+                y = bb.emit(op.nn.max_pool2d(x, pool_size=k, strides=s, padding=p))
+            else:
+                y = bb.emit(op.nn.avg_pool2d(x, pool_size=k, strides=s, padding=p,
+                                             count_include_pad=include_pad))
+            if kind == "avg_relu":
+                y = bb.emit(op.nn.relu(y))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def numpy_pool(x, kind, k, s, p, include_pad):
+    """Window max / average over H, W (NCHW) with symmetric padding ``p``.
+
+    Max: padding cells never win (NNEF 'ignore' border). Average: divided by the
+    full window (``include_pad``, NNEF 'constant') or by the real cells only ('ignore').
+    """
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    fill = -np.inf if kind == "max" else 0.0
+    xp = np.full((n, c, h + 2 * p, w + 2 * p), fill)
+    xp[:, :, p:p + h, p:p + w] = x
+    real = np.zeros((h + 2 * p, w + 2 * p))
+    real[p:p + h, p:p + w] = 1
+    out = np.empty((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            win = xp[:, :, i * s:i * s + k, j * s:j * s + k]
+            if kind == "max":
+                out[:, :, i, j] = win.max(axis=(2, 3))
+            else:
+                cells = k * k if include_pad else real[i * s:i * s + k, j * s:j * s + k].sum()
+                out[:, :, i, j] = win.sum(axis=(2, 3)) / cells
+    return out
+
+
+POOLS = [
+    # (kind, channels, width, window, stride, padding, count_include_pad)
+    ("max", 4, 112, 3, 2, 1, False),       # ResNet-18's stem pool
+    ("max", 3, 56, 3, 1, 1, False),
+    ("max", 5, 14, 2, 2, 0, False),
+    ("max", 6, 7, 3, 2, 1, False),
+    ("max", 2, 15, 3, 3, 0, False),
+    ("avg", 4, 56, 3, 1, 1, True),
+    ("avg", 4, 56, 3, 1, 1, False),
+    ("avg", 3, 14, 3, 2, 1, False),
+    ("avg", 8, 7, 2, 2, 0, False),
+    ("avg_relu", 4, 28, 3, 1, 1, True),
+]
+
+
+@pytest.mark.parametrize("kind,c,hw,k,s,p,inc", POOLS,
+                         ids=[f"{c[0]}{c[3]}x{c[3]}_s{c[4]}_w{c[2]}{'_incpad' if c[6] else ''}"
+                              for c in POOLS])
+def test_pool_rows_matches_numpy(target, kind, c, hw, k, s, p, inc):
+    func = _kernel(_pool_case(kind, c, hw, k, s, p, inc), target)
+    scheduled, rule = _schedule(func, target)
+    assert rule == "pool_rows"
+    x, out = random_args(func)
+    got = run_primfunc(scheduled, target.tvm(), [x, out])
+    want = numpy_pool(x.astype(np.float64), "max" if kind == "max" else "avg", k, s, p, inc)
+    if kind == "avg_relu":
+        want = np.maximum(want, 0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # and bit-identical to TVM's unscheduled kernel (window cells reduced in the same order)
+    np.testing.assert_array_equal(got, run_primfunc(func, target.tvm(), [x, out]))
+
+
+def test_pool_rows_structure(target):
+    """Per output row: padded rows produced in a small buffer, border split from the copy."""
+    func = _kernel(_pool_case("max", 64, 112, 3, 2, 1), target)
+    scheduled, rule = _schedule(func, target)
+    text = scheduled.script()
+    assert rule == "pool_rows"
+    assert "T.parallel(T.int64(3584))" in text            # 64 channels x 56 output rows
+    assert 'T.sblock("pad_temp_pad_const")' in text         # the border fill ...
+    assert "T.if_then_else" not in text                     # ... no bounds test per element
+    # the window loops run outside the loop along the output row
+    assert "for rv1, ax3 in T.grid(T.int64(3), T.int64(56))" in text
+
+
+def test_pool_rows_leaves_other_reductions(target):
+    """Global mean (no window along the width) and convolutions are not pools."""
+    from schedules_kernels import conv_case, pool_case
+    for mod in (pool_case("mean"), conv_case(8, 8, 8, 3, 1, 8)):
+        for func in fused_primfuncs(mod, target).values():
+            _, rule = _schedule(func, target)
+            assert rule != "pool_rows"
