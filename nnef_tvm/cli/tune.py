@@ -167,9 +167,12 @@ def _list(args) -> int:
     for key in devices:
         log = store.read(key)
         fresh = classify(log)
-        stale = (f" ({len(fresh.stale)} trials of {len(fresh.stale_workloads)} workloads "
-                 "predate the current default schedules: ignored until re-tuned)"
-                 if fresh.stale else "")
+        stale = ""
+        if fresh.stale:
+            stale = (f" ({len(fresh.stale)} trials of {len(fresh.stale_workloads)} workloads "
+                     "predate the current default schedules: ignored"
+                     + (f"; {len(fresh.defaulted)} workloads need re-tuning"
+                        if fresh.defaulted else "") + ")")
         print(f"  {key}: {len(log.by_hash())} workloads, {len(log.records)} trials{stale}")
     return 0
 

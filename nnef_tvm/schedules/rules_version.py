@@ -132,9 +132,9 @@ def classify(log, version: Optional[str] = None) -> Freshness:
     version = version or rules_version()
     with_template: set = set()             # (shash, version) groups holding a template record
     keys: list = []                         # per record: its (shash, version), None unstamped
-    for idx, rec in log.records:
+    for pos, (idx, rec) in enumerate(log.records):
         shash = log.workloads[idx].shash
-        st = log.stamp_of(shash, rec)
+        st = log.stamp_at(pos)
         if not st or not st.get("rules"):
             keys.append(None)
             continue
@@ -146,15 +146,16 @@ def classify(log, version: Optional[str] = None) -> Freshness:
     fresh = Freshness(version, log)
     if not stale_keys:
         return fresh
-    kept = []
+    kept, kept_stamps = [], []
     for pos, key in enumerate(keys):
         if key in stale_keys:
             fresh.stale.add(pos)
             fresh.stale_workloads.add(key[0])
         else:
             kept.append(log.records[pos])
+            kept_stamps.append(log.stamp_at(pos))
     fresh.log = DeviceLog(workloads=log.workloads, records=kept, skipped=log.skipped,
-                          stamps=log.stamps)
+                          stamps=log.stamps, record_stamps=kept_stamps)
     alive = {log.workloads[i].shash for i, _ in kept}
     fresh.defaulted = fresh.stale_workloads - alive
     return fresh

@@ -140,13 +140,20 @@ class DeviceLog:
     workloads: list = field(default_factory=list)       # index -> Workload | None (bad line)
     records: list = field(default_factory=list)         # (workload index, record json)
     skipped: int = 0
-    stamps: dict = field(default_factory=dict)          # (hash, record digest) -> stamp
+    stamps: dict = field(default_factory=dict)   # (hash, record digest) -> [stamp, ...]
+    record_stamps: Optional[list] = None         # per record: its stamp or None (see stamp_at)
 
-    def stamp_of(self, shash: str, record_json) -> Optional[dict]:
-        """The stamp kept for a record (None: written before stamps, or by other tools)."""
-        if not self.stamps:
-            return None
-        return self.stamps.get((shash, record_digest(record_json)))
+    def stamp_at(self, pos: int) -> Optional[dict]:
+        """The stamp of ``records[pos]``; None: written before stamps, or by other tools.
+
+        Stamp lines are keyed by the record's content, so byte-identical
+        records (the same trace failing twice, say) share a key: the n-th
+        copy in the record file gets the n-th stamp line written for it
+        (records and stamps are appended in the same order, under one lock).
+        """
+        if self.record_stamps is None:
+            self.record_stamps = _align_stamps(self.workloads, self.records, self.stamps)
+        return self.record_stamps[pos]
 
     def by_hash(self) -> dict:
         return {w.shash: i for i, w in enumerate(self.workloads) if w is not None}
@@ -217,6 +224,21 @@ def stamp_line(shash: str, record_json, stamp: dict) -> dict:
     return {"workload": shash, "record": record_digest(record_json), "stamp": dict(stamp)}
 
 
+def _align_stamps(workloads, records, stamps: dict) -> list:
+    """Per record, its stamp (the n-th copy of a record takes the n-th stamp of its key)."""
+    out, used = [], {}
+    for i, rec in records:
+        key = (workloads[i].shash, record_digest(rec)) if stamps else None
+        found = stamps.get(key) if key else None
+        n = used.get(key, 0)
+        if found and n < len(found):
+            used[key] = n + 1
+            out.append(found[n])
+        else:
+            out.append(None)
+    return out
+
+
 def read_log(folder) -> DeviceLog:
     """Parse a device folder; unreadable lines are skipped with one warning per file."""
     folder = Path(folder)
@@ -225,7 +247,7 @@ def read_log(folder) -> DeviceLog:
     for n, text in _lines(folder / STAMP_FILE):
         try:
             key, stamp = _parse_stamp(text)
-            log.stamps[key] = stamp
+            log.stamps.setdefault(key, []).append(stamp)
         except (ValueError, TypeError):
             bad.append((STAMP_FILE, n))
     for n, text in _lines(folder / WORKLOAD_FILE):
@@ -387,8 +409,8 @@ class TuningStore:
                "workloads": [log.workloads[i].json for i in used],
                "records": [[remap[i], rec] for i, rec in log.records]}
         stamps = []
-        for i, rec in log.records:
-            st = log.stamp_of(log.workloads[i].shash, rec)
+        for pos, (i, rec) in enumerate(log.records):
+            st = log.stamp_at(pos)
             if st:
                 stamps.append(stamp_line(log.workloads[i].shash, rec, st))
         if stamps:
@@ -416,33 +438,37 @@ class TuningStore:
     def import_(self, file, device_key: Optional[str] = None) -> dict:
         """Merge an exported file into this store -> {device key: trials added}.
 
-        Trials already present (same workload, same record) are not duplicated
-        (an unstamped local copy gets the file's stamp). ``device_key``
-        overrides the key stored in the file.
+        Trials already present (same workload, same record, as many copies)
+        are not duplicated; a local copy whose record has no stamp at all gets
+        the file's stamps. ``device_key`` overrides the key stored in the file.
         """
+        from collections import Counter
         file = Path(file)
         if not file.is_file():
             raise NNEFError("tuning log file not found", file=str(file))
         logs = _read_export(file)
         added = {}
-        for key, (wls, recs, stamps) in logs.items():
+        for key, src in logs.items():
             key = sanitize_key(device_key or key)
             existing = self.read(key)
-            seen = {(existing.workloads[i].shash, json.dumps(r, sort_keys=True))
-                    for i, r in existing.records}
+            have = Counter((existing.workloads[i].shash, json.dumps(r, sort_keys=True))
+                           for i, r in existing.records)
+            taken: Counter = Counter()
+            restamped: set = set()
             writer = self.writer(key)
             n = 0
-            for idx, rec in recs:
-                wl = wls[idx]
-                stamp = stamps.get((wl[0], record_digest(rec)))
-                sig = (wl[0], json.dumps(rec, sort_keys=True))
-                if sig in seen:
-                    if stamp and existing.stamp_of(wl[0], rec) is None:
-                        writer.add_stamp(wl[0], rec, stamp)
-                        existing.stamps[(wl[0], record_digest(rec))] = stamp
+            for pos, (idx, rec) in enumerate(src.records):
+                wl = src.workloads[idx]
+                stamp = src.stamp_at(pos)
+                sig = (wl.shash, json.dumps(rec, sort_keys=True))
+                taken[sig] += 1
+                if taken[sig] <= have[sig]:              # this copy is already here
+                    skey = (wl.shash, record_digest(rec))
+                    if stamp and (skey not in existing.stamps or skey in restamped):
+                        writer.add_stamp(wl.shash, rec, stamp)
+                        restamped.add(skey)
                     continue
-                seen.add(sig)
-                writer.append(wl, rec, stamp)
+                writer.append(wl.json, rec, stamp)
                 n += 1
             added[key] = n
         return added
@@ -454,7 +480,7 @@ def _is_tar(path: Path) -> bool:
 
 
 def _read_export(file: Path) -> dict:
-    """{device key: (workload jsons, [(index, record json)], stamps)} of an exported file."""
+    """{device key: DeviceLog} of an exported file (JSON or archive)."""
     if _is_tar(file) or tarfile.is_tarfile(file):
         return _read_export_tar(file)
     try:
@@ -465,9 +491,10 @@ def _read_export(file: Path) -> dict:
     if not (isinstance(doc, dict) and doc.get("format") == EXPORT_FORMAT):
         raise NNEFError(f"not a tuning log export (expected format '{EXPORT_FORMAT}')",
                         file=str(file))
-    return {doc.get("device_key") or "imported": _clean(doc.get("workloads"),
-                                                        doc.get("records"), file)
-            + (_clean_stamps(doc.get("stamps"), file),)}
+    wls, recs = _clean(doc.get("workloads"), doc.get("records"), file)
+    log = DeviceLog(workloads=[Workload(w[0], w) if w else None for w in wls], records=recs,
+                    stamps=_clean_stamps(doc.get("stamps"), file))
+    return {doc.get("device_key") or "imported": log}
 
 
 def _read_export_tar(file: Path) -> dict:
@@ -485,9 +512,7 @@ def _read_export_tar(file: Path) -> dict:
                 dest.mkdir(exist_ok=True)
                 (dest / parts[1]).write_bytes(tar.extractfile(m).read())
             for folder in sorted(Path(tmp).iterdir()):
-                log = read_log(folder)
-                out[folder.name] = ([w.json if w else None for w in log.workloads],
-                                    list(log.records), dict(log.stamps))
+                out[folder.name] = read_log(folder)
     except (tarfile.TarError, OSError) as e:
         raise NNEFError(f"cannot read tuning log archive: {e}", file=str(file)) from None
     if not out:
@@ -519,12 +544,12 @@ def _clean(workloads, records, file) -> tuple:
 
 
 def _clean_stamps(stamps, file) -> dict:
-    """{(hash, record digest): stamp} of an export's optional ``stamps`` list."""
+    """{(hash, record digest): [stamp, ...]} of an export's optional ``stamps`` list."""
     out, bad = {}, 0
     for line in stamps if isinstance(stamps, list) else []:
         try:
             key, stamp = _parse_stamp(json.dumps(line))
-            out[key] = stamp
+            out.setdefault(key, []).append(stamp)
         except (ValueError, TypeError):
             bad += 1
     if bad or (stamps is not None and not isinstance(stamps, list)):

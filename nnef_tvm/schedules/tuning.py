@@ -201,12 +201,8 @@ def _recording_database(inner, writer, stamp: Optional[dict] = None):
     evolutionary search picks its measured population with) ranks by the
     minimum repeat like the rest of nnef-tvm, not by MetaSchedule's mean.
     """
-    import tvm_ffi
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.database import PyDatabase
-
-    def same(a, b) -> bool:
-        return a.same_as(b) or tvm_ffi.structural_equal(a.mod, b.mod)
 
     @derived_object
     class Recording(PyDatabase):
@@ -221,10 +217,11 @@ def _recording_database(inner, writer, stamp: Optional[dict] = None):
             writer.append(_plain(record.workload.as_json()), record_to_json(record), stamp)
 
         def get_top_k(self, workload, top_k):
+            # all of the workload's valid records (inner matches the workload), re-ranked
             ranked = []
-            for rec in inner.get_all_tuning_records():
-                secs = None if rec.run_secs is None else min_of([float(x) for x in rec.run_secs])
-                if secs is not None and same(rec.workload, workload):
+            for rec in inner.get_top_k(workload, max(int(top_k), len(inner), 1)):
+                secs = min_of([float(x) for x in rec.run_secs]) if rec.run_secs else None
+                if secs is not None:
                     ranked.append((secs, len(ranked), rec))
             ranked.sort(key=lambda r: r[:2])
             return [r[2] for r in ranked[:max(0, int(top_k))]]
@@ -660,7 +657,8 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
     fresh = classify(store.read(key), rules)
     log = fresh.log                  # stale records neither count as trials nor block resume
     counts = log.trial_counts()
-    stale = sum(1 for t in tasks if t.shash in fresh.stale_workloads)
+    # kernels left without usable records by a rules change (re-measured below)
+    stale = sum(1 for t in tasks if t.shash in fresh.defaulted)
     for t in tasks:
         t.done_trials = counts.get(t.shash, 0)
     before = {id(t): t.done_trials for t in tasks}

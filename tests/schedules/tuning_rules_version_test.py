@@ -180,7 +180,7 @@ def _log(entries):
         rec = _rec(tag, secs)
         log.records.append((index[shash], rec))
         if stamp is not None:
-            log.stamps[(shash, record_digest(rec))] = stamp
+            log.stamps.setdefault((shash, record_digest(rec)), []).append(stamp)
     return log
 
 
@@ -337,8 +337,9 @@ def test_tune_model_re_measures_stale_workloads(x86, tmp_path, fakes):
     assert first.stale == 0 and first.template_trials == 3
     assert first.rules_version == rv.rules_version()
     log = store.read(first.device_key)
-    assert {s["rules"] for s in log.stamps.values()} == {rv.rules_version()}
-    assert {s["phase"] for s in log.stamps.values()} == {rv.TEMPLATE}
+    stamps = [log.stamp_at(i) for i in range(len(log.records))]
+    assert {s["rules"] for s in stamps} == {rv.rules_version()}
+    assert {s["phase"] for s in stamps} == {rv.TEMPLATE}
     # same rules: resume has nothing to do
     again = tuning.tune_model(None, "x86", store=store, mod=conv_module(), trials=3,
                               strategy="template")
@@ -368,7 +369,12 @@ def test_tune_list_reports_stale_trials(x86, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert ("2 trials (2 trials of 1 workloads predate the current default schedules: "
-            "ignored until re-tuned)") in out
+            "ignored; 1 workloads need re-tuning)") in out
+    template_run(matmul_module(), store, x86, trials=1)       # re-tuned: nothing owed
+    code = cli.main(["--list", "--tuning-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "3 trials (2 trials of 1 workloads predate" in out
+    assert "re-tuning" not in out
 
 
 # ------------------------------------------------------------ export / import
@@ -470,7 +476,7 @@ def test_compile_and_the_search_database_pick_the_lower_minimum(x86, tmp_path):
         sch_a.trace, wl, [2e-3], tuning.tuning_target(x86),
         ms.arg_info.ArgInfo.from_prim_func(task.extracted.dispatched[0]["main"])))
     other = store.read("other")
-    assert list(other.stamps.values()) == [{"rules": "v-test", "phase": rv.SEARCH}]
+    assert list(other.stamps.values()) == [[{"rules": "v-test", "phase": rv.SEARCH}]]
 
 
 def test_template_search_and_progress_rank_by_minimum(x86, tmp_path):
@@ -504,3 +510,44 @@ def test_template_search_and_progress_rank_by_minimum(x86, tmp_path):
             self.tasks_[i].is_terminated = True
     p.measured(Sched(), 0, [R(B_SECS), R(A_SECS)])
     assert p.best == [1.0e-3]
+
+
+def test_identical_records_keep_their_own_stamps(tmp_path):
+    # the same trace failing under the old and the new rules: byte-identical records
+    store = TuningStore(tmp_path / "a")
+    w = store.writer("d")
+    failed = _rec("same", [1e10])
+    w.append(["w", "AAAA"], failed, {"rules": OLD, "phase": rv.TEMPLATE})
+    w.append(["w", "AAAA"], failed, {"rules": "cur", "phase": rv.TEMPLATE})
+    w.append(["w", "AAAA"], _rec("other", [1e-3]), None)
+    log = store.read("d")
+    assert [log.stamp_at(i) and log.stamp_at(i)["rules"] for i in range(3)] == [OLD, "cur", None]
+    fresh = rv.classify(log, "cur")
+    assert fresh.stale == {0} and fresh.defaulted == set()
+    assert fresh.log.trial_counts() == {"w": 2}
+    assert [fresh.log.stamp_at(i) for i in range(2)] == [log.stamp_at(1), None]
+    # export/import keeps both copies, each with its stamp; re-import adds nothing
+    f = tmp_path / "d.json"
+    assert store.export("d", f) == 3
+    dst = TuningStore(tmp_path / "b")
+    assert dst.import_(f) == {"d": 3} and dst.import_(f) == {"d": 0}
+    back = dst.read("d")
+    assert [back.stamp_at(i) for i in range(3)] == [log.stamp_at(i) for i in range(3)]
+
+
+@pytest.mark.slow
+def test_real_template_run_is_stamped_and_applied(x86, tmp_path):
+    """One real (tiny) template run: LocalRunner timings, stamped, applied, numerically right."""
+    store = TuningStore(tmp_path)
+    s = tuning.tune_model(None, "x86", store=store, mod=matmul_module(), trials=2,
+                          strategy="template")
+    assert s.template_trials == 2 and s.rules_version == rv.rules_version()
+    log = store.read(s.device_key)
+    assert [log.stamp_at(i) for i in range(2)] == [rv.stamp(rv.TEMPLATE)] * 2
+    assert all(len(r[1]) == 3 and best_secs(r) is not None for _, r in log.records)
+    compiled = compile_relax(matmul_module(), x86, tuning_dir=store.root)
+    assert compiled.metadata["tuning"]["tuned_kernels"] == 1
+    assert compiled.metadata["tuning"]["stale_kernels"] == 0
+    x, w = matmul_inputs(5)
+    got = list(compiled.run({"x": x, "w": w}).values())[0]
+    np.testing.assert_allclose(got, x.astype(np.float64) @ w, rtol=1e-5, atol=1e-5)
