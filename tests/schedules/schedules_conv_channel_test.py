@@ -1,0 +1,256 @@
+"""The ``conv_channel_vector`` rule's modes on the convolutions MobileNetV2 / ResNet-18 contain.
+
+Every numeric check compares with a numpy convolution written from the NNEF
+``conv`` definition (cross-correlation, NCHW data, OIHW filter, symmetric
+zero padding, stride; bias broadcast over the channel axis), followed by the
+fused epilogue (residual ``add``, ``clamp(0, 6)``). The structure checks read
+the scheduled TIR: which mode fired (flat 1x1 map, row vectors, channel
+vectors), the register tile, the parallel loop. The kernels are built two
+ways: weights as ``relax.const`` through the whole pipeline (weights prepacked
+at compile time, as in a real model) and weights as kernel parameters (the
+rule then packs them inside the kernel).
+"""
+import numpy as np
+import pytest
+
+tvm = pytest.importorskip("tvm")
+
+from tvm import relax  # noqa: E402
+from tvm.relax import op  # noqa: E402
+
+from nnef_tvm.schedules.cpu_common import knob_overrides  # noqa: E402
+from nnef_tvm.targets import get_target  # noqa: E402
+from nnef_tvm.targets.pipeline import build_phases, run_phases  # noqa: E402
+
+
+# ------------------------------------------------------------------ reference
+def conv_reference(x, w, b, stride, pad):
+    """NNEF conv: y[n,o,i,j] = b[o] + sum_{c,ki,kj} xp[n,c,i*s+ki,j*s+kj] * w[o,c,ki,kj]."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    n, _, hp, wp = xp.shape
+    cout, _, kh, kw = w.shape
+    oh = (hp - kh) // stride + 1
+    ow = (wp - kw) // stride + 1
+    out = np.zeros((n, cout, oh, ow))
+    for ki in range(kh):
+        for kj in range(kw):
+            patch = xp[:, :, ki:ki + stride * (oh - 1) + 1:stride, kj:kj + stride * (ow - 1) + 1:stride]
+            out += np.einsum("nchw,oc->nohw", patch, w[:, :, ki, kj])
+    return out + b.reshape(1, cout, 1, 1)
+
+
+def apply_epilogue(y, epi, residual=None):
+    if "res" in epi:
+        y = y + residual
+    if "clip" in epi:
+        y = np.clip(y, 0.0, 6.0)
+    return y
+
+
+# ------------------------------------------------------------------ builders
+def conv_module(cin, cout, hw, k, stride, epi, w, b, const_weights=True):
+    """conv (+bias) [+ residual add] [+ clip(0, 6)] as one Relax function."""
+    pad = k // 2
+    oh = (hw + 2 * pad - k) // stride + 1
+    x = relax.Var("x", relax.TensorType((1, cin, hw, hw), "float32"))
+    params = [x]
+    if const_weights:
+        wv, bv = relax.const(w), relax.const(b.reshape(1, cout, 1, 1))
+    else:
+        wv = relax.Var("w", relax.TensorType(w.shape, "float32"))
+        bv = relax.Var("b", relax.TensorType((1, cout, 1, 1), "float32"))
+        params += [wv, bv]
+    if "res" in epi:
+        params.append(relax.Var("r", relax.TensorType((1, cout, oh, oh), "float32")))
+    bb = relax.BlockBuilder()
+    with bb.function("main", params):
+        with bb.dataflow():
+            y = bb.emit(op.nn.conv2d(x, wv, strides=stride, padding=pad))
+            y = bb.emit(op.add(y, bv))
+            if "res" in epi:
+                y = bb.emit(op.add(y, params[-1]))
+            if "clip" in epi:
+                y = bb.emit(op.clip(y, 0.0, 6.0))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+@pytest.fixture(scope="module")
+def target():
+    return get_target("x86", threads=2)
+
+
+def build_and_run(cin, cout, hw, k, stride, epi, target, knobs=None, const_weights=True,
+                  seed=0):
+    """(output, expected, scheduled kernel scripts) for one conv kernel."""
+    rng = np.random.default_rng(seed)
+    pad = k // 2
+    oh = (hw + 2 * pad - k) // stride + 1
+    x = rng.standard_normal((1, cin, hw, hw)).astype("float32")
+    w = (rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)).astype("float32")
+    b = rng.standard_normal(cout).astype("float32")
+    r = rng.standard_normal((1, cout, oh, oh)).astype("float32")
+    mod = conv_module(cin, cout, hw, k, stride, epi, w, b, const_weights)
+    with knob_overrides(knobs or {}):
+        lowered = run_phases(mod, target, build_phases(target))
+    ex = relax.build(lowered, target.tvm(), relax_pipeline=None)
+    dev = tvm.cpu()
+    vm = relax.VirtualMachine(ex, dev)
+    args = [x] + ([] if const_weights else [w, b.reshape(1, cout, 1, 1)]) + \
+        ([r] if "res" in epi else [])
+    got = vm["main"](*[tvm.runtime.tensor(a, dev) for a in args]).numpy()
+    want = apply_epilogue(conv_reference(x, w, b, stride, pad), epi, r)
+    scripts = {gv.name_hint: f.script() for gv, f in lowered.functions_items()
+               if isinstance(f, tvm.tirx.PrimFunc)}
+    return got, want, scripts
+
+
+def conv_kernel_script(scripts):
+    conv = [s for name, s in scripts.items() if "conv2d" in name and "prepack" not in name]
+    assert len(conv) == 1, sorted(scripts)
+    return conv[0]
+
+
+# ------------------------------------------------------------------ flat 1x1 mode
+FLAT = [
+    # (cin, cout, hw, epilogue, flat accumulator length H*W)
+    (144, 32, 56, "res", 3136),          # MobileNetV2 projection to 32 channels + residual
+    (96, 32, 56, "none", 3136),
+    (192, 32, 28, "res", 784),
+    (32, 192, 28, "clip", 784),          # expansion + relu6
+    (16, 96, 112, "clip", 12544),        # short reduction: channel tiles outermost
+    (24, 40, 20, "resclip", 400),        # 400 = 25 vectors: one vector per tile
+]
+
+
+@pytest.mark.parametrize("cin,cout,hw,epi,size", FLAT,
+                         ids=[f"{c[0]}to{c[1]}_{c[2]}_{c[3]}" for c in FLAT])
+def test_flat_1x1_mode_matches_numpy(target, cin, cout, hw, epi, size):
+    got, want, scripts = build_and_run(cin, cout, hw, 1, 1, epi, target)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    text = conv_kernel_script(scripts)
+    assert '"nnef.schedule_rule": "conv_channel_vector"' in text
+    # the accumulator is indexed over the flattened map, full 16-lane vectors
+    assert f"T.int64({size})), scope=\"local\")" in text
+    assert "T.vectorized(T.int64(16))" in text
+    assert "T.parallel" in text
+
+
+@pytest.mark.parametrize("const_weights", [True, False], ids=["const", "param"])
+def test_flat_mode_with_weights_as_parameters(target, const_weights):
+    """Runtime weights are packed in the kernel (once per call), constants at compile time."""
+    got, want, scripts = build_and_run(48, 32, 16, 1, 1, "res", target,
+                                       const_weights=const_weights)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    text = conv_kernel_script(scripts)
+    assert "T.int64(256)), scope=\"local\")" in text
+    # constants arrive packed (a kernel parameter); runtime weights get an in-kernel copy
+    assert ("_global = T.sblock_alloc_buffer" in text) == (not const_weights)
+
+
+def _flat_settings(func, target):
+    from nnef_tvm.schedules import default as sched_default
+    space = sched_default.knob_space(func, target.tvm())
+    return [s for s in space if s.get("conv.channel_vector.vector") == "flat"]
+
+
+def test_every_flat_setting_in_the_knob_space_is_correct(target):
+    """Register tiles (channels x vectors) and both tile orders: each one computes the conv."""
+    from schedules_kernels import fused_primfuncs
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((32, 48, 1, 1)).astype("float32")
+    b = rng.standard_normal(32).astype("float32")
+    mod = conv_module(48, 32, 16, 1, 1, "res", w, b, const_weights=False)
+    funcs = fused_primfuncs(mod, target)
+    (func,) = funcs.values()
+    settings = _flat_settings(func, target)
+    assert settings and settings[0]["conv.channel_vector.vector"] == "flat"   # the default
+    orders = {s["conv.channel_vector.order"] for s in settings}
+    tiles = {(s["conv.channel_vector.fi"], s["conv.channel_vector.xt"]) for s in settings}
+    assert orders == {"spatial", "channel"} and len(tiles) >= 4
+    for s in settings:
+        got, want, _ = build_and_run(48, 32, 16, 1, 1, "res", target, knobs=s, seed=1)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=str(s))
+
+
+def test_flat_mode_does_not_fire_where_the_map_is_not_whole_vectors(target):
+    """14x14 = 196 and 7x7 = 49 floats are not whole 16-lane vectors: another mode runs."""
+    for hw in (14, 7):
+        got, want, scripts = build_and_run(64, 32, hw, 1, 1, "res", target)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        text = conv_kernel_script(scripts)
+        assert f"T.int64({hw * hw})), scope=\"local\")" not in text
+
+
+def test_bad_flat_knobs_are_refused_not_miscompiled(target):
+    """A tile that does not divide the map (or the channels) makes the rule decline."""
+    from schedules_kernels import fused_primfuncs
+    from tvm import s_tir
+    from nnef_tvm.schedules.conv_channel_cpu import schedule_channel_vector
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((32, 48, 1, 1)).astype("float32")
+    b = rng.standard_normal(32).astype("float32")
+    (func,) = fused_primfuncs(conv_module(48, 32, 16, 1, 1, "none", w, b, False), target).values()
+    base = {"conv.channel_vector.vector": "flat", "conv.channel_vector.order": "spatial"}
+    for fi, xt in ((3, 16), (4, 24), (4, 512), (4, 8)):
+        with knob_overrides(dict(base, **{"conv.channel_vector.fi": fi,
+                                          "conv.channel_vector.xt": xt})):
+            assert not schedule_channel_vector(s_tir.Schedule(func), 16, 2)
+    with knob_overrides(dict(base, **{"conv.channel_vector.order": "diagonal"})):
+        assert not schedule_channel_vector(s_tir.Schedule(func), 16, 2)
+
+
+# ------------------------------------------------------------------ other channel-rule kernels
+OTHER = [
+    # (cin, cout, hw, k, stride, epilogue)
+    (64, 128, 56, 1, 2, "none"),         # ResNet-18 downsample 1x1 stride 2
+    (128, 256, 28, 1, 2, "none"),
+    (576, 96, 14, 1, 1, "res"),          # MobileNetV2 14x14 projection + residual
+    (960, 160, 7, 1, 1, "res"),
+    (160, 960, 7, 1, 1, "clip"),
+    (128, 128, 7, 3, 1, "res"),          # 3x3 at 7x7 (ResNet-18's last stage, fewer channels)
+    (64, 64, 14, 3, 1, "clip"),
+    (32, 64, 15, 3, 2, "none"),
+]
+
+
+@pytest.mark.parametrize("cin,cout,hw,k,stride,epi", OTHER,
+                         ids=[f"{c[0]}to{c[1]}_{c[2]}_k{c[3]}s{c[4]}_{c[5]}" for c in OTHER])
+def test_channel_rule_kernels_match_numpy(target, cin, cout, hw, k, stride, epi):
+    got, want, scripts = build_and_run(cin, cout, hw, k, stride, epi, target)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert '"nnef.schedule_rule": "conv_channel_vector"' in conv_kernel_script(scripts)
+
+
+def test_flat_geometry_rejects_padded_and_strided_1x1(target):
+    """Only a 1x1, stride-1 convolution reading its input directly has a flat map."""
+    from schedules_kernels import fused_primfuncs
+    from tvm import s_tir
+    from nnef_tvm.schedules.conv_channel_cpu import _channel_plan, _flat_geometry
+    rng = np.random.default_rng(0)
+
+    def geometry(cin, cout, hw, k, stride):
+        w = rng.standard_normal((cout, cin, k, k)).astype("float32")
+        b = rng.standard_normal(cout).astype("float32")
+        mod = conv_module(cin, cout, hw, k, stride, "none", w, b, False)
+        (func,) = fused_primfuncs(mod, target).values()
+        return _flat_geometry(_channel_plan(s_tir.Schedule(func)), 16)
+
+    assert geometry(16, 32, 16, 1, 1) is not None
+    assert geometry(16, 32, 16, 3, 1) is None          # 3x3 window
+    assert geometry(16, 32, 32, 1, 2) is None          # strided rows
+
+
+def test_row_vector_mode_where_the_map_is_not_whole_vectors(target):
+    """18x18 = 324 floats (not whole vectors), rows longer than a vector: row-vector mode."""
+    from schedules_kernels import fused_primfuncs
+    from nnef_tvm.schedules.default import knob_space
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((16, 8, 1, 1)).astype("float32")
+    b = rng.standard_normal(16).astype("float32")
+    (func,) = fused_primfuncs(conv_module(8, 16, 18, 1, 1, "none", w, b, False), target).values()
+    assert knob_space(func, target.tvm())[0]["conv.channel_vector.vector"] == "x"
+    got, want, _ = build_and_run(8, 16, 18, 1, 1, "clip", target)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
