@@ -20,7 +20,6 @@ What must hold (and what each test checks):
 Measurements are fakes (``tuning_template_test.FakeBuilder/FakeRunner``) with
 made-up timings; the numeric checks compare compiled kernels with numpy.
 """
-import json
 import tarfile
 import textwrap
 
