@@ -244,12 +244,6 @@ def read_log(folder) -> DeviceLog:
     folder = Path(folder)
     log = DeviceLog()
     bad: list = []
-    for n, text in _lines(folder / STAMP_FILE):
-        try:
-            key, stamp = _parse_stamp(text)
-            log.stamps.setdefault(key, []).append(stamp)
-        except (ValueError, TypeError):
-            bad.append((STAMP_FILE, n))
     for n, text in _lines(folder / WORKLOAD_FILE):
         try:
             log.workloads.append(_parse_workload(text))
@@ -264,6 +258,14 @@ def read_log(folder) -> DeviceLog:
             log.records.append((idx, rec))
         except (ValueError, TypeError):
             bad.append((RECORD_FILE, n))
+    # after the records: a writer adds a record's stamp right after the record
+    # (one lock), so every record read here normally finds its stamp
+    for n, text in _lines(folder / STAMP_FILE):
+        try:
+            key, stamp = _parse_stamp(text)
+            log.stamps.setdefault(key, []).append(stamp)
+        except (ValueError, TypeError):
+            bad.append((STAMP_FILE, n))
     log.skipped = len(bad)
     for name in sorted({b[0] for b in bad}):
         where = [str(n) for f, n in bad if f == name]

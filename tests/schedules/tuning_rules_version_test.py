@@ -550,3 +550,19 @@ def test_real_template_run_is_stamped_and_applied(x86, tmp_path):
     x, w = matmul_inputs(5)
     got = list(compiled.run({"x": x, "w": w}).values())[0]
     np.testing.assert_allclose(got, x.astype(np.float64) @ w, rtol=1e-5, atol=1e-5)
+
+
+def test_unreadable_stamp_lines_are_skipped_with_a_warning(tmp_path):
+    from nnef_tvm.schedules.store import StoreWarning
+    store = TuningStore(tmp_path)
+    w = store.writer("d")
+    w.append(["w", "AAAA"], _rec("a", [1e-3]), {"rules": OLD, "phase": rv.TEMPLATE})
+    w.append(["w", "AAAA"], _rec("b", [2e-3]), {"rules": OLD, "phase": rv.TEMPLATE})
+    path = tmp_path / "d" / STAMP_FILE
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0] + "\n" + '{"workload": "w", "record": 5}\n' + lines[1][:20])
+    with pytest.warns(StoreWarning, match=r"nnef_tvm_record_stamps.json: skipped 2 unreadable"):
+        log = store.read("d")
+    assert log.stamp_at(0)["rules"] == OLD and log.stamp_at(1) is None
+    fresh = rv.classify(log, "cur")
+    assert fresh.stale == {0} and fresh.log.trial_counts() == {"w": 1}
