@@ -79,7 +79,8 @@ class AppliedTuning:
     def summary(self) -> dict:
         return {"device_key": self.device_key, "tuned_kernels": self.tuned,
                 "default_kernels": None if self.kernels is None else self.kernels - self.tuned,
-                "stale_kernels": self.stale, "rules_version": self.rules_version}
+                "stale_kernels": self.stale, "rules_version": self.rules_version,
+                "notice": self.stale_line()}
 
 
 def tuning_for_compile(target, tuning_dir=None, progress: Optional[Callable] = None,
