@@ -173,6 +173,10 @@ def _list(args) -> int:
                      "predate the current default schedules: ignored"
                      + (f"; {len(fresh.defaulted)} workloads need re-tuning"
                         if fresh.defaulted else "") + ")")
+        bare = sum(1 for i in range(len(log.records)) if log.stamp_at(i) is None)
+        if bare:
+            stale += (f" ({bare} trials unstamped: from before rules versioning or other "
+                      "tools, applied as before)")
         print(f"  {key}: {len(log.by_hash())} workloads, {len(log.records)} trials{stale}")
     return 0
 

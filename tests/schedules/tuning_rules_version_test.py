@@ -376,6 +376,11 @@ def test_tune_list_reports_stale_trials(x86, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "3 trials (2 trials of 1 workloads predate" in out
     assert "re-tuning" not in out
+    assert "unstamped" not in out
+    TuningStore(tmp_path).writer(device_key(x86)).append(["w", "AAAA"], _rec("x", [1.0]))
+    code = cli.main(["--list", "--tuning-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "(1 trials unstamped: from before rules versioning" in out
 
 
 # ------------------------------------------------------------ export / import
