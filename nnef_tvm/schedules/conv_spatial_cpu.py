@@ -6,7 +6,7 @@ spatial axis instead, with the same register-accumulator structure as
 :mod:`.conv_channel_cpu`. A convolution strided along the width reads its
 padded input stored by column phase, so its vectors stay contiguous loads.
 
-Tile choices are tuning knobs (``conv.spatial_vector.{xt,yt,phase_split}``);
+Tile choices are tuning knobs (``conv.spatial_vector.{xt,yt,phase_split,chunk,strip}``);
 :func:`spatial_vector_space` lists the valid settings of one kernel, the
 default first.
 """
@@ -30,51 +30,149 @@ def _is_strided(sch) -> bool:
     return False
 
 
-def spatial_vector_space(sch, lanes: int, cores: int) -> list:
-    """Valid knob settings of :func:`schedule_spatial_vector`, default first.
+def _plan(sch):
+    """``(mac, loops, extents, spatial loop count, x, y)`` of a depthwise / grouped conv, or None.
 
-    Vector widths (divisors of the output width up to two vectors), then rows
-    per register tile (divisors of the output height) and, for strided
-    convolutions, the column-phase layout switched off.
+    ``x`` is the innermost spatial loop (it must index the output), ``y`` the
+    output row loop above it (None for a 1-D convolution).
     """
     nest = _static_mac_nest(sch)
     if nest is None:
+        return None
+    mac, loops, exts, nsp = nest
+    out_vars = set()
+    for rg in sch.get(mac.block).writes[0].region:
+        out_vars |= vars_in(rg.min)
+    x = None
+    for i in reversed(range(nsp)):
+        if exts[i] > 1 and mac.ivars[i] in out_vars:
+            x = i
+            break
+    if x is None or x != nsp - 1:
+        return None
+    y = x - 1 if x >= 1 and mac.ivars[x - 1] in out_vars else None
+    return mac, loops, exts, nsp, x, y
+
+
+def _defaults(sch, plan, lanes: int, cores: int) -> dict:
+    """The default knob setting of one kernel (measured on AVX-512, see the helpers)."""
+    mac, _, exts, nsp, x, y = plan
+    pads = list(sch.get_producers(mac.block))
+    nchan = y if y is not None else x
+    out_ch = exts[nchan - 1] if nchan >= 2 else 1
+    strip = _default_strip(sch, mac, exts, y, 1)
+    return {"conv.spatial_vector.xt": _divisor_at_most(exts[x], lanes),
+            "conv.spatial_vector.yt": 1,             # measured: 1 is best on AVX-512
+            "conv.spatial_vector.phase_split": True,
+            "conv.spatial_vector.chunk": 1 if strip else
+            _default_chunk_of(sch, mac, pads, out_ch, nsp - 2, x, cores),
+            "conv.spatial_vector.strip": strip}
+
+
+def spatial_vector_space(sch, lanes: int, cores: int) -> list:
+    """Valid knob settings of :func:`schedule_spatial_vector`, default first.
+
+    Then: pad strips on / off and other strip heights, channels per task,
+    for strided convolutions the column-phase layout switched off, vector
+    widths (divisors of the output width up to two vectors) and rows per
+    register tile (divisors of the output height).
+    """
+    plan = _plan(sch)
+    if plan is None:
         return []
-    _, _, exts, nsp = nest
-    xext = exts[nsp - 1]
-    default = _divisor_at_most(xext, lanes)
+    _, _, exts, nsp, x, y = plan
+    base = _defaults(sch, plan, lanes, cores)
+    xext = exts[x]
+    default = base["conv.spatial_vector.xt"]
     if default < 2:
         return []
-    key_xt, key_yt = "conv.spatial_vector.xt", "conv.spatial_vector.yt"
-    base = {key_xt: default, key_yt: 1, "conv.spatial_vector.phase_split": True}
     out = [base]
 
     def add(**kw):
         cand = dict(base)
         cand.update({f"conv.spatial_vector.{k}": v for k, v in kw.items()})
+        if cand["conv.spatial_vector.strip"] and cand["conv.spatial_vector.chunk"] > 1:
+            return
         if cand not in out:
             out.append(cand)
 
+    if y is not None:
+        oh = exts[y]
+        strips = [d for d in range(2, oh) if oh % d == 0]
+        strip0 = base["conv.spatial_vector.strip"]
+        if strip0:
+            add(strip=0)
+        for d in sorted(strips, key=lambda d: abs(d - (strip0 or 16)))[:3]:
+            add(strip=d)
+    chunk0 = base["conv.spatial_vector.chunk"]
+    if chunk0 > 1:
+        add(chunk=1)
+    if y is not None and y >= 2:
+        ch = exts[y - 1]
+        for c in (2, 4, 8):
+            if ch % c == 0 and c != chunk0:
+                add(chunk=c, strip=0)
     if _is_strided(sch):
         add(phase_split=False)
     for d in sorted((d for d in range(2, min(xext, 2 * lanes) + 1) if xext % d == 0),
                     key=lambda d: (abs(d - default), -d)):
         add(xt=d)
-    if nsp >= 2:
+    if y is not None:
         for yt in (2, 4, 7):
-            if exts[nsp - 2] % yt == 0 and exts[nsp - 2] > yt:
+            if exts[y] % yt == 0 and exts[y] > yt and base["conv.spatial_vector.strip"] % yt == 0:
                 add(yt=yt)
     return out
 
 
-def _phase_split(sch, mac, x_var, pad) -> int:
-    """Lay the padded input out by column phase when the convolution strides along x.
+def _default_chunk_of(sch, mac, pads, out_ch, nspatial, x, cores) -> int:
+    """:func:`default_chunk` for this kernel: 1 unless it pads into a column-phase layout.
 
-    With stride ``s`` output column ``xx`` reads padded column ``xx*s + kx``:
-    a vector of consecutive outputs would gather every s-th float. Stored as
-    ``[.., row, column % s, column // s]`` the same vector is one contiguous
-    load (``(xx*s + kx) // s == xx + kx // s``). Returns the stride (1: left as is).
+    Only the phase layout leaves unread slots behind (see :func:`default_chunk`);
+    a unit-stride plane is read in full, and its stack buffer's widened loads
+    (one instruction instead of three for 7 lanes) measured faster.
     """
+    if not pads or _stride_of(sch, mac, mac.ivars[x], pads[0]) < 2:
+        return 1
+    shape = sch.get(pads[0]).writes[0].source.shape
+    nlead = len(shape) - nspatial
+    if nlead < 1:
+        return 1
+    per_plane = max(1, out_ch // max(1, int(shape[nlead - 1])))
+    return default_chunk(out_ch, _plane_bytes(sch, pads[0], nlead), per_plane, cores)
+
+
+# A padded plane larger than this is padded in strips of output rows, each
+# strip's padded input at most STRIP_BYTES: the copy, the zero fill and the
+# convolution then reuse it from L1 (48 KiB) instead of L2.
+STRIP_PLANE_BYTES = 32 * 1024
+STRIP_BYTES = 16 * 1024
+
+
+def _default_strip(sch, mac, exts, y, yt) -> int:
+    """Output rows per pad strip for this kernel (0: the whole plane)."""
+    pads = list(sch.get_producers(mac.block))
+    if not pads or y is None:
+        return 0
+    shape = [int(d) for d in sch.get(pads[0]).writes[0].source.shape]
+    if len(shape) < 2:
+        return 0
+    row_bytes = 4 * shape[-1]
+    if row_bytes * shape[-2] <= STRIP_PLANE_BYTES:
+        return 0
+    # input rows of a strip of d output rows: (d - 1) * stride + kernel height
+    in_rows = shape[-2]
+    oh = exts[y]
+    stride = max(1, (in_rows - 1) // max(1, oh))     # (H + pads - kh) // stride + 1 == oh
+    kh = in_rows - (oh - 1) * stride
+    best = 0
+    for d in range(yt, oh, yt):
+        if oh % d == 0 and ((d - 1) * stride + kh) * row_bytes <= STRIP_BYTES:
+            best = d
+    return best
+
+
+def _stride_of(sch, mac, x_var, pad) -> int:
+    """Step of the padded input's column per output column (1 when not strided / unknown)."""
     from tvm.sym.pattern import detect_linear_equation
     pad_buf = sch.get(pad).writes[0].source
     read = next((r for r in sch.get(mac.block).reads if r.source.same_as(pad_buf)), None)
@@ -83,13 +181,100 @@ def _phase_split(sch, mac, x_var, pad) -> int:
     coef = detect_linear_equation(read.region[-1].min, [x_var])
     if len(coef) != 2 or not hasattr(coef[0], "value"):
         return 1
-    stride = int(coef[0].value)
+    return max(1, int(coef[0].value))
+
+
+def _vector_loop(sch, loop, lanes):
+    """Vectorise ``loop``: whole when at most two vectors wide, else split by a divisor."""
+    ext = static_extents(sch, [loop])[0]
+    if ext > 2 * lanes:
+        d = _divisor_at_most(ext, lanes)
+        if d < 4:
+            return
+        _, loop = sch.split(loop, [None, d])
+    sch.vectorize(loop)
+
+
+# TVM places a buffer of at most this many bytes that lives inside a parallel
+# task on the stack (LowerTVMBuiltin's kMaxStackAlloca), larger ones in a
+# workspace from TVMBackendAllocWorkspace.
+STACK_ALLOCA_BYTES = 1024
+
+
+def _plane_bytes(sch, pad, nlead: int) -> int:
+    """Bytes of one channel's padded plane (the pad buffer without its leading dims)."""
+    shape = [int(d) for d in sch.get(pad).writes[0].source.shape[nlead:]]
+    out = 4
+    for d in shape:
+        out *= d
+    return out
+
+
+def default_chunk(channels: int, plane_bytes: int, per_plane: int, cores: int) -> int:
+    """Output channels per parallel task, so the task's padded input lives in a workspace.
+
+    LLVM may widen a vector load of a non-power-of-two width (7, 14, 28
+    lanes) to the next native width when the memory behind it is a known
+    stack buffer, and may drop the stores into slots that nothing reads by
+    name (the unused last column of a column-phase layout). The extra lane
+    then reads stale stack bytes -- often denormals -- and each multiply with
+    one costs a microcode assist: measured up to 7x slower kernels. A
+    workspace buffer is opaque to LLVM, so its loads keep their exact width.
+    ``per_plane`` output channels read one input plane (the channel multiplier).
+    """
+    for c in range(1, channels + 1):
+        if channels % c:
+            continue
+        planes = max(1, c // per_plane)
+        if planes * plane_bytes > STACK_ALLOCA_BYTES or channels // c <= 4 * cores:
+            return c
+    return 1
+
+
+def _pad_plane(sch, pad, task, depth, stride, lanes) -> None:
+    """Pad a task's input plane(s) at loop ``task`` (``depth`` loops deep).
+
+    * ``stride`` 1: one copy loop (the bounds test per element stays: splitting
+      it into a zero fill and an interior copy measured no faster, and slower
+      on 112x112 planes: two passes over a plane larger than L1).
+    * ``stride`` s > 1 along x: the padded plane is stored by column phase,
+      ``[.., row, col % s, col // s]``: output column ``xx`` reads padded column
+      ``xx*s + kx``, i.e. phase ``kx % s`` at ``xx + kx // s``, so the
+      convolution's vectors are contiguous loads. ``decompose_padding`` splits
+      the copy into a zero fill (vectorised per phase row) and an interior copy
+      without bounds tests, whose loop reads the input contiguously and writes
+      the s phases in turn; LLVM turns that into wide loads plus lane
+      permutes (``vpermps``), where a vectorised TIR loop would gather
+      element by element.
+    """
     pexts = static_extents(sch, sch.get_loops(pad))
-    if stride <= 1 or not pexts or pexts[-1] % stride:
-        return 1
-    sch.transform_layout(pad, ("write", 0),
-                         lambda *idx: list(idx[:-1]) + [idx[-1] % stride, idx[-1] // stride])
-    return stride
+    phased = stride > 1 and bool(pexts) and pexts[-1] % stride == 0
+    if phased:
+        sch.transform_layout(pad, ("write", 0),
+                             lambda *idx: list(idx[:-1]) + [idx[-1] % stride, idx[-1] // stride])
+    sch.compute_at(pad, task)
+    if not phased:
+        ploops = sch.get_loops(pad)
+        ext = static_extents(sch, ploops[-1:])
+        if ext and ext[0] % lanes == 0:
+            _, pv = sch.split(ploops[-1], [None, lanes])
+            sch.vectorize(pv)
+        return
+    try:
+        fill = sch.decompose_padding(pad, sch.get_loops(pad)[depth])
+    except Exception:       # not a recognisable padding pattern: keep the plain copy
+        return
+    for blk in (fill, pad):
+        lp = sch.get_loops(blk)[-1]
+        ext = static_extents(sch, [lp])[0]
+        if ext % stride:
+            continue
+        c0, c1 = sch.split(lp, [None, stride])
+        sch.unroll(c1)
+        if blk is fill:
+            # zeros: one contiguous vector store per phase row
+            sch.reorder(c1, c0)
+            _vector_loop(sch, c0, lanes)
 
 
 def schedule_spatial_vector(sch, lanes: int, cores: int) -> bool:
@@ -99,59 +284,58 @@ def schedule_spatial_vector(sch, lanes: int, cores: int) -> bool:
     buffer (registers); the reduction (kernel window, and the channels of a
     group) runs outside it; rows x channels are shared between threads.
     """
-    nest = _static_mac_nest(sch)
-    if nest is None:
+    plan = _plan(sch)
+    if plan is None:
         return False
-    mac, loops, exts, nsp = nest
-    out_vars = set()
-    for rg in sch.get(mac.block).writes[0].region:
-        out_vars |= vars_in(rg.min)
-    # innermost spatial axis that indexes the output and one operand's last dimension
-    x = None
-    for i in reversed(range(nsp)):
-        if exts[i] > 1 and mac.ivars[i] in out_vars:
-            x = i
-            break
-    if x is None or x != nsp - 1:
-        return False
-    xt = int(knob("conv.spatial_vector.xt", _divisor_at_most(exts[x], lanes)))
+    mac, loops, exts, nsp, x, y = plan
+    defaults = _defaults(sch, plan, lanes, cores)
+
+    def setting(name):
+        return int(knob(f"conv.spatial_vector.{name}", defaults[f"conv.spatial_vector.{name}"]))
+
+    xt, yt, strip, chunk = setting("xt"), setting("yt"), setting("strip"), setting("chunk")
     if xt < 2 or exts[x] % xt:
         return False
-    # rows per register tile (more independent accumulators; a tuning knob)
-    y = x - 1 if x >= 1 and mac.ivars[x - 1] in out_vars else None
-    yt = int(knob("conv.spatial_vector.yt", 1))     # measured: 1 is best on AVX-512
     if yt < 1 or (y is not None and exts[y] % yt) or (y is None and yt != 1):
+        return False
+    # output rows per pad strip (0: the whole plane at once)
+    if strip and (y is None or strip % yt or exts[y] % strip or strip == exts[y]):
+        return False
+    # channels per task: the loop fused last into the parallel loop (1: batch only)
+    nchan_loops = y if y is not None else x - 1
+    out_ch = exts[nchan_loops - 1] if nchan_loops >= 2 else 1
+    if chunk < 1 or out_ch % chunk or (chunk > 1 and strip):
         return False
     xo, xi = sch.split(loops[x], [None, xt])
     outer = list(loops[:x])
     reds = list(loops[nsp:])
     inner = [xi]
+    ys = None
+    if strip:
+        ys, yrest = sch.split(loops[y], [None, strip])
+    else:
+        yrest = loops[y] if y is not None else None
     if yt > 1:
-        yo, yi = sch.split(loops[y], [None, yt])
-        outer = list(loops[:y]) + [yo]
+        yo, yi = sch.split(yrest, [None, yt])
+        outer = list(loops[:y]) + ([ys] if ys is not None else []) + [yo]
         inner = [yi, xi]
+    elif ys is not None:
+        outer = list(loops[:y]) + [ys, yrest]
     sch.reorder(*outer, xo, *reds, *inner)
     pads = list(sch.get_producers(mac.block))
-    if len(outer) >= 2:
-        # tasks = images x channels; each pads its own channel plane (stays in cache)
-        par = sch.fuse(*outer[:-1]) if len(outer) > 2 else outer[0]
-        sch.parallel(par)
+    if nchan_loops >= 1 and len(outer) >= 2:
+        # tasks = images x chunks of channels; each pads its own plane(s) (in cache)
+        chan = outer[:nchan_loops]
+        par = sch.fuse(*chan) if len(chan) > 1 else chan[0]
+        task = par
+        if chunk > 1:
+            task, _ = sch.split(par, [None, chunk])
+        sch.parallel(task)
+        phase = bool(knob("conv.spatial_vector.phase_split", True))
         for pad in pads:
-            try:
-                stride = _phase_split(sch, mac, mac.ivars[x], pad) \
-                    if knob("conv.spatial_vector.phase_split", True) else 1
-                sch.compute_at(pad, par)
-                ploops = sch.get_loops(pad)
-                pexts = static_extents(sch, ploops)
-                if stride > 1:
-                    # write each phase's row contiguously (the gather is in the copy)
-                    p0, p1 = sch.split(ploops[-1], [None, stride])
-                    sch.reorder(p1, p0)
-                elif pexts and pexts[-1] % lanes == 0:
-                    _, pv = sch.split(ploops[-1], [None, lanes])
-                    sch.vectorize(pv)
-            except Exception:
-                pass
+            stride = _stride_of(sch, mac, mac.ivars[x], pad) if phase else 1
+            _pad_plane(sch, pad, ys if ys is not None else task, 2 if ys is not None else 1,
+                       stride, lanes)
     elif outer:
         sch.parallel(outer[0])
     wb = sch.cache_write(mac.block, 0, "local")
