@@ -79,6 +79,7 @@ KNOB_SPACES = {
     "dense_rows": dense_cpu.dense_rows_space,
     "conv_channel_vector": conv_channel_cpu.channel_vector_space,
     "conv_spatial_vector": conv_spatial_cpu.spatial_vector_space,
+    "pool_rows": pool_cpu.pool_rows_space,
 }
 
 MAX_KNOB_SETTINGS = 24

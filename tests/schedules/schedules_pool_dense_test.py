@@ -199,8 +199,26 @@ def test_pool_rows_structure(target):
     assert "T.parallel(T.int64(3584))" in text            # 64 channels x 56 output rows
     assert 'T.sblock("pad_temp_pad_const")' in text         # the border fill ...
     assert "T.if_then_else" not in text                     # ... no bounds test per element
-    # the window loops run outside the loop along the output row
-    assert "for rv1, ax3 in T.grid(T.int64(3), T.int64(56))" in text
+    # padded rows stored by column phase (stride 2): [.., row, col % 2, col // 2]
+    assert "pad_temp = T.sblock_alloc_buffer((T.int64(1), T.int64(64), T.int64(114), " \
+           "T.int64(2), T.int64(57)))" in text
+    # the window loops run outside the loop along the output row: 7 vectors of 8
+    assert "for rv1, ax3_0 in T.grid(T.int64(3), T.int64(7))" in text
+    assert "T.vectorized(T.int64(8))" in text
+
+
+@pytest.mark.parametrize("setting", [{"pool.rows.phase": False}, {"pool.rows.vector": False}],
+                         ids=["no_phase", "llvm_vectors"])
+def test_pool_rows_knob_variants_match_numpy(target, setting):
+    from nnef_tvm.schedules.cpu_common import knob_overrides
+    func = _kernel(_pool_case("max", 3, 56, 3, 2, 1), target)
+    with knob_overrides(setting):
+        scheduled, rule = _schedule(func, target)
+    assert rule == "pool_rows"
+    x, out = random_args(func)
+    got = run_primfunc(scheduled, target.tvm(), [x, out])
+    np.testing.assert_allclose(got, numpy_pool(x.astype(np.float64), "max", 3, 2, 1, False),
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_pool_rows_leaves_other_reductions(target):
