@@ -43,6 +43,7 @@ CPU_RULES = [
     ("conv_channel_vector", conv_channel_cpu.schedule_channel_vector),
     ("conv_spatial_vector", conv_spatial_cpu.schedule_spatial_vector),
     ("pool_rows", pool_cpu.schedule_pool_rows),
+    ("plane_sum", pool_cpu.schedule_plane_sum),
     ("generic_parallel", generic_cpu.schedule_generic),
 ]
 

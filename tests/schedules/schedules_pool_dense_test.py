@@ -228,3 +228,68 @@ def test_pool_rows_leaves_other_reductions(target):
         for func in fused_primfuncs(mod, target).values():
             _, rule = _schedule(func, target)
             assert rule != "pool_rows"
+
+
+# ------------------------------------------------------------------ global mean
+
+def _mean_case(c, hw, keepdims=True):
+    from tvm import relax
+    from tvm.relax import op
+    x = relax.Var("x", relax.TensorType((1, c, hw, hw), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(op.mean(x, axis=[2, 3], keepdims=keepdims))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+MEANS = [(32, 112, True), (12, 56, True), (24, 28, False), (40, 14, True), (16, 4, True)]
+
+
+@pytest.mark.parametrize("c,hw,keep", MEANS, ids=[f"{c}x{hw}x{hw}" for c, hw, _ in MEANS])
+def test_plane_sum_mean_matches_numpy(target, c, hw, keep):
+    func = _kernel(_mean_case(c, hw, keep), target)
+    scheduled, rule = _schedule(func, target)
+    assert rule == "plane_sum"
+    text = scheduled.script()
+    assert "T.vectorized" in text and "_rf_local" in text      # vector partial sums
+    x, out = random_args(func)
+    got = run_primfunc(scheduled, target.tvm(), [x, out])
+    want = x.astype(np.float64).mean(axis=(2, 3), keepdims=keep)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_plane_sum_of_last_axis(target):
+    """A sum over the innermost axis (not a pool) is a plane sum too."""
+    from tvm import relax
+    from tvm.relax import op
+    x = relax.Var("x", relax.TensorType((48, 256), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(op.sum(x, axis=[1])))
+        bb.emit_func_output(out)
+    func = _kernel(bb.get(), target)
+    scheduled, rule = _schedule(func, target)
+    assert rule == "plane_sum"
+    xs, out = random_args(func)
+    np.testing.assert_allclose(run_primfunc(scheduled, target.tvm(), [xs, out]),
+                               xs.astype(np.float64).sum(axis=1), rtol=1e-5, atol=1e-5)
+
+
+def test_plane_sum_leaves_odd_planes_and_inner_axes(target):
+    """7 x 7 = 49 (no vector width tiles it) and a sum over channels stay generic."""
+    from tvm import relax
+    from tvm.relax import op
+    _, rule = _schedule(_kernel(_mean_case(64, 7), target), target)
+    assert rule == "generic_parallel"
+    x = relax.Var("x", relax.TensorType((1, 32, 8, 16), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(op.sum(x, axis=[1])))
+        bb.emit_func_output(out)
+    _, rule = _schedule(_kernel(bb.get(), target), target)
+    assert rule != "plane_sum"
