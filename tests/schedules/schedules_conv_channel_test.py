@@ -254,3 +254,52 @@ def test_row_vector_mode_where_the_map_is_not_whole_vectors(target):
     assert knob_space(func, target.tvm())[0]["conv.channel_vector.vector"] == "x"
     got, want, _ = build_and_run(8, 16, 18, 1, 1, "clip", target)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("const_weights", [True, False], ids=["packed_once", "packed_per_call"])
+def test_flat_trace_replays_on_the_unscheduled_function(target, const_weights):
+    """The tuner stores ``sch.trace``: a flat-mode trace (block re-indexing included) replays."""
+    from schedules_kernels import fused_primfuncs
+    from tvm import s_tir
+    from nnef_tvm.schedules.conv_channel_cpu import schedule_channel_vector
+    from nnef_tvm.schedules.default import knob_space
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((32, 48, 1, 1)).astype("float32")
+    b = rng.standard_normal(32).astype("float32")
+    (func,) = fused_primfuncs(conv_module(48, 32, 16, 1, 1, "res", w, b, False), target).values()
+    if const_weights:
+        func = func.with_attr("layout_free_buffers", [1])
+    flat = [s for s in knob_space(func, target.tvm())
+            if s.get("conv.channel_vector.vector") == "flat"][:3]
+    assert flat
+    for setting in flat:
+        sch = s_tir.Schedule(func)
+        with knob_overrides(setting):
+            assert schedule_channel_vector(sch, 16, 2)
+        replay = s_tir.Schedule(func)
+        sch.trace.apply_to_schedule(replay, remove_postproc=False)
+        tvm.ir.assert_structural_equal(replay.mod["main"], sch.mod["main"])
+
+
+def test_flat_mode_on_a_256_bit_target(target):
+    """AVX2 (8 lanes, 16 registers): flat tiles of at most 8 accumulators, still the conv."""
+    from schedules_kernels import fused_primfuncs, run_primfunc
+    from nnef_tvm.schedules.default import schedule_cpu_func
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("host without AVX2")
+    avx2 = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 40, 12, 12)).astype("float32")
+    w = rng.standard_normal((24, 40, 1, 1)).astype("float32")
+    b = rng.standard_normal(24).astype("float32")
+    r = rng.standard_normal((1, 24, 12, 12)).astype("float32")
+    (func,) = fused_primfuncs(conv_module(40, 24, 12, 1, 1, "res", w, b, False),
+                              target).values()
+    scheduled, rule = schedule_cpu_func(func, avx2)
+    assert rule == "conv_channel_vector"
+    text = scheduled.script()
+    assert 'T.int64(144)), scope="local")' in text and "T.vectorized(T.int64(8))" in text
+    out = np.zeros((1, 24, 12, 12), "float32")
+    got = run_primfunc(scheduled, avx2, [x, w, b.reshape(1, 24, 1, 1), r, out])
+    want = conv_reference(x, w, b, 1, 0) + r
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
