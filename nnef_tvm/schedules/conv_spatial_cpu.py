@@ -126,14 +126,17 @@ def spatial_vector_space(sch, lanes: int, cores: int) -> list:
     def add(**kw):
         cand = dict(base)
         cand.update({f"conv.spatial_vector.{k}": v for k, v in kw.items()})
-        if cand["conv.spatial_vector.strip"] and cand["conv.spatial_vector.chunk"] > 1:
-            return
+        strip = cand["conv.spatial_vector.strip"]
+        if strip and (cand["conv.spatial_vector.chunk"] > 1
+                      or strip % cand["conv.spatial_vector.yt"]):
+            return              # combinations the rule refuses
         if cand not in out:
             out.append(cand)
 
     if y is not None:
         oh = exts[y]
-        strips = [d for d in range(2, oh) if oh % d == 0]
+        strips = [d for d in range(2, oh) if oh % d == 0
+                  and d % base["conv.spatial_vector.yt"] == 0]
         strip0 = base["conv.spatial_vector.strip"]
         if strip0:
             add(strip=0)
@@ -153,8 +156,8 @@ def spatial_vector_space(sch, lanes: int, cores: int) -> list:
                     key=lambda d: (abs(d - default), -d)):
         add(xt=d)
     if y is not None:
-        for yt in (2, 4, 7):
-            if exts[y] % yt == 0 and exts[y] > yt and base["conv.spatial_vector.strip"] % yt == 0:
+        for yt in (1, 2, 4, 7):
+            if exts[y] % yt == 0 and exts[y] > yt:
                 add(yt=yt)
     return out
 

@@ -1,0 +1,228 @@
+"""The depthwise / grouped convolution rule (``conv_spatial_vector``) against numpy.
+
+Every kernel is a Relax ``conv2d`` with ``groups == input channels`` (channel
+multiplier 1: depthwise; 2: each input channel feeds two output channels)
+plus an epilogue, pushed through the project's legalize / fuse phases and
+scheduled by the rule alone. The reference is numpy written from the
+convolution's definition (cross-correlation over a zero-padded input, output
+channel ``o`` reading input channel ``o // multiplier``), in float64.
+
+The shapes cover what the rule's defaults branch on: stride 1 and 2, 3x3 and
+5x5 windows, output widths 7 / 14 / 28 / 56 / 112 (whole-row tiles, one-vector
+tiles, pad strips for planes over 32 KiB, chunks of channels for small
+column-phase planes), and clip / residual epilogues fused into the write-back.
+"""
+import numpy as np
+import pytest
+
+from schedules_kernels import fused_primfuncs, run_primfunc
+
+
+@pytest.fixture(scope="module")
+def target():
+    from nnef_tvm.targets import get_target
+    return get_target("x86", threads=2)
+
+
+def depthwise_module(channels, hw, k, stride, mult=1, epilogue="clip"):
+    """conv2d(groups=channels, 'same'-style padding k//2) + bias + clip(0, 6) or + residual."""
+    from tvm import relax
+    from tvm.relax import op
+
+    def var(name, shape):
+        return relax.Var(name, relax.TensorType(shape, "float32"))
+
+    pad = k // 2
+    out_hw = (hw + 2 * pad - k) // stride + 1
+    cout = channels * mult
+    params = [var("x", (1, channels, hw, hw)), var("w", (cout, 1, k, k)),
+              var("b", (1, cout, 1, 1))]
+    if epilogue == "residual":
+        params.append(var("r", (1, cout, out_hw, out_hw)))
+    bb = relax.BlockBuilder()
+    with bb.function("main", params):
+        with bb.dataflow():
+            y = bb.emit(op.nn.conv2d(params[0], params[1], strides=stride, padding=pad,
+                                     groups=channels))
+            y = bb.emit(op.add(y, params[2]))
+            if epilogue == "clip":
+                y = bb.emit(op.clip(y, 0.0, 6.0))
+            elif epilogue == "residual":
+                y = bb.emit(op.add(y, params[3]))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def numpy_depthwise(x, w, b, stride, mult, epilogue, residual=None):
+    """out[o, i, j] = b[o] + sum_{u,v} xpad[o // mult, i*stride + u, j*stride + v] * w[o, 0, u, v]."""
+    k = w.shape[-1]
+    p = k // 2
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p, p), (p, p)))
+    oh = (x.shape[2] + 2 * p - k) // stride + 1
+    out = np.zeros((1, w.shape[0], oh, oh))
+    for o in range(w.shape[0]):
+        for u in range(k):
+            for v in range(k):
+                window = xp[0, o // mult, u:u + stride * oh:stride, v:v + stride * oh:stride]
+                out[0, o] += window * float(w[o, 0, u, v])
+    out += b.reshape(1, -1, 1, 1)
+    if epilogue == "clip":
+        out = np.clip(out, 0.0, 6.0)
+    elif epilogue == "residual":
+        out = out + residual
+    return out
+
+
+def _kernel(target, *args, **kw):
+    funcs = fused_primfuncs(depthwise_module(*args, **kw), target)
+    assert len(funcs) == 1, sorted(funcs)
+    return next(iter(funcs.values()))
+
+
+def _arrays(func, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in func.params:
+        shape = [int(d) for d in p.shape]
+        # inputs around the clip's knees, so both bounds are exercised
+        out.append((rng.standard_normal(shape) * 2).astype("float32"))
+    out[-1][...] = np.nan                       # the output must be fully written
+    return out
+
+
+def _schedule(func, target, knobs=None):
+    from nnef_tvm.schedules.conv_spatial_cpu import schedule_spatial_vector
+    from nnef_tvm.schedules.cpu_common import knob_overrides, num_cores, vector_lanes
+    from tvm import s_tir
+    t = target.tvm()
+    sch = s_tir.Schedule(func)
+    with knob_overrides(knobs or {}):
+        assert schedule_spatial_vector(sch, vector_lanes(t), num_cores(t))
+    return sch.mod["main"]
+
+
+def _check(func, target, stride, mult, epilogue, knobs=None):
+    scheduled = _schedule(func, target, knobs)
+    arrays = _arrays(func)
+    got = run_primfunc(scheduled, target.tvm(), arrays)
+    want = numpy_depthwise(arrays[0], arrays[1], arrays[2], stride, mult, epilogue,
+                           arrays[3] if epilogue == "residual" else None)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    return scheduled
+
+
+CASES = [
+    # (channels, input hw, k, stride, multiplier, epilogue)
+    (3, 7, 3, 1, 1, "clip"),          # 7x7 plane: one partial vector per row
+    (5, 14, 3, 1, 1, "residual"),
+    (4, 28, 3, 1, 2, "clip"),         # grouped: two output channels per input plane
+    (2, 56, 3, 1, 1, "clip"),         # whole 56-wide row x 2 rows per tile
+    (2, 112, 3, 1, 1, "residual"),    # plane > 32 KiB: padded in strips of rows
+    (32, 14, 3, 2, 1, "clip"),        # small column-phase planes: chunks of channels
+    (4, 28, 3, 2, 2, "clip"),
+    (3, 56, 3, 2, 1, "residual"),
+    (2, 112, 3, 2, 1, "clip"),        # strided and stripped
+    (4, 14, 5, 1, 1, "clip"),         # 5x5: 4-accumulator tiles
+    (3, 28, 5, 1, 2, "residual"),
+    (6, 14, 5, 2, 1, "clip"),
+    (2, 56, 5, 2, 1, "clip"),
+    (3, 7, 5, 1, 1, "residual"),
+    (2, 15, 3, 2, 1, "clip"),         # odd input width: the phase split does not apply
+]
+
+
+@pytest.mark.parametrize("channels,hw,k,stride,mult,epilogue", CASES,
+                         ids=[f"c{c}_hw{hw}_k{k}_s{s}_m{m}_{e}" for c, hw, k, s, m, e in CASES])
+def test_depthwise_matches_numpy(target, channels, hw, k, stride, mult, epilogue):
+    func = _kernel(target, channels, hw, k, stride, mult, epilogue=epilogue)
+    text = _check(func, target, stride, mult, epilogue).script()
+    assert "T.parallel" in text and "T.vectorized" in text
+
+
+def test_rule_fires_in_the_default_pass(target):
+    """The CPU default-schedule pass picks this rule and records it on the function."""
+    import tvm
+    from nnef_tvm.schedules.default import RULE_ATTR, cpu_default_schedule
+    func = _kernel(target, 8, 14, 3, 2)
+    mod = tvm.IRModule({"main": func})
+    with target.tvm():
+        out = cpu_default_schedule()(mod)
+    assert str(out["main"].attrs[RULE_ATTR]) == "conv_spatial_vector"
+
+
+def test_stride_two_pads_by_column_phase_without_bounds_tests(target):
+    """Stride 2: the padded plane is [.., row, phase, col // 2], filled then copied."""
+    func = _kernel(target, 4, 28, 3, 2)
+    text = _schedule(func, target).script()
+    assert "pad_temp_pad_const" in text                 # zero fill apart from the copy
+    assert "T.int64(2), T.int64(15)" in text            # 30 padded columns -> 2 phases x 15
+    copy = text[text.index('T.sblock("pad_temp")'):]
+    copy = copy[:copy.index("T.sblock(", 10)]
+    assert "if_then_else" not in copy                   # interior copy: no bounds test
+
+
+def test_small_phase_planes_are_padded_per_chunk(target):
+    """A 16x16 phase plane (1 KiB) is padded two channels per task (a workspace buffer)."""
+    from nnef_tvm.schedules.conv_spatial_cpu import STACK_ALLOCA_BYTES, default_chunk
+    assert default_chunk(576, 16 * 16 * 4, 1, 2) == 2
+    assert default_chunk(576, 16 * 16 * 4, 2, 2) == 4       # two channels per plane
+    assert default_chunk(8, 16 * 16 * 4, 1, 2) == 1          # too few tasks to group
+    assert default_chunk(96, 58 * 58 * 4, 1, 2) == 1         # already a workspace
+    assert 16 * 16 * 4 * 2 > STACK_ALLOCA_BYTES
+    func = _kernel(target, 32, 14, 3, 2)
+    text = _schedule(func, target).script()
+    assert "T.parallel(T.int64(16))" in text                # 32 channels / 2 per task
+
+
+def test_large_planes_are_padded_in_strips(target):
+    from nnef_tvm.schedules.conv_spatial_cpu import STRIP_BYTES
+    func = _kernel(target, 2, 112, 3, 1)
+    text = _schedule(func, target).script()
+    # 112 output rows in strips of 28: each strip pads 30 input rows of 114 floats
+    assert "T.grid(T.int64(30), T.int64(114))" in text
+    assert 30 * 114 * 4 <= STRIP_BYTES
+
+
+def test_default_tiles():
+    from nnef_tvm.schedules.conv_spatial_cpu import default_tile
+    assert default_tile(56, 56, 9, 16) == (56, 2)       # 4 vectors x 2 rows
+    assert default_tile(28, 28, 9, 16) == (28, 4)
+    assert default_tile(28, 28, 25, 16) == (28, 2)      # 5x5: 4 accumulators
+    assert default_tile(14, 14, 25, 16) == (14, 2)
+    assert default_tile(7, 7, 25, 16) == (7, 7)         # the whole 7x7 plane
+    assert default_tile(14, 14, 9, 16) == (14, 1)
+    assert default_tile(112, 112, 9, 16) == (16, 1)     # wide rows: one vector
+    assert default_tile(56, 56, 9, 8) == (8, 1)         # AVX2: 56 is 7 vectors
+
+
+@pytest.mark.parametrize("shape", [(4, 14, 3, 2, 1), (2, 56, 3, 1, 2), (2, 112, 3, 1, 1)],
+                         ids=["s2_14", "grouped_56", "strips_112"])
+def test_every_knob_setting_computes_the_convolution(target, shape):
+    """The knob space lists only settings that schedule to a correct kernel."""
+    from nnef_tvm.schedules.conv_spatial_cpu import spatial_vector_space
+    from nnef_tvm.schedules.cpu_common import num_cores, vector_lanes
+    from tvm import s_tir
+    channels, hw, k, stride, mult = shape
+    func = _kernel(target, channels, hw, k, stride, mult)
+    t = target.tvm()
+    space = spatial_vector_space(s_tir.Schedule(func), vector_lanes(t), num_cores(t))
+    assert len(space) >= 4
+    keys = {frozenset(s.items()) for s in space}
+    assert len(keys) == len(space)                      # no duplicates
+    # the default first: it schedules exactly like no knobs at all
+    assert _schedule(func, target, space[0]).script() == _schedule(func, target).script()
+    for setting in space[1:8]:
+        _check(func, target, stride, mult, "clip", setting)
+
+
+def test_invalid_knob_settings_are_refused(target):
+    from nnef_tvm.schedules.conv_spatial_cpu import schedule_spatial_vector
+    from nnef_tvm.schedules.cpu_common import knob_overrides
+    from tvm import s_tir
+    func = _kernel(target, 4, 28, 3, 1)
+    for bad in ({"conv.spatial_vector.xt": 5}, {"conv.spatial_vector.yt": 3},
+                {"conv.spatial_vector.chunk": 3}, {"conv.spatial_vector.strip": 5},
+                {"conv.spatial_vector.strip": 4, "conv.spatial_vector.chunk": 2}):
+        with knob_overrides(bad):
+            assert not schedule_spatial_vector(s_tir.Schedule(func), 16, 2), bad
