@@ -163,20 +163,16 @@ def spatial_vector_space(sch, lanes: int, cores: int) -> list:
 
 
 def _default_chunk_of(sch, mac, pads, out_ch, nspatial, x, cores) -> int:
-    """:func:`default_chunk` for this kernel: 1 unless it pads into a column-phase layout.
-
-    Only the phase layout leaves unread slots behind (see :func:`default_chunk`);
-    a unit-stride plane is read in full, and its stack buffer's widened loads
-    (one instruction instead of three for 7 lanes) measured faster.
-    """
-    if not pads or _stride_of(sch, mac, mac.ivars[x], pads[0]) < 2:
+    """:func:`default_chunk` for this kernel (1 without a padding stage)."""
+    if not pads:
         return 1
     shape = sch.get(pads[0]).writes[0].source.shape
     nlead = len(shape) - nspatial
     if nlead < 1:
         return 1
     per_plane = max(1, out_ch // max(1, int(shape[nlead - 1])))
-    return default_chunk(out_ch, _plane_bytes(sch, pads[0], nlead), per_plane, cores)
+    phased = _stride_of(sch, mac, mac.ivars[x], pads[0]) > 1
+    return default_chunk(out_ch, _plane_bytes(sch, pads[0], nlead), per_plane, cores, phased)
 
 
 # A padded plane larger than this is padded in strips of output rows, each
@@ -248,25 +244,45 @@ def _plane_bytes(sch, pad, nlead: int) -> int:
     return out
 
 
-def default_chunk(channels: int, plane_bytes: int, per_plane: int, cores: int) -> int:
-    """Output channels per parallel task, so the task's padded input lives in a workspace.
+CHUNK_MAX_CHANNELS = 8
+CHUNK_MAX_BYTES = 16 * 1024
 
-    LLVM may widen a vector load of a non-power-of-two width (7, 14, 28
-    lanes) to the next native width when the memory behind it is a known
-    stack buffer, and may drop the stores into slots that nothing reads by
-    name (the unused last column of a column-phase layout). The extra lane
-    then reads stale stack bytes -- often denormals -- and each multiply with
-    one costs a microcode assist: measured up to 7x slower kernels. A
-    workspace buffer is opaque to LLVM, so its loads keep their exact width.
-    ``per_plane`` output channels read one input plane (the channel multiplier).
+
+def default_chunk(channels: int, plane_bytes: int, per_plane: int, cores: int,
+                  phased: bool = True) -> int:
+    """Output channels per parallel task.
+
+    Each task pays for its own buffers (a workspace allocation per buffer
+    larger than the stack limit, and the accumulator's) and loop set-up, which
+    on a 7x7 or 14x14 plane costs as much as the arithmetic: small planes are
+    grouped, up to :data:`CHUNK_MAX_CHANNELS` channels and
+    :data:`CHUNK_MAX_BYTES` of padded input per task (measured 1.1-1.5x on
+    MobileNetV2 / EfficientNet-B0 layers), keeping at least 4 tasks per core.
+
+    Planes of at most half the stack limit stay on the stack (at most
+    :data:`STACK_ALLOCA_BYTES` per task): there LLVM widens a vector load of
+    a non-power-of-two width (7, 14 lanes) to one native load, where a
+    workspace buffer, opaque to LLVM, needs three (measured 7x7: 3 channels
+    per task 1.5x faster, 4 channels in a workspace slower than 1).
+
+    A column-phase plane (``phased``) must *not* stay on the stack: LLVM
+    drops the zero stores into its slots that nothing reads by name (the
+    unused last column), a widened load then reads stale stack bytes --
+    often denormals -- and each multiply with one costs a microcode assist
+    (measured up to 7x slower). Its chunk is the smallest that exceeds the
+    stack limit. ``per_plane`` output channels read one input plane.
     """
-    for c in range(1, channels + 1):
-        if channels % c:
-            continue
-        planes = max(1, c // per_plane)
-        if planes * plane_bytes > STACK_ALLOCA_BYTES or channels // c <= 4 * cores:
-            return c
-    return 1
+    def planes(c):
+        return max(1, c // per_plane)
+
+    fits = [c for c in range(1, channels + 1)
+            if channels % c == 0 and (c == 1 or channels // c >= 4 * cores)]
+    if phased:
+        return next((c for c in fits if planes(c) * plane_bytes > STACK_ALLOCA_BYTES), 1)
+    if 2 * plane_bytes <= STACK_ALLOCA_BYTES:
+        return max(c for c in fits if planes(c) * plane_bytes <= STACK_ALLOCA_BYTES)
+    return max(c for c in fits if c <= CHUNK_MAX_CHANNELS
+               and planes(c) * plane_bytes <= CHUNK_MAX_BYTES)
 
 
 def _pad_plane(sch, pad, task, depth, stride, lanes) -> None:

@@ -170,6 +170,12 @@ def test_small_phase_planes_are_padded_per_chunk(target):
     assert default_chunk(8, 16 * 16 * 4, 1, 2) == 1          # too few tasks to group
     assert default_chunk(96, 58 * 58 * 4, 1, 2) == 1         # already a workspace
     assert 16 * 16 * 4 * 2 > STACK_ALLOCA_BYTES
+    # unit stride: small planes grouped, 9x9 ones kept on the stack (3 x 324 B)
+    assert default_chunk(960, 9 * 9 * 4, 1, 2, phased=False) == 3
+    assert default_chunk(384, 16 * 16 * 4, 1, 2, phased=False) == 8
+    assert default_chunk(192, 30 * 30 * 4, 1, 2, phased=False) == 4      # <= 16 KiB a task
+    assert default_chunk(144, 58 * 58 * 4, 1, 2, phased=False) == 1
+    assert default_chunk(24, 16 * 16 * 4, 1, 2, phased=False) == 3       # >= 8 tasks kept
     func = _kernel(target, 32, 14, 3, 2)
     text = _schedule(func, target).script()
     assert "T.parallel(T.int64(16))" in text                # 32 channels / 2 per task
