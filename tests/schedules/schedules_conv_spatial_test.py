@@ -140,6 +140,38 @@ def test_depthwise_matches_numpy(target, channels, hw, k, stride, mult, epilogue
     assert "T.parallel" in text and "T.vectorized" in text
 
 
+@pytest.mark.parametrize("hw,stride,padding", [(14, 2, (0, 0, 1, 1)), (28, 2, (1, 1, 1, 1)),
+                                               (15, 2, (1, 1, 1, 1)), (14, 1, (2, 0, 0, 2))],
+                         ids=["s2_pad_end", "s2", "s2_odd", "s1_skewed"])
+def test_batch_of_two_and_asymmetric_padding(target, hw, stride, padding):
+    """Batch 2 (tasks must not straddle images) and padding other than k // 2 on each side."""
+    from tvm import relax
+    from tvm.relax import op
+    ch, k = 16, 3
+    x = relax.Var("x", relax.TensorType((2, ch, hw, hw), "float32"))
+    w = relax.Var("w", relax.TensorType((ch, 1, k, k), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x, w]):
+        with bb.dataflow():
+            y = bb.emit(op.nn.conv2d(x, w, strides=stride, padding=padding, groups=ch))
+            out = bb.emit_output(bb.emit(op.nn.relu(y)))
+        bb.emit_func_output(out)
+    funcs = fused_primfuncs(bb.get(), target)
+    func = next(iter(funcs.values()))
+    arrays = _arrays(func)
+    got = run_primfunc(_schedule(func, target), target.tvm(), arrays)
+    top, left, bottom, right = padding
+    xp = np.pad(arrays[0].astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
+    oh = (xp.shape[2] - k) // stride + 1
+    ow = (xp.shape[3] - k) // stride + 1
+    want = np.zeros((2, ch, oh, ow))
+    for u in range(k):
+        for v in range(k):
+            want += xp[:, :, u:u + stride * oh:stride, v:v + stride * ow:stride] * \
+                arrays[1][None, :, 0, u, v, None, None]
+    np.testing.assert_allclose(got, np.maximum(want, 0), rtol=1e-4, atol=1e-4)
+
+
 def test_rule_fires_in_the_default_pass(target):
     """The CPU default-schedule pass picks this rule and records it on the function."""
     import tvm
