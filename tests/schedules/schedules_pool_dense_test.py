@@ -293,3 +293,37 @@ def test_plane_sum_leaves_odd_planes_and_inner_axes(target):
         bb.emit_func_output(out)
     _, rule = _schedule(_kernel(bb.get(), target), target)
     assert rule != "plane_sum"
+
+
+def _squeeze_excite_case(c, f, hw):
+    """EfficientNet's SE tail: x * sigmoid(conv1x1(s) + b), s = [1, C, 1, 1], x = [1, F, H, W]."""
+    from tvm import relax
+    from tvm.relax import op
+    s = relax.Var("s", relax.TensorType((1, c, 1, 1), "float32"))
+    w = relax.Var("w", relax.TensorType((f, c, 1, 1), "float32"))
+    b = relax.Var("b", relax.TensorType((1, f, 1, 1), "float32"))
+    x = relax.Var("x", relax.TensorType((1, f, hw, hw), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [s, w, b, x]):
+        with bb.dataflow():
+            g = bb.emit(op.sigmoid(op.add(op.nn.conv2d(s, w), b)))
+            out = bb.emit_output(bb.emit(op.multiply(x, g)))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+@pytest.mark.parametrize("c,f,hw", [(8, 32, 28), (6, 144, 14), (48, 1152, 7)])
+def test_dense_rows_squeeze_excite_gate(target, c, f, hw):
+    """A 1x1 conv on a 1x1 map is a GEMV; its sigmoid runs once per channel, not per pixel."""
+    func = _kernel(_squeeze_excite_case(c, f, hw), target).with_attr("layout_free_buffers", [1, 2])
+    scheduled, rule = _schedule(func, target)
+    assert rule == "dense_rows"
+    text = scheduled.script()
+    assert text.count("T.sigmoid") == 1
+    sig_line = next(line for line in text.splitlines() if "T.sigmoid" in line)
+    assert "T_multiply" not in sig_line.split("=")[0]     # stored per channel, multiplied later
+    s, w, b, x, out = random_args(func)
+    got = run_primfunc(scheduled, target.tvm(), [s, w, b, x, out])
+    z = np.einsum("fc,c->f", w[:, :, 0, 0].astype(np.float64), s[0, :, 0, 0]) + b[0, :, 0, 0]
+    want = x * (1 / (1 + np.exp(-z)))[None, :, None, None]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
