@@ -269,20 +269,24 @@ def default_chunk(channels: int, plane_bytes: int, per_plane: int, cores: int,
     drops the zero stores into its slots that nothing reads by name (the
     unused last column), a widened load then reads stale stack bytes --
     often denormals -- and each multiply with one costs a microcode assist
-    (measured up to 7x slower). Its chunk is the smallest that exceeds the
-    stack limit. ``per_plane`` output channels read one input plane.
+    (measured up to 7x slower). Its chunk is grouped as above, or the
+    smallest past the stack limit. ``per_plane`` output channels read one
+    input plane.
     """
     def planes(c):
         return max(1, c // per_plane)
 
     fits = [c for c in range(1, channels + 1)
             if channels % c == 0 and (c == 1 or channels // c >= 4 * cores)]
+    grouped = max(c for c in fits if c <= CHUNK_MAX_CHANNELS
+                  and planes(c) * plane_bytes <= CHUNK_MAX_BYTES)
     if phased:
+        if planes(grouped) * plane_bytes > STACK_ALLOCA_BYTES:
+            return grouped
         return next((c for c in fits if planes(c) * plane_bytes > STACK_ALLOCA_BYTES), 1)
     if 2 * plane_bytes <= STACK_ALLOCA_BYTES:
         return max(c for c in fits if planes(c) * plane_bytes <= STACK_ALLOCA_BYTES)
-    return max(c for c in fits if c <= CHUNK_MAX_CHANNELS
-               and planes(c) * plane_bytes <= CHUNK_MAX_BYTES)
+    return grouped
 
 
 def _pad_plane(sch, pad, task, depth, stride, lanes) -> None:

@@ -195,11 +195,13 @@ def test_stride_two_pads_by_column_phase_without_bounds_tests(target):
 
 
 def test_small_phase_planes_are_padded_per_chunk(target):
-    """A 16x16 phase plane (1 KiB) is padded two channels per task (a workspace buffer)."""
+    """A 16x16 phase plane (1 KiB) is padded several channels per task (a workspace buffer)."""
     from nnef_tvm.schedules.conv_spatial_cpu import STACK_ALLOCA_BYTES, default_chunk
-    assert default_chunk(576, 16 * 16 * 4, 1, 2) == 2
-    assert default_chunk(576, 16 * 16 * 4, 2, 2) == 4       # two channels per plane
+    assert default_chunk(576, 16 * 16 * 4, 1, 2) == 8
+    assert default_chunk(192, 30 * 30 * 4, 1, 2) == 4        # <= 16 KiB a task
+    assert default_chunk(576, 16 * 16 * 4, 2, 2) == 8        # two channels per plane
     assert default_chunk(8, 16 * 16 * 4, 1, 2) == 1          # too few tasks to group
+    assert default_chunk(16, 16 * 16 * 4, 1, 2) == 2         # >= 8 tasks kept, past 1 KiB
     assert default_chunk(96, 58 * 58 * 4, 1, 2) == 1         # already a workspace
     assert 16 * 16 * 4 * 2 > STACK_ALLOCA_BYTES
     # unit stride: small planes grouped, 9x9 ones kept on the stack (3 x 324 B)
@@ -210,7 +212,7 @@ def test_small_phase_planes_are_padded_per_chunk(target):
     assert default_chunk(24, 16 * 16 * 4, 1, 2, phased=False) == 3       # >= 8 tasks kept
     func = _kernel(target, 32, 14, 3, 2)
     text = _schedule(func, target).script()
-    assert "T.parallel(T.int64(16))" in text                # 32 channels / 2 per task
+    assert "T.parallel(T.int64(8))" in text                 # 32 channels / 4 per task
 
 
 def test_large_planes_are_padded_in_strips(target):
