@@ -186,10 +186,8 @@ def _flat_default(plan, lanes):
     vectors along the flat map times as many output channels as fit. Measured
     (1 thread, AVX-512, MobileNetV2 shapes): 144->32 @56x56 4ch x 4 vectors
     0.59 -> 0.25 ms, 8 x 2 0.27-0.29 ms; 192->32 @28x28 (49 vectors: 1 per
-    tile) 16ch 0.119 -> 0.075 ms. Spatial tiles go outermost (each input tile
-    is fetched once for every channel tile) unless the reduction is short
-    (under 32 input channels), where the input tile is tiny and walking the
-    output channel by channel keeps fewer output streams open.
+    tile) 16ch 0.119 -> 0.075 ms. Spatial tiles go outermost: each input tile
+    is fetched once for every channel tile.
     """
     geo = _flat_geometry(plan, lanes)
     if geo is None:
@@ -203,9 +201,14 @@ def _flat_default(plan, lanes):
     red = 1
     for e in plan.exts[plan.nsp:]:
         red *= e
+    if lanes >= 16 and red <= 96 and nvec % 7 == 0 and fext % 2 == 0:
+        # short reductions: 2 channels x 7 vectors (a 896-byte tile, held in
+        # registers); per-tile costs (zeroing, write-back) weigh more there.
+        # A/B: 32->144 @56 0.50 -> 0.32 ms, 64->128 @28 0.115 -> 0.091 ms,
+        # 32->16 @112 0.152 -> 0.130 ms; 144->32 @56 is faster with 4 x 4
+        fi, nx = 2, 7
     return {"conv.channel_vector.vector": "flat", "conv.channel_vector.fi": fi,
-            "conv.channel_vector.xt": nx * lanes,
-            "conv.channel_vector.order": "channel" if red < 32 else "spatial"}
+            "conv.channel_vector.xt": nx * lanes, "conv.channel_vector.order": "spatial"}
 
 
 def _channel_key(plan, setting) -> tuple:
@@ -319,7 +322,11 @@ def _schedule_flat(sch, plan, fi_factor: int, xt: int, order: str, lanes: int) -
     else:                     # packed once per call, before the kernel (all tasks share it)
         packed = sch.cache_read(mac.block, b_read, "global")
         sch.transform_layout(packed, ("write", 0), tiled)
-    wb = sch.cache_write(mac.block, 0, "local")
+    # accumulator in "global" scope: TVM 0.27 lowers a CPU allocation under 1 KiB
+    # to a stack array only in that scope (LLVM then keeps it in registers: no
+    # per-task TVMBackendAllocWorkspace + memset as for "local"); 7-9% faster
+    # in A/B for 512- and 896-byte tiles
+    wb = sch.cache_write(mac.block, 0, knob("conv.channel_vector.acc_scope", "global"))
     nout = len(sch.get(mac.block).writes[0].region)
 
     def flat_out(*idx):
@@ -356,7 +363,11 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     tile, ``xt`` output columns per register tile, ``tasks`` the parallel task
     count to reach before rows are shared out too, ``vector`` the axis the SIMD
     vector runs along ("f": output channels, weights packed channel-innermost
-    and the input broadcast; "x": output columns, weights broadcast).
+    and the input broadcast; "x": output columns, weights broadcast; "flat":
+    like "x" over the flattened map, see :func:`_schedule_flat`). Flat mode
+    only: ``order`` which tile index is outermost in the parallel loop
+    ("spatial" or "channel"), ``acc_scope`` the accumulator's storage scope
+    ("global": a stack array, kept in registers, when under 1 KiB).
     """
     plan = _channel_plan(sch)
     if plan is None:

@@ -133,7 +133,7 @@ def test_flat_1x1_mode_matches_numpy(target, cin, cout, hw, epi, size):
     text = conv_kernel_script(scripts)
     assert '"nnef.schedule_rule": "conv_channel_vector"' in text
     # the accumulator is indexed over the flattened map, full 16-lane vectors
-    assert f"T.int64({size})), scope=\"local\")" in text
+    assert f"T.int64({size})))" in text
     assert "T.vectorized(T.int64(16))" in text
     assert "T.parallel" in text
 
@@ -145,9 +145,10 @@ def test_flat_mode_with_weights_as_parameters(target, const_weights):
                                        const_weights=const_weights)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     text = conv_kernel_script(scripts)
-    assert "T.int64(256)), scope=\"local\")" in text
+    assert "T.int64(256)))" in text
     # constants arrive packed (a kernel parameter); runtime weights get an in-kernel copy
-    assert ("_global = T.sblock_alloc_buffer" in text) == (not const_weights)
+    assert ("w_global = T.sblock_alloc_buffer" in text) == (not const_weights)
+    assert ("param_0_global: T.Buffer" in text) == const_weights
 
 
 def _flat_settings(func, target):
@@ -181,7 +182,7 @@ def test_flat_mode_does_not_fire_where_the_map_is_not_whole_vectors(target):
         got, want, scripts = build_and_run(64, 32, hw, 1, 1, "res", target)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
         text = conv_kernel_script(scripts)
-        assert f"T.int64({hw * hw})), scope=\"local\")" not in text
+        assert f"T.int64({hw * hw})))" not in text
 
 
 def test_bad_flat_knobs_are_refused_not_miscompiled(target):
@@ -298,8 +299,28 @@ def test_flat_mode_on_a_256_bit_target(target):
     scheduled, rule = schedule_cpu_func(func, avx2)
     assert rule == "conv_channel_vector"
     text = scheduled.script()
-    assert 'T.int64(144)), scope="local")' in text and "T.vectorized(T.int64(8))" in text
+    assert 'T.int64(144)))' in text and "T.vectorized(T.int64(8))" in text
     out = np.zeros((1, 24, 12, 12), "float32")
     got = run_primfunc(scheduled, avx2, [x, w, b.reshape(1, 24, 1, 1), r, out])
     want = conv_reference(x, w, b, 1, 0) + r
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_short_reduction_tile_is_held_in_registers(target):
+    """32 input channels: 2 channels x 7 vectors; the 896-byte accumulator needs no workspace."""
+    from schedules_kernels import fused_primfuncs
+    from nnef_tvm.schedules.default import schedule_cpu_func
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((48, 32, 1, 1)).astype("float32")
+    b = rng.standard_normal(48).astype("float32")
+    (func,) = fused_primfuncs(conv_module(32, 48, 28, 1, 1, "clip", w, b, False), target).values()
+    scheduled, rule = schedule_cpu_func(func.with_attr("layout_free_buffers", [1]), target.tvm())
+    text = scheduled.script()
+    assert "T.unroll(T.int64(7))" in text and "T.unroll(T.int64(2))" in text
+    lib = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}),
+                      target.tvm())
+    ir = lib.mod.inspect_source("ll") if hasattr(lib, "mod") else lib.inspect_source("ll")
+    calls = [ln for ln in ir.splitlines() if "call" in ln and "conv2d_nchw_intermediate" in ln]
+    assert not calls, calls[:2]                   # no TVMBackendAllocWorkspace for the tile
+    got, want, _ = build_and_run(32, 48, 28, 1, 1, "clip", target)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
