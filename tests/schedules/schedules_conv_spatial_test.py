@@ -224,6 +224,12 @@ def test_large_planes_are_padded_in_strips(target):
     assert 30 * 114 * 4 <= STRIP_BYTES
 
 
+def test_accumulator_scope():
+    """One-vector rows: a 'global' (stack) accumulator, no per-task workspace allocation."""
+    from nnef_tvm.schedules.conv_spatial_cpu import default_acc_scope
+    assert default_acc_scope(14, 16) == "global" and default_acc_scope(28, 16) == "local"
+
+
 def test_default_tiles():
     from nnef_tvm.schedules.conv_spatial_cpu import default_tile
     assert default_tile(56, 56, 9, 16) == (56, 2)       # 4 vectors x 2 rows
@@ -262,6 +268,7 @@ def test_invalid_knob_settings_are_refused(target):
     from tvm import s_tir
     func = _kernel(target, 4, 28, 3, 1)
     for bad in ({"conv.spatial_vector.xt": 5}, {"conv.spatial_vector.yt": 3},
+                {"conv.spatial_vector.acc_scope": "shared"},
                 {"conv.spatial_vector.chunk": 3}, {"conv.spatial_vector.strip": 5},
                 {"conv.spatial_vector.strip": 4, "conv.spatial_vector.chunk": 2}):
         with knob_overrides(bad):
