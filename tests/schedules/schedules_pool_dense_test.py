@@ -207,8 +207,9 @@ def test_pool_rows_structure(target):
     assert "T.vectorized(T.int64(8))" in text
 
 
-@pytest.mark.parametrize("setting", [{"pool.rows.phase": False}, {"pool.rows.vector": False}],
-                         ids=["no_phase", "llvm_vectors"])
+@pytest.mark.parametrize("setting", [{"pool.rows.phase": False}, {"pool.rows.vector": False},
+                                     {"pool.rows.direct": True}],
+                         ids=["no_phase", "llvm_vectors", "in_place"])
 def test_pool_rows_knob_variants_match_numpy(target, setting):
     from nnef_tvm.schedules.cpu_common import knob_overrides
     func = _kernel(_pool_case("max", 3, 56, 3, 2, 1), target)
@@ -219,6 +220,20 @@ def test_pool_rows_knob_variants_match_numpy(target, setting):
     got = run_primfunc(scheduled, target.tvm(), [x, out])
     np.testing.assert_allclose(got, numpy_pool(x.astype(np.float64), "max", 3, 2, 1, False),
                                rtol=1e-6, atol=1e-6)
+
+
+def test_pool_rows_average_reads_input_in_place(target):
+    """Sums: no padded copy; the row is split into border and interior column loops."""
+    func = _kernel(_pool_case("avg", 8, 56, 3, 1, 1), target)
+    scheduled, rule = _schedule(func, target)
+    assert rule == "pool_rows"
+    text = scheduled.script()
+    assert 'T.sblock("pad_temp' not in text
+    assert "range(T.int64(1), T.int64(55))" in text        # interior columns 1..54
+    x, out = random_args(func)
+    got = run_primfunc(scheduled, target.tvm(), [x, out])
+    np.testing.assert_allclose(got, numpy_pool(x.astype(np.float64), "avg", 3, 1, 1, False),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_pool_rows_leaves_other_reductions(target):
