@@ -352,9 +352,13 @@ def _pad_plane(sch, pad, task, depth, stride, lanes) -> None:
 def schedule_spatial_vector(sch, lanes: int, cores: int) -> bool:
     """Depthwise / grouped convolution: vectorise along the output's innermost spatial axis.
 
-    The accumulator for ``xt`` consecutive outputs of one row lives in a local
-    buffer (registers); the reduction (kernel window, and the channels of a
-    group) runs outside it; rows x channels are shared between threads.
+    The accumulator for ``yt`` rows x ``xt`` consecutive outputs (a register
+    tile, see :func:`default_tile`) lives in a small buffer (``acc_scope``);
+    the reduction (kernel window, and the channels of a group) runs outside
+    it. Parallel tasks are images x chunks of ``chunk`` channels
+    (:func:`default_chunk`); each pads its own input plane(s), whole or in
+    strips of ``strip`` output rows (:func:`_default_strip`), by column phase
+    when strided (:func:`_pad_plane`). Knobs: ``conv.spatial_vector.*``.
     """
     plan = _plan(sch)
     if plan is None:
