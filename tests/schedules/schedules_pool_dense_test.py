@@ -342,3 +342,20 @@ def test_dense_rows_squeeze_excite_gate(target, c, f, hw):
     z = np.einsum("fc,c->f", w[:, :, 0, 0].astype(np.float64), s[0, :, 0, 0]) + b[0, :, 0, 0]
     want = x * (1 / (1 + np.exp(-z)))[None, :, None, None]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_nnef_pool_specs_through_the_x86_pipeline():
+    """The frontend's NNEF pooling cases (every border mode, dilation, negative padding,
+    3-D and channel windows) compiled with the default schedules vs the numpy spec reference."""
+    import os
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    for p in (os.path.join(here, "..", "frontend", "ops"), os.path.join(here, "..")):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    import pooling_test as spec
+    import window_reference as ref
+    from window_harness import run_cases
+    cases = spec._cases("max_pool", ref.max_pool, data_offset=-3.0, seed=10)
+    cases += spec._cases("avg_pool", ref.avg_pool, seed=20)
+    run_cases(cases, target="x86")
