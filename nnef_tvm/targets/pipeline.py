@@ -5,6 +5,8 @@ dispatch, legalization, FuseOps + FuseTIR, lowering, finalization), with three
 hooks in between:
 
 * BYOC partitions of the target (``FuseOpsByPattern`` + ``RunCodegen``) run first;
+* on CPU targets exp / sigmoid / tanh / erf / softmax legalize to polynomial
+  forms LLVM vectorises (see :mod:`nnef_tvm.schedules.vector_math`);
 * tuned schedules from a MetaSchedule database are applied right after FuseTIR;
 * the target's ``schedule_passes`` (dlight for GPUs) schedule what is left;
 * weights are packed once (see :mod:`nnef_tvm.schedules.prepack`): right after
@@ -45,8 +47,12 @@ def build_phases(target, *, database=None) -> list[Phase]:
         phases.append(Phase("partition", byoc))
     backend = _backend_pipeline(t)
     dispatch = backend.library_dispatch_passes(t)
-    phases.append(Phase("legalize", dispatch + [T.LegalizeOps(), T.AnnotateTIROpPattern(),
-                                                T.FoldConstant()]))
+    custom = None
+    if t.kind.name == "llvm":
+        from ..schedules.vector_math import legalize_map
+        custom = legalize_map()
+    phases.append(Phase("legalize", dispatch + [T.LegalizeOps(customize_legalize_map=custom),
+                                                T.AnnotateTIROpPattern(), T.FoldConstant()]))
     phases.append(Phase("fuse", [T.FuseOps()]))
     from ..schedules.prepack import attach_layout_free_buffers, prepack_passes
     fuse_tir = [T.FuseTIR()]
