@@ -26,7 +26,7 @@ The same rule takes a 1x1 convolution on a 1x1 map (the squeeze-excitation
 blocks of EfficientNet: ``[1, C, 1, 1]`` x ``[F, C, 1, 1]``), which is the
 same GEMV; its epilogue ``sigmoid(conv + bias)`` is kept on the ``[1, F, 1, 1]``
 result and only the broadcasting multiply with the feature map runs per
-element (see :func:`_inline_same_size`).
+element (see :func:`.cpu_common.inline_elementwise`).
 
 Each output element still sums over ``k`` in order, so results match the
 unscheduled kernel to the last bit of float rounding order.
@@ -37,8 +37,7 @@ settings of one kernel, the default first.
 from __future__ import annotations
 
 from .conv_cpu import _divisor_at_most, _finish, _mac_block, _plain_copy
-from .cpu_common import (PARALLEL_MIN_WORK, _cheap_to_inline, is_reduction, knob, root_blocks,
-                         static_extents)
+from .cpu_common import PARALLEL_MIN_WORK, inline_elementwise, knob, static_extents
 from .prepack import pack_weight_once, weight_is_layout_free
 
 # Most rows (product of the data-only output dims) the rule takes: each row
@@ -72,43 +71,6 @@ class DensePlan:
         return n
 
 
-def _loop_count(sch, blk):
-    exts = static_extents(sch, sch.get_loops(blk))
-    if exts is None:
-        return None
-    n = 1
-    for e in exts:
-        n *= e
-    return n
-
-
-def _inline_same_size(sch) -> None:
-    """Inline elementwise blocks into consumers that run as often as they do.
-
-    Unlike :func:`.cpu_common.inline_elementwise`, a value is never inlined into
-    a *broadcasting* consumer: a squeeze-excitation block's
-    ``sigmoid(conv + bias)`` on ``[1, C, 1, 1]`` feeds a multiply over
-    ``[1, C, H, W]``, and inlining it evaluated the sigmoid H * W times per
-    channel (0.28 ms for a 32-channel 112 x 112 map).
-    """
-    changed = True
-    while changed:
-        changed = False
-        for blk in root_blocks(sch):
-            consumers = list(sch.get_consumers(blk))
-            if not consumers or is_reduction(sch, blk) or not _cheap_to_inline(sch, blk):
-                continue
-            size = _loop_count(sch, blk)
-            if size is None or any(_loop_count(sch, c) != size for c in consumers):
-                continue
-            try:
-                sch.compute_inline(blk)
-                changed = True
-                break
-            except Exception:
-                continue
-
-
 def _prepare_dense(sch):
     """The multiply-accumulate block with its operands read directly, epilogue chained."""
     mac = _mac_block(sch)
@@ -121,7 +83,7 @@ def _prepare_dense(sch):
             sch.compute_inline(p)
         except Exception:
             return None
-    _inline_same_size(sch)
+    inline_elementwise(sch, set())
     return _mac_block(sch)
 
 
