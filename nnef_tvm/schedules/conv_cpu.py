@@ -20,7 +20,7 @@ convolution result never makes a round trip through memory.
 from __future__ import annotations
 
 from .cpu_common import (inline_elementwise, is_reduction, iter_kinds, root_blocks,
-                         schedule_spatial_nest, static_extents, trivial_binding, vars_in)
+                         schedule_spatial_nest, single_accumulation, static_extents, vars_in)
 
 
 def _divisor_at_most(n: int, cap: int) -> int:
@@ -60,21 +60,15 @@ class MacBlock:
 
 def _mac_block(sch):
     """The single multiply-accumulate reduction block of a function, or None."""
-    reds = [b for b in root_blocks(sch) if is_reduction(sch, b)]
-    if len(reds) != 1:
+    found = single_accumulation(sch)
+    if found is None:
         return None
-    blk = reds[0]
-    stmt = sch.get(blk)
-    if len(stmt.writes) != 1 or not trivial_binding(sch, blk):
-        return None
-    kinds = iter_kinds(sch, blk)
-    if "O" in kinds or kinds.index("R") < len(kinds) - kinds.count("R"):
-        return None      # spatial iterators must all come before the reductions
+    blk = found[0]
     from tvm import tirx
-    body = stmt.body
+    body = sch.get(blk).body
     if not isinstance(body, tirx.BufferStore) or not isinstance(body.value, tirx.Add):
         return None
-    if not isinstance(body.value.b, tirx.Mul) or stmt.init is None:
+    if not isinstance(body.value.b, tirx.Mul):
         return None
     mac = MacBlock(sch, blk)
     if len(mac.reads) != 2:

@@ -76,6 +76,28 @@ def trivial_binding(sch, block) -> bool:
     return True
 
 
+def single_accumulation(sch):
+    """``(block, spatial iterator count)`` of the function's only reduction, or None.
+
+    The rules schedule one plain accumulation per kernel (``acc[s] = f(acc[s],
+    ..)`` with an init): one written buffer, each iterator bound to its own
+    loop, and every spatial iterator before the reduction iterators. What the
+    accumulation computes (multiply-add, max, sum) is the caller's check.
+    """
+    reds = [b for b in root_blocks(sch) if is_reduction(sch, b)]
+    if len(reds) != 1:
+        return None
+    blk = reds[0]
+    stmt = sch.get(blk)
+    if len(stmt.writes) != 1 or stmt.init is None or not trivial_binding(sch, blk):
+        return None
+    kinds = iter_kinds(sch, blk)
+    nsp = kinds.count("S")
+    if "O" in kinds or kinds[:nsp] != ["S"] * nsp or nsp == len(kinds):
+        return None
+    return blk, nsp
+
+
 def static_extents(sch, loops) -> Optional[list[int]]:
     out = []
     for lp in loops:

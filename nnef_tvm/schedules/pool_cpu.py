@@ -41,8 +41,8 @@ Knobs ``pool.rows.{direct,phase,vector}``; :func:`pool_rows_space`.
 """
 from __future__ import annotations
 
-from .cpu_common import (PARALLEL_MIN_WORK, inline_elementwise, knob, is_reduction, iter_kinds,
-                         root_blocks, static_extents, trivial_binding, vars_in)
+from .cpu_common import (PARALLEL_MIN_WORK, inline_elementwise, iter_kinds, knob,
+                         single_accumulation, static_extents, vars_in)
 
 
 def _product(values) -> int:
@@ -61,17 +61,11 @@ def _window_read(sch, blk):
 def _window_block(sch):
     """The single window-reduction block (``acc = max/add(acc, in[..])``), or None."""
     from tvm import tirx
-    reds = [b for b in root_blocks(sch) if is_reduction(sch, b)]
-    if len(reds) != 1:
+    found = single_accumulation(sch)
+    if found is None or found[1] < 2:
         return None
-    blk = reds[0]
+    blk, nsp = found
     stmt = sch.get(blk)
-    if len(stmt.writes) != 1 or stmt.init is None or not trivial_binding(sch, blk):
-        return None
-    kinds = iter_kinds(sch, blk)
-    nsp = kinds.count("S")
-    if "O" in kinds or kinds[:nsp] != ["S"] * nsp or nsp < 2 or nsp == len(kinds):
-        return None
     body = stmt.body
     if not isinstance(body, tirx.BufferStore) or not isinstance(body.value, (tirx.Max, tirx.Add)):
         return None
@@ -324,17 +318,12 @@ def _plane_reduction(sch):
     input's trailing dimensions, which no spatial iterator touches.
     """
     from tvm import tirx
-    reds = [b for b in root_blocks(sch) if is_reduction(sch, b)]
-    if len(reds) != 1:
+    found = single_accumulation(sch)
+    if found is None:
         return None
-    blk = reds[0]
+    blk, nsp = found
     stmt = sch.get(blk)
-    if len(stmt.writes) != 1 or stmt.init is None or not trivial_binding(sch, blk):
-        return None
     kinds = iter_kinds(sch, blk)
-    nsp = kinds.count("S")
-    if "O" in kinds or kinds[:nsp] != ["S"] * nsp or nsp == len(kinds):
-        return None
     body = stmt.body
     if not isinstance(body, tirx.BufferStore) or not isinstance(body.value, tirx.Add):
         return None
