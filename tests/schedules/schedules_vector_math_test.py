@@ -103,9 +103,9 @@ def test_float64_keeps_the_exact_lowering(name):
     np.testing.assert_allclose(got, ref(x), rtol=1e-12, atol=1e-300)
 
 
-def _llvm_ir(mod) -> str:
-    compiled = compile_relax(mod, "x86")
-    lib = compiled.executable.mod if hasattr(compiled.executable, "mod") else compiled.executable
+def _ir_text(executable) -> str:
+    """The LLVM IR of a built executable's kernels (the library and its imports)."""
+    lib = executable.mod if hasattr(executable, "mod") else executable
     texts = [lib.inspect_source("ll")] if hasattr(lib, "inspect_source") else []
     for sub in getattr(lib, "imports", []) or []:
         try:
@@ -113,6 +113,10 @@ def _llvm_ir(mod) -> str:
         except Exception:
             pass
     return "\n".join(texts)
+
+
+def _llvm_ir(mod) -> str:
+    return _ir_text(compile_relax(mod, "x86").executable)
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "silu", "tanh", "softmax_last"])
@@ -131,13 +135,5 @@ def test_default_lowering_does_call_expf():
     from tvm import relax
     from tvm.relax import op
     mod = relax.transform.LegalizeOps()(_module(op.sigmoid))
-    ex = relax.build(mod, tvm.target.Target({"kind": "llvm"}))
-    lib = ex.mod if hasattr(ex, "mod") else ex
-    texts = [lib.inspect_source("ll")] if hasattr(lib, "inspect_source") else []
-    for sub in getattr(lib, "imports", []) or []:
-        try:
-            texts.append(sub.inspect_source("ll"))
-        except Exception:
-            pass
-    ir = "\n".join(texts)
+    ir = _ir_text(relax.build(mod, tvm.target.Target({"kind": "llvm"})))
     assert "exp" in ir and ("@expf" in ir or "@llvm.exp" in ir)
