@@ -107,12 +107,14 @@ def _prepare(sch):
     return _mac_block(sch)
 
 
-def _static_mac_nest(sch):
+def _static_mac_nest(sch, prepare=None):
     """``(mac, loops, extents, spatial loop count)`` of the prepared convolution, or None.
 
-    None when there is no multiply-accumulate block or a loop extent is not static.
+    ``prepare(sch) -> MacBlock or None`` readies the kernel (default
+    :func:`_prepare`: padding kept, epilogue inlined). None when there is no
+    multiply-accumulate block or a loop extent is not static.
     """
-    mac = _prepare(sch)
+    mac = (prepare or _prepare)(sch)
     if mac is None:
         return None
     loops = sch.get_loops(mac.block)

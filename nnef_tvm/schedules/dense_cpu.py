@@ -36,8 +36,8 @@ settings of one kernel, the default first.
 """
 from __future__ import annotations
 
-from .conv_cpu import _divisor_at_most, _finish, _mac_block, _plain_copy
-from .cpu_common import PARALLEL_MIN_WORK, inline_elementwise, knob, static_extents
+from .conv_cpu import _divisor_at_most, _finish, _mac_block, _plain_copy, _static_mac_nest
+from .cpu_common import PARALLEL_MIN_WORK, inline_elementwise, knob
 from .prepack import pack_weight_once, weight_is_layout_free
 
 # Most rows (product of the data-only output dims) the rule takes: each row
@@ -88,14 +88,10 @@ def _prepare_dense(sch):
 
 
 def _dense_plan(sch):
-    mac = _prepare_dense(sch)
-    if mac is None:
+    nest = _static_mac_nest(sch, _prepare_dense)
+    if nest is None:
         return None
-    loops = sch.get_loops(mac.block)
-    exts = static_extents(sch, loops)
-    if exts is None:
-        return None
-    nsp = mac.kinds.count("S")
+    mac, loops, exts, nsp = nest
     unit = {mac.ivars[i] for i, e in enumerate(exts) if e == 1}
     reds = [i for i in range(nsp, len(exts)) if exts[i] > 1]
     if len(reds) != 1:

@@ -15,7 +15,7 @@ column-phase planes), and clip / residual epilogues fused into the write-back.
 import numpy as np
 import pytest
 
-from schedules_kernels import fused_primfuncs, run_primfunc
+from schedules_kernels import fused_primfuncs, run_primfunc, single_kernel
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +75,7 @@ def numpy_depthwise(x, w, b, stride, mult, epilogue, residual=None):
 
 
 def _kernel(target, *args, **kw):
-    funcs = fused_primfuncs(depthwise_module(*args, **kw), target)
-    assert len(funcs) == 1, sorted(funcs)
-    return next(iter(funcs.values()))
+    return single_kernel(depthwise_module(*args, **kw), target)
 
 
 def _arrays(func, seed=0):

@@ -110,6 +110,13 @@ def fused_primfuncs(mod, target) -> dict:
             if isinstance(f, tvm.tirx.PrimFunc)}
 
 
+def single_kernel(mod, target):
+    """The one fused PrimFunc of ``mod`` after legalize/fuse/fuse_tir (asserts there is one)."""
+    funcs = fused_primfuncs(mod, target)
+    assert len(funcs) == 1, sorted(funcs)
+    return next(iter(funcs.values()))
+
+
 def random_args(func, seed=0):
     rng = np.random.default_rng(seed)
     out = []

@@ -8,19 +8,13 @@ output element's summation order, so it matches to float rounding.
 import numpy as np
 import pytest
 
-from schedules_kernels import dense_case, fused_primfuncs, random_args, run_primfunc
+from schedules_kernels import dense_case, fused_primfuncs, random_args, run_primfunc, single_kernel
 
 
 @pytest.fixture(scope="module")
 def target():
     from nnef_tvm.targets import get_target
     return get_target("x86", threads=2)
-
-
-def _kernel(mod, target):
-    funcs = fused_primfuncs(mod, target)
-    assert len(funcs) == 1, sorted(funcs)
-    return next(iter(funcs.values()))
 
 
 def _schedule(func, target, rules=None):
@@ -48,7 +42,7 @@ DENSE = [(1, 512, 1000), (1, 1280, 1000), (3, 512, 1000), (1, 64, 48), (2, 96, 2
 @pytest.mark.parametrize("packed", [True, False], ids=["weight_const", "weight_runtime"])
 @pytest.mark.parametrize("n,k,m", DENSE, ids=[f"{n}x{k}x{m}" for n, k, m in DENSE])
 def test_dense_rows_matches_numpy(target, n, k, m, packed):
-    func = _kernel(dense_case(n, k, m), target)
+    func = single_kernel(dense_case(n, k, m), target)
     if packed:   # as the pipeline marks bound constants (prepack.attach_layout_free_buffers)
         func = func.with_attr("layout_free_buffers", [1, 2])
     scheduled, rule = _schedule(func, target)
@@ -63,7 +57,7 @@ def test_dense_rows_matches_numpy(target, n, k, m, packed):
 
 
 def test_dense_rows_parallel_over_column_tiles(target):
-    func = _kernel(dense_case(1, 1280, 1000), target).with_attr("layout_free_buffers", [1, 2])
+    func = single_kernel(dense_case(1, 1280, 1000), target).with_attr("layout_free_buffers", [1, 2])
     scheduled, rule = _schedule(func, target)
     text = scheduled.script()
     # 1000 columns = 25 tiles of 40 (5 vectors of 8), the weight packed [25, 1280, 40]
@@ -89,16 +83,16 @@ def test_dense_rows_leaves_large_batches_and_convs(target):
     import sys
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
     from schedules_kernels import conv_case
-    _, rule = _schedule(_kernel(dense_case(8, 64, 48), target), target)
+    _, rule = _schedule(single_kernel(dense_case(8, 64, 48), target), target)
     assert rule == "conv_channel_vector"
-    _, rule = _schedule(_kernel(conv_case(16, 32, 1, 1, 1, 1), target), target)
+    _, rule = _schedule(single_kernel(conv_case(16, 32, 1, 1, 1, 1), target), target)
     assert rule != "dense_rows"
 
 
 def test_dense_rows_knob_space(target):
     from nnef_tvm.schedules.cpu_common import knob_overrides
     from nnef_tvm.schedules.default import knob_space
-    func = _kernel(dense_case(1, 512, 1000), target).with_attr("layout_free_buffers", [1, 2])
+    func = single_kernel(dense_case(1, 512, 1000), target).with_attr("layout_free_buffers", [1, 2])
     space = knob_space(func, target.tvm())
     assert space[0] == {"dense.rows.nt": 40, "dense.rows.ku": 8}
     assert len(space) > 2
@@ -177,7 +171,7 @@ POOLS = [
                          ids=[f"{c[0]}{c[3]}x{c[3]}_s{c[4]}_w{c[2]}{'_incpad' if c[6] else ''}"
                               for c in POOLS])
 def test_pool_rows_matches_numpy(target, kind, c, hw, k, s, p, inc):
-    func = _kernel(_pool_case(kind, c, hw, k, s, p, inc), target)
+    func = single_kernel(_pool_case(kind, c, hw, k, s, p, inc), target)
     scheduled, rule = _schedule(func, target)
     assert rule == "pool_rows"
     x, out = random_args(func)
@@ -192,7 +186,7 @@ def test_pool_rows_matches_numpy(target, kind, c, hw, k, s, p, inc):
 
 def test_pool_rows_structure(target):
     """Per output row: padded rows produced in a small buffer, border split from the copy."""
-    func = _kernel(_pool_case("max", 64, 112, 3, 2, 1), target)
+    func = single_kernel(_pool_case("max", 64, 112, 3, 2, 1), target)
     scheduled, rule = _schedule(func, target)
     text = scheduled.script()
     assert rule == "pool_rows"
@@ -212,7 +206,7 @@ def test_pool_rows_structure(target):
                          ids=["no_phase", "llvm_vectors", "in_place"])
 def test_pool_rows_knob_variants_match_numpy(target, setting):
     from nnef_tvm.schedules.cpu_common import knob_overrides
-    func = _kernel(_pool_case("max", 3, 56, 3, 2, 1), target)
+    func = single_kernel(_pool_case("max", 3, 56, 3, 2, 1), target)
     with knob_overrides(setting):
         scheduled, rule = _schedule(func, target)
     assert rule == "pool_rows"
@@ -224,7 +218,7 @@ def test_pool_rows_knob_variants_match_numpy(target, setting):
 
 def test_pool_rows_average_reads_input_in_place(target):
     """Sums: no padded copy; the row is split into border and interior column loops."""
-    func = _kernel(_pool_case("avg", 8, 56, 3, 1, 1), target)
+    func = single_kernel(_pool_case("avg", 8, 56, 3, 1, 1), target)
     scheduled, rule = _schedule(func, target)
     assert rule == "pool_rows"
     text = scheduled.script()
@@ -265,7 +259,7 @@ MEANS = [(32, 112, True), (12, 56, True), (24, 28, False), (40, 14, True), (16, 
 
 @pytest.mark.parametrize("c,hw,keep", MEANS, ids=[f"{c}x{hw}x{hw}" for c, hw, _ in MEANS])
 def test_plane_sum_mean_matches_numpy(target, c, hw, keep):
-    func = _kernel(_mean_case(c, hw, keep), target)
+    func = single_kernel(_mean_case(c, hw, keep), target)
     scheduled, rule = _schedule(func, target)
     assert rule == "plane_sum"
     text = scheduled.script()
@@ -286,7 +280,7 @@ def test_plane_sum_of_last_axis(target):
         with bb.dataflow():
             out = bb.emit_output(bb.emit(op.sum(x, axis=[1])))
         bb.emit_func_output(out)
-    func = _kernel(bb.get(), target)
+    func = single_kernel(bb.get(), target)
     scheduled, rule = _schedule(func, target)
     assert rule == "plane_sum"
     xs, out = random_args(func)
@@ -298,7 +292,7 @@ def test_plane_sum_leaves_odd_planes_and_inner_axes(target):
     """7 x 7 = 49 (no vector width tiles it) and a sum over channels stay generic."""
     from tvm import relax
     from tvm.relax import op
-    _, rule = _schedule(_kernel(_mean_case(64, 7), target), target)
+    _, rule = _schedule(single_kernel(_mean_case(64, 7), target), target)
     assert rule == "generic_parallel"
     x = relax.Var("x", relax.TensorType((1, 32, 8, 16), "float32"))
     bb = relax.BlockBuilder()
@@ -306,7 +300,7 @@ def test_plane_sum_leaves_odd_planes_and_inner_axes(target):
         with bb.dataflow():
             out = bb.emit_output(bb.emit(op.sum(x, axis=[1])))
         bb.emit_func_output(out)
-    _, rule = _schedule(_kernel(bb.get(), target), target)
+    _, rule = _schedule(single_kernel(bb.get(), target), target)
     assert rule != "plane_sum"
 
 
@@ -330,7 +324,7 @@ def _squeeze_excite_case(c, f, hw):
 @pytest.mark.parametrize("c,f,hw", [(8, 32, 28), (6, 144, 14), (48, 1152, 7)])
 def test_dense_rows_squeeze_excite_gate(target, c, f, hw):
     """A 1x1 conv on a 1x1 map is a GEMV; its sigmoid runs once per channel, not per pixel."""
-    func = _kernel(_squeeze_excite_case(c, f, hw), target).with_attr("layout_free_buffers", [1, 2])
+    func = single_kernel(_squeeze_excite_case(c, f, hw), target).with_attr("layout_free_buffers", [1, 2])
     scheduled, rule = _schedule(func, target)
     assert rule == "dense_rows"
     text = scheduled.script()

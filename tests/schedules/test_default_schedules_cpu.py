@@ -9,19 +9,14 @@ import numpy as np
 import pytest
 
 from schedules_kernels import (conv_case, dense_case, elementwise_case, fused_primfuncs,
-                               pool_case, random_args, run_primfunc, softmax_case)
+                               pool_case, random_args, run_primfunc, single_kernel,
+                               softmax_case)
 
 
 @pytest.fixture(scope="module")
 def target():
     from nnef_tvm.targets import get_target
     return get_target("x86", threads=2)
-
-
-def _single_kernel(mod, target):
-    funcs = fused_primfuncs(mod, target)
-    assert len(funcs) == 1, sorted(funcs)
-    return next(iter(funcs.values()))
 
 
 def _check(func, target, expected_rule):
@@ -73,7 +68,7 @@ CONVS = [
 @pytest.mark.parametrize("name,cin,cout,hw,k,stride,groups,rule", CONVS,
                          ids=[c[0] for c in CONVS])
 def test_conv_rules_keep_numbers(target, name, cin, cout, hw, k, stride, groups, rule):
-    func = _single_kernel(conv_case(cin, cout, hw, k, stride, groups), target)
+    func = single_kernel(conv_case(cin, cout, hw, k, stride, groups), target)
     arrays, got, _ = _check(func, target, rule)
     x, w, b = arrays[:3]
     want = numpy_conv(x.astype(np.float64), w.astype(np.float64), stride, groups) + b
@@ -90,7 +85,7 @@ def test_rules_on_a_256_bit_target(target):
     if "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("host without AVX2")
     for mod in (conv_case(16, 24, 10, 3, 1, 1), conv_case(16, 16, 10, 3, 2, 16)):
-        func = _single_kernel(mod, target)
+        func = single_kernel(mod, target)
         scheduled, rule = schedule_cpu_func(func, avx2)
         assert rule in ("conv_channel_vector", "conv_spatial_vector")
         arrays = random_args(func)
@@ -99,12 +94,12 @@ def test_rules_on_a_256_bit_target(target):
 
 
 def test_conv_without_epilogue(target):
-    func = _single_kernel(conv_case(16, 16, 9, 3, 1, 1, epilogue=False), target)
+    func = single_kernel(conv_case(16, 16, 9, 3, 1, 1, epilogue=False), target)
     _check(func, target, "conv_channel_vector")
 
 
 def test_channel_rule_packs_weights_and_vectorises_channels(target):
-    func = _single_kernel(conv_case(32, 32, 14, 3, 1, 1), target)
+    func = single_kernel(conv_case(32, 32, 14, 3, 1, 1), target)
     _, _, text = _check(func, target, "conv_channel_vector")
     assert "w_global" in text                      # the per-task packed weight copy
     assert 'scope="local"' in text                 # register accumulator
@@ -130,7 +125,7 @@ def test_generic_kernels_keep_numbers(target, case):
 
 def test_failing_rule_falls_back_to_next_and_then_to_original(target):
     from nnef_tvm.schedules.default import CPU_RULES, schedule_cpu_func
-    func = _single_kernel(conv_case(16, 16, 8, 3, 1, 1), target)
+    func = single_kernel(conv_case(16, 16, 8, 3, 1, 1), target)
 
     def broken(sch, lanes, cores):
         sch.parallel(sch.get_loops(sch.get_sblock("conv2d_nchw"))[0])  # half-done...
@@ -192,7 +187,7 @@ def test_arm64_neon_kernels_generate_code(target):
                              "mattr": ["+neon"], "num-cores": 4})
     for mod, want in ((conv_case(16, 24, 10, 3, 1, 1), "conv_channel_vector"),
                       (conv_case(16, 16, 16, 3, 2, 16), "conv_spatial_vector")):
-        func = _single_kernel(mod, target)
+        func = single_kernel(mod, target)
         scheduled, rule = schedule_cpu_func(func, arm)
         assert rule == want
         lib = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}),
@@ -202,7 +197,7 @@ def test_arm64_neon_kernels_generate_code(target):
 
 def test_strided_depthwise_reads_a_column_phase_layout(target):
     """Stride 2 along the width: the padded input is stored [.., row, column % 2, column // 2]."""
-    func = _single_kernel(conv_case(16, 16, 16, 3, 2, 16), target)
+    func = single_kernel(conv_case(16, 16, 16, 3, 2, 16), target)
     arrays, got, text = _check(func, target, "conv_spatial_vector")
     assert "pad_temp = T.sblock_alloc_buffer((T.int64(1), T.int64(16), T.int64(18), " \
            "T.int64(2), T.int64(9)))" in text
@@ -214,7 +209,7 @@ def test_dense_rows_before_columns_take_the_channel_rule(target):
     """A matmul on more rows than dense_rows takes (8 > MAX_ROWS; rows come before the
     output columns) is tiled over columns by the channel rule; batch-1 linear layers
     go to dense_rows (tests/schedules/schedules_pool_dense_test.py)."""
-    func = _single_kernel(dense_case(8, 64, 48), target)
+    func = single_kernel(dense_case(8, 64, 48), target)
     arrays, got, text = _check(func, target, "conv_channel_vector")
     x, w, b = arrays[:3]
     np.testing.assert_allclose(got, x.astype(np.float64) @ w + b, rtol=1e-4, atol=1e-4)
@@ -222,7 +217,7 @@ def test_dense_rows_before_columns_take_the_channel_rule(target):
 
 def test_zero_padding_copy_is_inlined(target):
     """A 1x1 convolution's padding stage copies without padding: it is folded into the conv."""
-    func = _single_kernel(conv_case(24, 48, 20, 1, 1, 1), target)
+    func = single_kernel(conv_case(24, 48, 20, 1, 1, 1), target)
     assert 'T.sblock("pad_temp")' in func.script()               # legalization emits a copy
     arrays, got, text = _check(func, target, "conv_channel_vector")
     assert 'T.sblock("pad_temp")' not in text
