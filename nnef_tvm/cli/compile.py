@@ -167,10 +167,9 @@ def _compile(args) -> int:
     compiled.export(out, progress=progress)
     print(f"wrote {out} ({os.path.getsize(out)} bytes, target {target.name}, "
           f"{len(compiled.kernels)} kernels)")
-    stale = (compiled.metadata.get("tuning") or {}).get("stale_kernels")
-    if stale:
-        from ..schedules.apply import STALE_ADVICE
-        print(f"tuning: {stale} kernels: {STALE_ADVICE}")
+    notice = (compiled.metadata.get("tuning") or {}).get("notice")
+    if notice:       # stale records: said on stdout too (also with -q)
+        print(f"tuning: {notice}")
     if args.verify:
         print(verify(compiled, out, model_path=args.model))
     return 0
