@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 
-from . import conv_channel_cpu, conv_spatial_cpu, dense_cpu, generic_cpu, pool_cpu
+from . import (conv_channel_cpu, conv_spatial_cpu, dense_cpu, generic_cpu, pool_cpu,
+               winograd_cpu)
 from .cpu_common import num_cores, vector_lanes
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ RULE_ATTR = "nnef.schedule_rule"
 
 # (name, function(sch, lanes, cores) -> bool), most specific first
 CPU_RULES = [
+    # the Winograd kernel (schedules/winograd.py legalizes eligible 3x3 convs to it):
+    # recognised by its block names, before any rule that would take its GEMM alone
+    ("winograd", winograd_cpu.schedule_winograd),
     # a dense layer on <= 4 rows (batch-1 linear): a weight-streaming GEMV, before
     # the channel rule (which would take it as a 1-column convolution)
     ("dense_rows", dense_cpu.schedule_dense_rows),
@@ -77,6 +81,7 @@ def schedule_cpu_func(func, target, rules=None):
 
 # rule name -> function(sch, lanes, cores) -> list of knob settings (default first)
 KNOB_SPACES = {
+    "winograd": winograd_cpu.winograd_space,
     "dense_rows": dense_cpu.dense_rows_space,
     "conv_channel_vector": conv_channel_cpu.channel_vector_space,
     "conv_spatial_vector": conv_spatial_cpu.spatial_vector_space,

@@ -6,7 +6,10 @@ hooks in between:
 
 * BYOC partitions of the target (``FuseOpsByPattern`` + ``RunCodegen``) run first;
 * on CPU targets exp / sigmoid / tanh / erf / softmax legalize to polynomial
-  forms LLVM vectorises (see :mod:`nnef_tvm.schedules.vector_math`);
+  forms LLVM vectorises (see :mod:`nnef_tvm.schedules.vector_math`), and
+  float32 3x3 stride-1 convolutions to Winograd's F(4x4, 3x3) (see
+  :mod:`nnef_tvm.schedules.winograd`; ``build_phases(..., winograd=False)``
+  keeps the direct kernels);
 * tuned schedules from a MetaSchedule database are applied right after FuseTIR;
 * the target's ``schedule_passes`` (dlight for GPUs) schedule what is left;
 * weights are packed once (see :mod:`nnef_tvm.schedules.prepack`): right after
@@ -32,8 +35,12 @@ class Phase:
     passes: list
 
 
-def build_phases(target, *, database=None) -> list[Phase]:
-    """Phases for ``target`` (a :class:`~nnef_tvm.targets.base.Target`)."""
+def build_phases(target, *, database=None, winograd: bool = True) -> list[Phase]:
+    """Phases for ``target`` (a :class:`~nnef_tvm.targets.base.Target`).
+
+    ``winograd``: on CPU targets, eligible float32 3x3 stride-1 convolutions
+    legalize to the Winograd kernel (:mod:`nnef_tvm.schedules.winograd`).
+    """
     from tvm.relax import transform as T
 
     t = target.tvm()
@@ -51,6 +58,9 @@ def build_phases(target, *, database=None) -> list[Phase]:
     if t.kind.name == "llvm":
         from ..schedules.vector_math import legalize_map
         custom = legalize_map()
+        if winograd:
+            from ..schedules import winograd as wino
+            custom.update(wino.legalize_map())
     phases.append(Phase("legalize", dispatch + [T.LegalizeOps(customize_legalize_map=custom),
                                                 T.AnnotateTIROpPattern(), T.FoldConstant()]))
     phases.append(Phase("fuse", [T.FuseOps()]))

@@ -1,0 +1,212 @@
+"""CPU rule ``winograd``: schedules the Winograd convolution kernel of :mod:`.winograd`.
+
+The kernel is recognised by its block names (``winograd_pad``, ``winograd_in_rows``,
+``winograd_input``, ``winograd_gemm``, ``winograd_out_rows``, ``winograd_output``);
+the elementwise epilogue FuseOps put after it (bias, residual, relu) is inlined
+into ``winograd_output``'s store. Stage by stage:
+
+* transforms: the transform index loops (``e1``, ``e2``, ``i``) are unrolled, so
+  the ``Select`` over them resolves and every coefficient is an immediate (the
+  zeros of ``B^T`` / ``A^T`` never appear). The input transforms keep their
+  innermost loop (padded row column / tile column) serial and let LLVM's loop
+  vectoriser form interleaved groups for the stride-``m`` reads (TVM's own
+  ``vectorize`` would scalarise non-unit-stride ramps);
+* GEMM: ``alpha^2`` batched products with a register tile of ``fi`` output
+  channels (two 16-lane vectors on AVX-512) x ``xt`` tile columns, broadcast
+  ``V`` scalar times ``U`` vector, the input-channel loop inside the tile (the
+  same micro-kernel shape as :mod:`.conv_channel_cpu`);
+* output: ``A^T`` along rows vectorised over output channels, then the final
+  ``A^T`` along columns with the epilogue, vectorised over output channels.
+
+Stages run one after another per tile row ``(n, ty)`` block of ``rows`` tile
+rows (knob ``winograd.rows``): every stage is computed at the block loop, so
+``V`` and ``M`` of one block stay in L2 instead of round-tripping through
+memory. Knobs (``winograd.*``, read through :func:`.cpu_common.knob`):
+``fi``, ``xt`` (register tile), ``rows`` (tile rows per block).
+"""
+from __future__ import annotations
+
+from .conv_cpu import _divisor_at_most
+from .cpu_common import inline_elementwise, knob, root_blocks, static_extents
+from .winograd import BLOCK_PREFIX
+
+STAGES = ("pad", "in_rows", "input", "gemm", "out_rows", "output")
+
+
+def _blocks(sch):
+    """{stage: block} of the Winograd kernel, or None when the function is not one."""
+    found = {}
+    for blk in root_blocks(sch):
+        name = sch.get(blk).name_hint
+        if name.startswith(BLOCK_PREFIX):
+            stage = name[len(BLOCK_PREFIX):]
+            if stage in STAGES:
+                if stage in found:
+                    return None               # two Winograd kernels in one function
+                found[stage] = blk
+    return found if len(found) == len(STAGES) else None
+
+
+def _extents(sch, blk):
+    return static_extents(sch, sch.get_loops(blk))
+
+
+def _defaults(gemm_exts, lanes, cores):
+    """Default knobs from the GEMM's loop extents (n, ty, e1, e2, tx, co, c)."""
+    _, th, _, _, tw, co, _ = gemm_exts
+    fi = next((f for f in (2 * lanes, lanes) if co % f == 0), None)
+    if fi is None:
+        fi = _divisor_at_most(co, lanes)
+    nvec = max(1, fi // lanes)
+    xt = _divisor_at_most(tw, 24 // nvec if lanes >= 16 else 12 // nvec)
+    return {"winograd.fi": fi, "winograd.xt": xt, "winograd.rows": 1}
+
+
+def winograd_space(sch, lanes: int, cores: int) -> list:
+    """Valid knob settings of :func:`schedule_winograd` for this kernel, default first."""
+    blocks = _blocks(sch)
+    if blocks is None:
+        return []
+    exts = _extents(sch, blocks["gemm"])
+    if exts is None:
+        return []
+    default = _defaults(exts, lanes, cores)
+    _, th, _, _, tw, co, _ = exts
+    out = [default]
+    seen = {tuple(sorted(default.items()))}
+
+    def add(**kw):
+        cand = dict(default)
+        cand.update({f"winograd.{k}": v for k, v in kw.items()})
+        key = tuple(sorted(cand.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(cand)
+    for rows in (2, 4):
+        if th % rows == 0 and th // rows >= cores:
+            add(rows=rows)
+    for fi in (2 * lanes, lanes, 3 * lanes):
+        if co % fi:
+            continue
+        nvec = fi // lanes
+        for xt in range(1, tw + 1):
+            if tw % xt == 0 and 4 <= nvec * xt <= 28:
+                add(fi=fi, xt=xt)
+    return out
+
+
+def schedule_winograd(sch, lanes: int, cores: int) -> bool:
+    """Schedule a fused Winograd kernel (see module docstring); False if it is not one."""
+    blocks = _blocks(sch)
+    if blocks is None:
+        return False
+    gemm_exts = _extents(sch, blocks["gemm"])
+    if gemm_exts is None:
+        return False
+    d = _defaults(gemm_exts, lanes, cores)
+    fi = int(knob("winograd.fi", d["winograd.fi"]))
+    xt = int(knob("winograd.xt", d["winograd.xt"]))
+    rows = int(knob("winograd.rows", d["winograd.rows"]))
+    _, th, _, _, tw, co, _ = gemm_exts
+    if co % fi or tw % xt or th % rows:
+        return False
+    keep = {sch.get(b).name_hint for b in blocks.values()}
+    inline_elementwise(sch, keep)
+    out = sch.get_sblock(BLOCK_PREFIX + "output")
+    consumers = list(sch.get_consumers(out))
+    if len(consumers) == 1:
+        sch.reverse_compute_inline(consumers[0])
+    elif consumers:
+        return False
+    _schedule_output(sch, out, lanes, th, rows)
+    return True
+
+
+def _schedule_output(sch, out, lanes, th, rows):
+    """Tile-row blocks: every stage computed at the output's block loop."""
+    n, co, h, w = sch.get_loops(out)
+    m = _tile_of(sch)
+    ty, i = sch.split(h, [None, m])
+    tx, j = sch.split(w, [None, m])
+    co_ext = static_extents(sch, [co])[0]
+    cv = lanes if co_ext % lanes == 0 else _divisor_at_most(co_ext, lanes)
+    coo, coi = sch.split(co, [None, cv])
+    tyo, tyi = sch.split(ty, [None, rows])
+    sch.reorder(n, tyo, tyi, tx, coo, i, j, coi)
+    block_loop = sch.fuse(n, tyo)
+    sch.parallel(block_loop)
+    sch.unroll(i)
+    sch.unroll(j)
+    sch.vectorize(coi)
+    # producers, innermost first, all at the tile-row block
+    for stage in ("out_rows", "gemm", "input", "in_rows", "pad"):
+        sch.compute_at(sch.get_sblock(BLOCK_PREFIX + stage), block_loop)
+    _schedule_out_rows(sch, lanes)
+    _schedule_gemm(sch, lanes)
+    _schedule_input(sch)
+
+
+def _tile_of(sch):
+    func = sch.mod["main"]
+    return int(func.attrs["nnef.winograd_m"]) if func.attrs and "nnef.winograd_m" in \
+        func.attrs else 4
+
+
+def _block_loops(sch, blk, inner: int):
+    """``(tile-row loop or None, the last inner loops)`` of ``blk`` below the block loop.
+
+    compute_at drops the loops of unit extent: the batch loop always (one image per
+    block), the tile-row loop when a block holds one tile row.
+    """
+    loops = list(sch.get_loops(blk))[1:]
+    rest = loops[-inner:]
+    return (loops[-inner - 1] if len(loops) > inner else None), rest
+
+
+def _reorder(sch, ty, *loops):
+    sch.reorder(*([ty] if ty is not None else []), *loops)
+
+
+def _schedule_out_rows(sch, lanes):
+    blk = sch.get_sblock(BLOCK_PREFIX + "out_rows")
+    ty, (i, e2, tx, co) = _block_loops(sch, blk, 4)
+    co_ext = static_extents(sch, [co])[0]
+    cv = lanes if co_ext % lanes == 0 else _divisor_at_most(co_ext, lanes)
+    coo, coi = sch.split(co, [None, cv])
+    _reorder(sch, ty, e2, tx, coo, i, coi)
+    sch.unroll(i)
+    sch.vectorize(coi)
+
+
+def _schedule_gemm(sch, lanes):
+    blk = sch.get_sblock(BLOCK_PREFIX + "gemm")
+    ty, (e1, e2, tx, co, c) = _block_loops(sch, blk, 5)
+    exts = static_extents(sch, [tx, co])
+    d = _defaults((1, 1, 1, 1, exts[0], exts[1], 1), lanes, 1)
+    fi = int(knob("winograd.fi", d["winograd.fi"]))
+    xt = int(knob("winograd.xt", d["winograd.xt"]))
+    txo, txi = sch.split(tx, [None, xt])
+    coo, coi = sch.split(co, [None, fi])
+    _reorder(sch, ty, e1, e2, coo, txo, c, txi, coi)
+    acc = sch.cache_write(blk, 0, "local")
+    sch.reverse_compute_at(acc, txo)
+    sch.vectorize(coi)
+    sch.unroll(txi)
+    sch.decompose_reduction(blk, c)
+    try:
+        sch.vectorize(sch.get_loops(acc)[-1])
+    except Exception:
+        pass
+
+
+def _schedule_input(sch):
+    """Transform index loops unrolled inside a serial innermost column loop."""
+    rows = sch.get_sblock(BLOCK_PREFIX + "in_rows")
+    ty, (e1, c, x) = _block_loops(sch, rows, 3)
+    _reorder(sch, ty, c, x, e1)
+    sch.unroll(e1)
+    inp = sch.get_sblock(BLOCK_PREFIX + "input")
+    ty, (e1, e2, c, tx) = _block_loops(sch, inp, 4)
+    _reorder(sch, ty, c, tx, e1, e2)
+    sch.unroll(e1)
+    sch.unroll(e2)
