@@ -101,14 +101,15 @@ def compile_model(model_or_path, target="x86", *, input_shapes=None, tuning_dir=
                   dump_ir=None, opt_level: int = 3, threads: Optional[int] = None,
                   arch: Optional[str] = None, progress: Progress = None,
                   quantization: str = "auto", extensions=(),
-                  realign_flat_quant: bool = False) -> CompiledModel:
+                  realign_flat_quant: bool = False, winograd: bool = True) -> CompiledModel:
     """Read (if a path), convert and compile an NNEF model for ``target``.
 
     ``input_shapes`` ({input name: shape}) fixes the shapes of the external
     inputs; ``tuning_dir`` is a tuning store root or one device's folder
     (:mod:`nnef_tvm.schedules.apply`; without it the default store is looked
     up); ``dump_ir`` is a folder receiving the Relax module before/after fusion
-    and the fusion report.
+    and the fusion report. ``winograd=False`` keeps CPU 3x3 stride-1 float32
+    convolutions on the direct kernels (see :mod:`nnef_tvm.schedules.winograd`).
     """
     from .targets import get_target
     tgt = get_target(target, threads=threads, arch=arch)
@@ -132,7 +133,7 @@ def compile_model(model_or_path, target="x86", *, input_shapes=None, tuning_dir=
     compiled = compile_relax(mod, tgt, inputs=inputs, outputs=outputs, source=source_path,
                          tuning_dir=tuning_dir, dump_ir=dump_ir, opt_level=opt_level,
                          origins=origins_from_graph(graph), progress=progress,
-                         model_name=getattr(graph, "name", None))
+                         model_name=getattr(graph, "name", None), winograd=winograd)
     compiled.metadata["quantization"] = {"requested": quantization, "used": quant_used}
     if extensions:
         compiled.metadata["extensions"] = list(extensions)
@@ -231,8 +232,12 @@ def compile_relax(mod, target="x86", *, inputs: Optional[list[IOSpec]] = None,
                   outputs: Optional[list[IOSpec]] = None, source: Optional[str] = None,
                   tuning_dir=None, dump_ir=None, opt_level: int = 3,
                   origins: Optional[dict] = None, progress: Progress = None,
-                  model_name: Optional[str] = None) -> CompiledModel:
-    """Build a Relax IRModule (with a ``main``) for ``target`` -> CompiledModel."""
+                  model_name: Optional[str] = None, winograd: bool = True) -> CompiledModel:
+    """Build a Relax IRModule (with a ``main``) for ``target`` -> CompiledModel.
+
+    ``winograd``: CPU targets compute eligible 3x3 stride-1 float32 convolutions
+    with Winograd F(4x4, 3x3) (:mod:`nnef_tvm.schedules.winograd`).
+    """
     from tvm import relax
     from .targets import get_target
     from .targets.fusion_report import fusion_report, format_report
@@ -263,8 +268,8 @@ def compile_relax(mod, target="x86", *, inputs: Optional[list[IOSpec]] = None,
             dump.write("03_scheduled", m)
 
     _say(progress, f"optimizing for {tgt.name} ({_target_text(tgt)})")
-    lowered = run_phases(mod, tgt, build_phases(tgt, database=database), opt_level=opt_level,
-                         on_phase=on_phase)
+    lowered = run_phases(mod, tgt, build_phases(tgt, database=database, winograd=winograd),
+                         opt_level=opt_level, on_phase=on_phase)
     kernels = []
     if "legalize" in snapshots and "fuse" in snapshots:
         kernels = fusion_report(snapshots["legalize"], snapshots["fuse"], origins)

@@ -55,6 +55,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--realign-flat-quant", action="store_true",
                    help="lenient graph.quant: re-align NNEF-Tools' flat [C] per-channel arrays "
                         "to the one axis of extent C (warns per entry)")
+    p.add_argument("--no-winograd", action="store_true",
+                   help="CPU targets: keep 3x3 stride-1 float32 convolutions on the direct "
+                        "kernels instead of Winograd F(4x4, 3x3) (which rounds slightly "
+                        "differently: a few 1e-6 relative)")
     p.add_argument("--extensions", default="", metavar="SET[,SET...]",
                    help="opt-in non-Khronos extension sets, e.g. 'tract' for tract / "
                         "torch-to-nnef documents (tract_core_* operations)")
@@ -163,7 +167,8 @@ def _compile(args) -> int:
                              opt_level=args.opt_level, progress=progress,
                              quantization=args.quantization,
                              realign_flat_quant=args.realign_flat_quant,
-                             extensions=_extension_sets(args))
+                             extensions=_extension_sets(args),
+                             winograd=not args.no_winograd)
     compiled.export(out, progress=progress)
     print(f"wrote {out} ({os.path.getsize(out)} bytes, target {target.name}, "
           f"{len(compiled.kernels)} kernels)")
