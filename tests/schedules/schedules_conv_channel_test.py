@@ -212,7 +212,7 @@ OTHER = [
     (960, 160, 7, 1, 1, "res"),
     (160, 960, 7, 1, 1, "clip"),
     (128, 128, 7, 3, 1, "res"),          # 3x3 at 7x7 (ResNet-18's last stage, fewer channels)
-    (64, 64, 14, 3, 1, "clip"),
+    (64, 64, 9, 3, 1, "clip"),           # 3x3 s1 below the Winograd rule's 16 tiles
     (32, 64, 15, 3, 2, "none"),
 ]
 
@@ -323,4 +323,111 @@ def test_short_reduction_tile_is_held_in_registers(target):
     calls = [ln for ln in ir.splitlines() if "call" in ln and "conv2d_nchw_intermediate" in ln]
     assert not calls, calls[:2]                   # no TVMBackendAllocWorkspace for the tile
     got, want, _ = build_and_run(32, 48, 28, 1, 1, "clip", target)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------ strided row vectors (column phases)
+PHASE = [
+    # (cin, cout, hw, k, stride, epilogue): output rows of whole 16-lane vectors
+    (3, 16, 64, 7, 2, "none"),           # ResNet-18 stem shape, smaller map (32 columns)
+    (3, 32, 64, 3, 2, "clip"),           # MobileNetV2 stem + relu6
+    (5, 24, 96, 5, 2, "clip"),           # padded width 100: 48 columns = 3 vectors
+    (4, 8, 94, 3, 3, "none"),            # stride 3: three column phases (96 = 3 x 32)
+]
+
+
+@pytest.mark.parametrize("cin,cout,hw,k,stride,epi", PHASE,
+                         ids=[f"{c[0]}to{c[1]}_{c[2]}_k{c[3]}s{c[4]}_{c[5]}" for c in PHASE])
+@pytest.mark.parametrize("const_weights", [True, False], ids=["const", "param"])
+def test_strided_row_vectors_match_numpy(target, cin, cout, hw, k, stride, epi, const_weights):
+    got, want, scripts = build_and_run(cin, cout, hw, k, stride, epi, target,
+                                       const_weights=const_weights)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    text = conv_kernel_script(scripts)
+    assert '"nnef.schedule_rule": "conv_channel_vector"' in text
+    padded = hw + 2 * (k // 2)
+    # the padding copy is stored by column phase: [.., row, phase, column // stride]
+    assert f"T.int64({stride}), T.int64({padded // stride})))" in text
+    assert "T.vectorized(T.int64(16))" in text
+
+
+def _phase_func(cin, cout, hw, k, stride, target, seed=0):
+    from schedules_kernels import fused_primfuncs
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((cout, cin, k, k)).astype("float32")
+    b = rng.standard_normal(cout).astype("float32")
+    (func,) = fused_primfuncs(conv_module(cin, cout, hw, k, stride, "clip", w, b, False),
+                              target).values()
+    return func
+
+
+def test_every_strided_row_vector_setting_is_correct(target):
+    """Channels x rows tiles (and parallel task counts) over column phases: each one is the conv."""
+    from nnef_tvm.schedules.default import knob_space
+    space = knob_space(_phase_func(3, 16, 32, 3, 2, target), target.tvm())
+    phased = [s for s in space if s["conv.channel_vector.vector"] == "x"]
+    assert space[0]["conv.channel_vector.vector"] == "x" and space[0]["conv.channel_vector.yt"] == 2
+    assert {(s["conv.channel_vector.fi"], s["conv.channel_vector.yt"]) for s in phased} >= \
+        {(8, 2), (16, 1), (4, 4), (8, 1)}
+    for s in phased + [s for s in space if s["conv.channel_vector.vector"] == "f"][:2]:
+        got, want, _ = build_and_run(3, 16, 32, 3, 2, "clip", target, knobs=s, seed=2)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=str(s))
+
+
+def test_strided_row_vectors_need_whole_vectors_and_phase_aligned_padding(target):
+    """Odd padded widths and rows that are not whole vectors keep channel vectors."""
+    from tvm import s_tir
+    from nnef_tvm.schedules.conv_channel_cpu import schedule_channel_vector
+    from nnef_tvm.schedules.default import knob_space
+    x_knobs = {"conv.channel_vector.vector": "x", "conv.channel_vector.fi": 8,
+               "conv.channel_vector.xt": 16}
+    for hw, k in ((63, 3),          # padded width 65: not a multiple of the stride
+                  (40, 3)):         # 20 output columns: not whole vectors
+        func = _phase_func(3, 16, hw, k, 2, target)
+        assert knob_space(func, target.tvm())[0]["conv.channel_vector.vector"] == "f"
+        with knob_overrides(x_knobs):
+            assert not schedule_channel_vector(s_tir.Schedule(func), 16, 2)
+        got, want, _ = build_and_run(3, 16, hw, k, 2, "clip", target)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # a row tile that does not divide the rows left per task is refused
+    with knob_overrides(dict(x_knobs, **{"conv.channel_vector.yt": 3})):
+        assert not schedule_channel_vector(s_tir.Schedule(_phase_func(3, 16, 32, 3, 2, target)),
+                                           16, 2)
+
+
+def test_strided_row_vector_trace_replays(target):
+    """Phase layout, padding split and row tiles are traced primitives: the trace replays."""
+    from tvm import s_tir
+    from nnef_tvm.schedules.conv_channel_cpu import schedule_channel_vector
+    func = _phase_func(3, 16, 32, 3, 2, target).with_attr("layout_free_buffers", [1])
+    sch = s_tir.Schedule(func)
+    assert schedule_channel_vector(sch, 16, 2)
+    assert "pad_temp_pad_const" in sch.mod["main"].script()      # zero fill split off
+    replay = s_tir.Schedule(func)
+    sch.trace.apply_to_schedule(replay, remove_postproc=False)
+    tvm.ir.assert_structural_equal(replay.mod["main"], sch.mod["main"])
+
+
+def test_strided_row_vectors_with_batch_two(target):
+    """Batch 2, asymmetric-free 'same' padding, residual-free stem: vs numpy per image."""
+    rng = np.random.default_rng(5)
+    cin, cout, hw, k = 3, 16, 32, 5
+    x = rng.standard_normal((2, cin, hw, hw)).astype("float32")
+    w = (rng.standard_normal((cout, cin, k, k)) / 8).astype("float32")
+    b = rng.standard_normal(cout).astype("float32")
+    xv = relax.Var("x", relax.TensorType((2, cin, hw, hw), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [xv]):
+        with bb.dataflow():
+            y = bb.emit(op.nn.conv2d(xv, relax.const(w), strides=2, padding=k // 2))
+            y = bb.emit(op.clip(op.add(y, relax.const(b.reshape(1, cout, 1, 1))), 0.0, 6.0))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    lowered = run_phases(bb.get(), target, build_phases(target))
+    text = conv_kernel_script({gv.name_hint: f.script() for gv, f in lowered.functions_items()
+                               if isinstance(f, tvm.tirx.PrimFunc)})
+    assert "T.int64(2), T.int64(18)))" in text          # phase planes of the 36-wide rows
+    vm = relax.VirtualMachine(relax.build(lowered, target.tvm(), relax_pipeline=None), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x, tvm.cpu())).numpy()
+    want = np.clip(conv_reference(x, w, b, 2, k // 2), 0.0, 6.0)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
