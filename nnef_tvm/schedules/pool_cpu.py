@@ -9,35 +9,41 @@ in an epilogue block). Untuned, that is a full padded copy of the input
 width (56) is no multiple of the vector width, so the generic rule vectorised
 nothing.
 
-This rule works per output row (``n, c, y`` fused into one parallel loop):
+This rule works per band of output rows (``n, c`` and the band index fused
+into one parallel loop; a band is up to 8 rows, :func:`_default_band`):
 
-* the padded input is produced one window row at a time, right before the
-  window loop that reads it, into a buffer of a few hundred bytes (stack, L1):
-  the big padded copy disappears. ``decompose_padding`` splits it into a fill
-  of the border value and a copy of the in-bound cells without bounds tests;
-* strided along the width (stride ``s`` > 1), that row is stored by column
+* the band's padded input rows are produced right before its first output
+  row, into a buffer of a few KiB (L1): the big padded copy disappears, and
+  each input row is copied about once (one output row per task copied every
+  input row ``window / stride`` times). ``decompose_padding`` splits the copy
+  into a fill of the border value (one flat run of stores) and a copy of the
+  in-bound cells without bounds tests;
+* strided along the width (stride ``s`` > 1), those rows are stored by column
   phase, ``[col % s, col // s]``: output column ``x`` reads phase ``j % s`` at
   ``x + j // s``, so the window loop reads contiguous vectors. The copy reads
   the input contiguously and writes the phases in turn (LLVM de-interleaves
   with wide loads and permutes; a TIR-vectorised strided load would gather
   lane by lane);
-* the window loops ``i, j`` run *outside* the loop along the output row, so
-  the innermost loop is ``out[x] = max(out[x], row[x + j // s])``: no
-  loop-carried dependency, split into whole vectors (16, 8 or 4 lanes) when
-  they tile the row, else left to LLVM's loop vectoriser (masked tail);
-* the epilogue (the average's division, an activation) runs on the finished
+* each output vector (16, 8 or 4 lanes, when they tile the row) reduces its
+  whole window, unrolled, in a register: the vector loop runs outside the
+  window loops. (Without a band -- one row per task, ``pool.rows.band`` 1 --
+  the padded input is produced one window row at a time and the window
+  loops run outside the row loop instead, accumulating in the output row.)
+* the epilogue (the average's division, an activation) runs on each finished
   row while it is still in L1.
 
 Each output element still reduces its window cells in the original order, so
 results are bit-identical to the unscheduled kernel. ResNet-18's stem pool
-(64 x 112 -> 56, 3x3 s2, 1 thread): 0.83 ms (generic rule) -> 0.29 ms.
+(64 x 112 -> 56, 3x3 s2, 1 thread): 0.83 ms (generic rule) -> 0.33 ms (one row
+per task) -> 0.19 ms (bands of 8 rows); 2 threads 0.15 -> 0.08 ms.
 
-Average / sum windows read their input in place instead (measured faster):
+Knob ``pool.rows.direct`` reads the input in place instead (no padded copy):
 the padding is inlined and each output row is split into the border columns
 and the interior, whose windows never touch the padding, so their bounds tests
-simplify away (:func:`_schedule_direct`).
+simplify away (:func:`_schedule_direct`); once faster for averages, slower
+than the bands now (:data:`DIRECT_DEFAULT`).
 
-Knobs ``pool.rows.{direct,phase,vector}``; :func:`pool_rows_space`.
+Knobs ``pool.rows.{direct,phase,vector,band}``; :func:`pool_rows_space`.
 """
 from __future__ import annotations
 
@@ -103,15 +109,6 @@ def _vector_width(ext: int, lanes: int) -> int:
     return 0
 
 
-def _vectorize_row(sch, loop, lanes: int) -> None:
-    """Split a row loop into whole vectors when they tile it; else leave it to LLVM."""
-    ext = static_extents(sch, [loop])
-    v = _vector_width(ext[0], lanes) if ext else 0
-    if v:
-        _, vi = sch.split(loop, [None, v])
-        sch.vectorize(vi)
-
-
 def _split_border(sch, pad, at, stride: int) -> None:
     """Padding stage -> a fill of the border value + a plain copy of the in-bound cells.
 
@@ -133,17 +130,21 @@ def _split_border(sch, pad, at, stride: int) -> None:
         fill = sch.decompose_padding(pad, below[0])
     except Exception:
         return
-    if stride == 1:
-        return
-    for blk in (fill, pad):
-        lp = sch.get_loops(blk)[-1]
-        ext = static_extents(sch, [lp])
-        if not ext or ext[0] % stride:
-            continue
-        col, phase = sch.split(lp, [None, stride])
-        sch.unroll(phase)
-        if blk is fill:
-            sch.reorder(phase, col)     # one contiguous run of stores per phase
+    if stride > 1:
+        for blk in (fill, pad):
+            lp = sch.get_loops(blk)[-1]
+            ext = static_extents(sch, [lp])
+            if not ext or ext[0] % stride:
+                continue
+            col, phase = sch.split(lp, [None, stride])
+            sch.unroll(phase)
+            if blk is fill:
+                sch.reorder(phase, col)     # one contiguous run of stores per phase
+    inner = sch.get_loops(fill)[idx[0] + 1:]
+    if len(inner) > 1:
+        # several padded rows: one flat run of stores (LLVM otherwise vectorised
+        # across rows, with scatters)
+        sch.fuse(*inner)
 
 
 def pool_rows_space(sch, lanes: int, cores: int) -> list:
@@ -151,25 +152,56 @@ def pool_rows_space(sch, lanes: int, cores: int) -> list:
     blk = _window_block(sch)
     if blk is None:
         return []
-    direct = _is_sum(sch, blk)
+    direct = DIRECT_DEFAULT
     out = [{"pool.rows.direct": direct, "pool.rows.phase": True, "pool.rows.vector": True},
            {"pool.rows.direct": not direct, "pool.rows.phase": True, "pool.rows.vector": True},
            {"pool.rows.direct": False, "pool.rows.phase": True, "pool.rows.vector": False}]
     if _width_stride(sch, blk) > 1:
         out += [{"pool.rows.direct": False, "pool.rows.phase": False, "pool.rows.vector": False}]
+    exts = static_extents(sch, sch.get_loops(blk))
+    nsp = iter_kinds(sch, blk).count("S")
+    producers = list(sch.get_producers(blk))
+    if exts is not None and nsp > 2 and len(producers) == 1:
+        # padded-row bands other than the default one (which the first settings use)
+        width = int(sch.get(producers[0]).writes[0].source.shape[-1])
+        default = None if direct else _default_band(exts, nsp, cores, width)
+        out += [{"pool.rows.direct": False, "pool.rows.phase": True, "pool.rows.vector": True,
+                 "pool.rows.band": b} for b in (1,) + POOL_BANDS
+                if exts[nsp - 2] % b == 0 and b != default]
     return out
 
 
-def _is_sum(sch, blk) -> bool:
-    """Whether the window adds (average / sum pools) rather than takes the maximum.
+# Output rows per task of the padded-rows schedule (knob ``pool.rows.band``). A
+# band's padded input rows, ``(band - 1) * stride + window`` of them, are copied
+# once and stay in L1 while its rows are computed; one row per task (band 1)
+# copies every input row ``window / stride`` times instead. ResNet-18's stem
+# pool (64 x 112 -> 56, 3x3 s2), 1 thread, same-process A/B: band 1 0.33 ms,
+# 2: 0.22, 4: 0.21, 8: 0.19, 28: 0.31 (the band no longer fits L1).
+POOL_BANDS = (8, 4, 2)
+MAX_UNROLLED_WINDOW = 25      # window cells unrolled around a band's register accumulator
+POOL_BAND_BYTES = 16 * 1024
 
-    The default of knob ``pool.rows.direct``: measured (1 thread, same-run A/B)
-    average pools 64 x 56 3x3 s1 read in place 265 us vs 355 us through padded
-    rows, max pools the other way round (112 -> 56 s2: 325-375 us padded vs
-    450-510 us in place; 56 s1: 154 vs 200 us).
-    """
-    from tvm import tirx
-    return isinstance(sch.get(blk).body.value, tirx.Add)
+
+def _default_band(exts, nsp: int, cores: int, padded_width: int) -> int:
+    """Largest band of :data:`POOL_BANDS` that divides the output height, leaves
+    at least ``4 * cores`` tasks and keeps its padded rows under
+    :data:`POOL_BAND_BYTES` (estimated as ``2 * band + 1`` rows); else 1."""
+    if nsp < 3:
+        return 1
+    height, planes = exts[nsp - 2], _product(exts[:nsp - 2])
+    for band in POOL_BANDS:
+        if (height % band == 0 and planes * (height // band) >= 4 * cores
+                and (2 * band + 1) * padded_width * 4 <= POOL_BAND_BYTES):
+            return band
+    return 1
+
+
+# Default of knob ``pool.rows.direct`` (read the input in place instead of through
+# padded row bands). Measured (1 thread, same-process A/B, min of 20): average
+# pool 64 x 56 3x3 s1 in place 0.88 ms, padded one row per task 0.42, padded
+# bands of 8 rows 0.22; max pool 56 s1: 0.32 / 0.24 / 0.09. (Before bands,
+# averages read in place won: 265 vs 355 us.)
+DIRECT_DEFAULT = False
 
 
 def _border_columns(sch, blk, pad):
@@ -244,10 +276,12 @@ def schedule_pool_rows(sch, lanes: int, cores: int) -> bool:
     """Pooling windows computed one output row at a time (see module docstring).
 
     Knobs: ``pool.rows.direct`` (read the input in place, the row split into
-    border and interior columns, instead of through padded rows; default: for
-    sums), ``pool.rows.phase`` (store the padded rows by column phase when the
+    border and interior columns, instead of through padded rows; default
+    :data:`DIRECT_DEFAULT`), ``pool.rows.phase`` (store the padded rows by column phase when the
     window is strided along the width), ``pool.rows.vector`` (split the row
-    into whole TIR vectors when they tile it, instead of LLVM's loop vectoriser).
+    into whole TIR vectors when they tile it, instead of LLVM's loop vectoriser),
+    ``pool.rows.band`` (output rows per task, a divisor of the output height;
+    default :func:`_default_band`).
     """
     blk = _window_block(sch)
     if blk is None:
@@ -260,7 +294,7 @@ def schedule_pool_rows(sch, lanes: int, cores: int) -> bool:
     blk = _window_block(sch)
     if blk is None:
         return False
-    if knob("pool.rows.direct", _is_sum(sch, blk)) and producers:
+    if knob("pool.rows.direct", DIRECT_DEFAULT) and producers:
         border = _border_columns(sch, blk, producers[0])
         if border is not None:
             return _schedule_direct(sch, blk, producers[0], border)
@@ -270,6 +304,12 @@ def schedule_pool_rows(sch, lanes: int, cores: int) -> bool:
         return False
     nsp = iter_kinds(sch, blk).count("S")
     stride = _width_stride(sch, blk)
+    band = 1
+    if nsp > 2 and len(producers) == 1:
+        width = int(sch.get(producers[0]).writes[0].source.shape[-1])
+        band = int(knob("pool.rows.band", _default_band(exts, nsp, cores, width)))
+        if band < 1 or exts[nsp - 2] % band:
+            band = 1
     phase = bool(knob("pool.rows.phase", True)) and stride > 1 and len(producers) == 1
     if phase:
         pshape = [int(d) for d in sch.get(producers[0]).writes[0].source.shape]
@@ -280,29 +320,53 @@ def schedule_pool_rows(sch, lanes: int, cores: int) -> bool:
     vectors = bool(knob("pool.rows.vector", True)) and (phase or stride == 1)
     spatial, reds = list(loops[:nsp]), list(loops[nsp:])
     sch.reorder(*spatial[:-1], *reds, spatial[-1])
-    row = sch.fuse(*spatial[:-1]) if nsp > 2 else spatial[0]
     work = _product(exts)
-    rows = work // (exts[nsp - 1] * _product(exts[nsp:]))
-    if work >= PARALLEL_MIN_WORK and rows > 1:
-        sch.parallel(row)
-    if vectors:
-        _vectorize_row(sch, sch.get_loops(blk)[-1], lanes)
+    if band > 1:
+        # one task per band of output rows (leading axes fused): its padded input
+        # rows are copied once per band, the rows computed one after the other
+        yo, row = sch.split(spatial[-2], [None, band])
+        task = sch.fuse(*spatial[:-2], yo)
+        tasks = _product(exts[:nsp - 2]) * (-(-exts[nsp - 2] // band))
+    else:
+        row = sch.fuse(*spatial[:-1]) if nsp > 2 else spatial[0]
+        task = row
+        tasks = work // (exts[nsp - 1] * _product(exts[nsp:]))
+    if work >= PARALLEL_MIN_WORK and tasks > 1:
+        sch.parallel(task)
+    xv = sch.get_loops(blk)[-1]
+    v = _vector_width(static_extents(sch, [xv])[0], lanes) if vectors else 0
+    if band > 1 and v:
+        # the band's padded rows are ready before its first row: each output vector
+        # reduces its whole window in a register (vector loop outside the window loops)
+        xo, xi = sch.split(xv, [None, v])
+        sch.reorder(xo, *reds, xi)
+        sch.vectorize(xi)
+        if _product(exts[nsp:]) <= MAX_UNROLLED_WINDOW:
+            for r in reds:
+                sch.unroll(r)
+    elif v:
+        _, xi = sch.split(xv, [None, v])
+        sch.vectorize(xi)
     sch.decompose_reduction(blk, reds[0])
     for c in list(sch.get_consumers(blk)):
         sch.reverse_compute_at(c, row)
+    # a band's padded rows are produced once per task (a heap workspace: more than
+    # TVM's 1 KiB stack-allocation limit, allocated once per band). Without bands
     # the padded input is produced one window row at a time (under the last window
     # loop that does not move along the width): a few hundred bytes on the stack
-    # (a whole k-row band needs a heap workspace per row task: 3 x 113 floats
-    # exceed TVM's 1 KiB stack-allocation limit, and allocating it 3584 times
-    # cost more than the pooling)
+    # (the k rows of one output row would need that workspace for every row task,
+    # 3584 allocations for the stem pool, which cost more than the pooling)
     stmt = sch.get(blk)
     ivars = [iv.var for iv in stmt.iter_vars]
     width_vars = vars_in(_window_read(sch, blk).region[-1].min)
     at = row
-    for lp, var in zip(reds, ivars[nsp:]):
-        if var in width_vars:
-            break
-        at = lp
+    if band > 1:
+        at = task
+    else:
+        for lp, var in zip(reds, ivars[nsp:]):
+            if var in width_vars:
+                break
+            at = lp
     for p in producers:
         sch.compute_at(p, at)
         _split_border(sch, p, at, stride if phase else 1)

@@ -185,25 +185,77 @@ def test_pool_rows_matches_numpy(target, kind, c, hw, k, s, p, inc):
 
 
 def test_pool_rows_structure(target):
-    """Per output row: padded rows produced in a small buffer, border split from the copy."""
+    """Per band of output rows: padded rows produced in a small buffer, border split from the copy."""
     func = single_kernel(_pool_case("max", 64, 112, 3, 2, 1), target)
     scheduled, rule = _schedule(func, target)
     text = scheduled.script()
     assert rule == "pool_rows"
-    assert "T.parallel(T.int64(3584))" in text            # 64 channels x 56 output rows
+    assert "T.parallel(T.int64(448))" in text              # 64 channels x 7 bands of 8 rows
     assert 'T.sblock("pad_temp_pad_const")' in text         # the border fill ...
     assert "T.if_then_else" not in text                     # ... no bounds test per element
+    assert "range(T.int64(1938))" in text                   # ... one flat run: 17 rows x 114
     # padded rows stored by column phase (stride 2): [.., row, col % 2, col // 2]
     assert "pad_temp = T.sblock_alloc_buffer((T.int64(1), T.int64(64), T.int64(114), " \
            "T.int64(2), T.int64(57)))" in text
-    # the window loops run outside the loop along the output row: 7 vectors of 8
-    assert "for rv1, ax3_0 in T.grid(T.int64(3), T.int64(7))" in text
+    # 8 rows x 7 vectors of 8, each reducing its 3 x 3 window unrolled (in a register)
+    assert "for ax2_1, ax3_0 in T.grid(T.int64(8), T.int64(7))" in text
+    assert "for rv0 in T.unroll(T.int64(3))" in text and "for rv1 in T.unroll(T.int64(3))" in text
     assert "T.vectorized(T.int64(8))" in text
 
 
+def test_pool_rows_one_row_per_task(target):
+    """Band 1 (knob): padded window rows made per output row, window loops outside the row."""
+    from nnef_tvm.schedules.cpu_common import knob_overrides
+    func = single_kernel(_pool_case("max", 64, 112, 3, 2, 1), target)
+    with knob_overrides({"pool.rows.band": 1}):
+        scheduled, rule = _schedule(func, target)
+    text = scheduled.script()
+    assert rule == "pool_rows"
+    assert "T.parallel(T.int64(3584))" in text            # 64 channels x 56 output rows
+    assert "for rv1, ax3_0 in T.grid(T.int64(3), T.int64(7))" in text
+
+
+def test_pool_rows_default_band():
+    """Largest of 8 / 4 / 2 rows dividing the height, with enough tasks and a small buffer."""
+    from nnef_tvm.schedules.pool_cpu import _default_band
+    assert _default_band([1, 64, 56, 56, 3, 3], 4, 2, 114) == 8
+    assert _default_band([1, 64, 28, 28, 3, 3], 4, 2, 58) == 4      # 28 = 7 x 4
+    assert _default_band([1, 64, 7, 7, 3, 3], 4, 2, 16) == 1        # 7 rows: no divisor
+    assert _default_band([1, 1, 16, 16, 3, 3], 4, 2, 18) == 2       # 8 tasks need bands of 2
+    assert _default_band([1, 1, 8, 8, 3, 3], 4, 2, 10) == 1         # too few tasks
+    assert _default_band([1, 8, 56, 2000, 3, 3], 4, 2, 2002) == 1   # band rows beyond 16 KiB
+    assert _default_band([1, 56, 3], 2, 2, 58) == 1                 # one spatial axis + width
+
+
+BANDS = [("max", 5, 56, 3, 2, 1, 1), ("max", 5, 56, 3, 2, 1, 2), ("max", 5, 56, 3, 2, 1, 4),
+         ("max", 3, 56, 3, 1, 1, 8), ("max", 4, 28, 2, 2, 0, 7), ("max", 2, 30, 5, 2, 2, 3),
+         ("max", 6, 7, 3, 2, 1, 4), ("avg", 4, 28, 3, 2, 1, 2), ("avg_relu", 4, 28, 3, 1, 1, 4)]
+
+
+@pytest.mark.parametrize("kind,c,hw,k,s,p,band", BANDS,
+                         ids=[f"{b[0]}{b[1]}x{b[2]}_k{b[3]}s{b[4]}_band{b[6]}" for b in BANDS])
+def test_pool_rows_bands_match_numpy(target, kind, c, hw, k, s, p, band):
+    """Every band (a divisor of the height or not: then one row per task) is exact."""
+    from nnef_tvm.schedules.cpu_common import knob_overrides
+    func = single_kernel(_pool_case(kind, c, hw, k, s, p, False), target)
+    with knob_overrides({"pool.rows.band": band, "pool.rows.direct": False}):
+        scheduled, rule = _schedule(func, target)
+    assert rule == "pool_rows"
+    x, out = random_args(func)
+    got = run_primfunc(scheduled, target.tvm(), [x, out])
+    want = numpy_pool(x.astype(np.float64), "max" if kind == "max" else "avg", k, s, p, False)
+    if kind == "avg_relu":
+        want = np.maximum(want, 0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got, run_primfunc(func, target.tvm(), [x, out]))
+
+
 @pytest.mark.parametrize("setting", [{"pool.rows.phase": False}, {"pool.rows.vector": False},
-                                     {"pool.rows.direct": True}],
-                         ids=["no_phase", "llvm_vectors", "in_place"])
+                                     {"pool.rows.direct": True},
+                                     {"pool.rows.band": 4, "pool.rows.phase": False},
+                                     {"pool.rows.band": 2, "pool.rows.vector": False}],
+                         ids=["no_phase", "llvm_vectors", "in_place", "band_no_phase",
+                              "band_llvm_vectors"])
 def test_pool_rows_knob_variants_match_numpy(target, setting):
     from nnef_tvm.schedules.cpu_common import knob_overrides
     func = single_kernel(_pool_case("max", 3, 56, 3, 2, 1), target)
@@ -217,9 +269,11 @@ def test_pool_rows_knob_variants_match_numpy(target, setting):
 
 
 def test_pool_rows_average_reads_input_in_place(target):
-    """Sums: no padded copy; the row is split into border and interior column loops."""
+    """Knob direct: no padded copy; the row is split into border and interior column loops."""
+    from nnef_tvm.schedules.cpu_common import knob_overrides
     func = single_kernel(_pool_case("avg", 8, 56, 3, 1, 1), target)
-    scheduled, rule = _schedule(func, target)
+    with knob_overrides({"pool.rows.direct": True}):
+        scheduled, rule = _schedule(func, target)
     assert rule == "pool_rows"
     text = scheduled.script()
     assert 'T.sblock("pad_temp' not in text
