@@ -267,24 +267,28 @@ def _constant_of(bb, expr):
     return expr if isinstance(expr, Constant) else None
 
 
-# The transformed weights are alpha^2 * Ci * Co * 4 bytes, read once per tile row
-# (n, ty); the direct kernel reads 9 * Ci * Co * 4. Below MIN_TILES_PER_WEIGHT
-# output tiles the weight traffic and the transforms are not paid back (see the
-# report numbers in choose_tile); 7x7 maps (4 tiles of 4x4) stay direct.
-MIN_TILES = 16
+# The transformed weights U are alpha^2 * Ci * Co * 4 bytes (F(4,3): 4x, F(2,3):
+# 1.8x the direct kernel's), streamed from memory once per tile-row block; a map
+# needs enough tiles to pay for that traffic and for the transforms. Measured
+# (1 thread, AVX-512, conv + bias + residual + relu, direct vs Winograd):
+#   64 @56   1.47-1.56 ms vs F(4,3) 0.95
+#   128 @28  1.45 vs F(4,3) 0.71-0.75, F(2,3) 1.05
+#   256 @14  1.59 vs F(4,3) 1.09 (16 tiles of which 12.25 used), F(2,3) 1.00
+#   512 @7   1.78 vs F(2,3) 1.68 (16 tiles, 16.8 MB of U: memory bound), F(4,3) 2.82
+MIN_TILES = 36
 
 
 def choose_tile(out_h: int, out_w: int, cin: int, cout: int):
     """The output tile ``m`` for a convolution of this size, or None (stay direct).
 
-    F(4, 3) when the map has at least :data:`MIN_TILES` 4x4 tiles (14x14 and
-    larger), else None. The criterion is a measured one (see the module
-    report in the Winograd task notes): small maps leave the transformed
-    weights' traffic unamortised.
+    F(4, 3) when the map has at least :data:`MIN_TILES` 4x4 tiles (28x28 and
+    larger), else F(2, 3) when it has that many 2x2 tiles (14x14 .. 24x24),
+    else None (7x7 maps stay direct; see the measurements above).
     """
-    th, tw = tile_counts(out_h, out_w, 4)
-    if th * tw >= MIN_TILES:
-        return 4
+    for m in (4, 2):
+        th, tw = tile_counts(out_h, out_w, m)
+        if th * tw >= MIN_TILES:
+            return m
     return None
 
 

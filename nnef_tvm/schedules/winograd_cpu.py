@@ -233,7 +233,9 @@ def _schedule_gemm(sch, lanes):
         _reorder_opt = [e1, e2, coo] + ([ty] if ty is not None else []) + [txo, c, txi, coi]
         sch.reorder(*_reorder_opt)
         tile_loop, unrolled = txo, [txi]
-    acc = sch.cache_write(blk, 0, "local")
+    # "global": TVM lowers a tile under 1 KiB to a stack array (kept in registers)
+    # only in that scope; "local" costs a workspace allocation and a memset per tile
+    acc = sch.cache_write(blk, 0, knob("winograd.acc_scope", "global"))
     sch.reverse_compute_at(acc, tile_loop)
     sch.vectorize(coi)
     for lp in unrolled:

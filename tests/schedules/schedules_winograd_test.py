@@ -49,8 +49,9 @@ def test_weight_transform_matches_matrices():
 def test_tile_choice():
     from nnef_tvm.schedules.winograd import choose_tile
     assert choose_tile(56, 56, 64, 64) == 4
-    assert choose_tile(14, 14, 256, 256) == 4
-    assert choose_tile(7, 7, 512, 512) is None       # 4 tiles: the weights are not paid back
+    assert choose_tile(28, 28, 128, 128) == 4
+    assert choose_tile(14, 14, 256, 256) == 2        # 16 4x4 tiles: too few, 49 2x2 ones
+    assert choose_tile(7, 7, 512, 512) is None       # 16 2x2 tiles: U is not paid back
 
 
 # ------------------------------------------------------------------ modules
