@@ -16,6 +16,15 @@ from typing import Optional
 PARALLEL_MIN_WORK = 1 << 16
 
 
+def parallel_worthwhile(work: int, tasks: int) -> bool:
+    """Whether a kernel of ``work`` loop iterations in ``tasks`` parallel chunks should
+    launch TVM's thread pool (the parallel-policy of the generic and pooling rules).
+
+    Knob ``parallel.min_work`` (default :data:`PARALLEL_MIN_WORK`) is the least work.
+    """
+    return tasks > 1 and work >= int(knob("parallel.min_work", PARALLEL_MIN_WORK))
+
+
 def vector_lanes(target, dtype_bits: int = 32) -> int:
     """SIMD lanes of ``dtype_bits`` elements for an LLVM target.
 
@@ -207,14 +216,15 @@ def schedule_spatial_nest(sch, block, lanes: int) -> None:
     for e in exts:
         total *= e
     outer = list(loops[:-1])
+    tasks = total // exts[-1]
     if lanes > 1 and exts[-1] % lanes == 0 and exts[-1] >= lanes:
         lo, vin = sch.split(loops[-1], [None, lanes])
         sch.vectorize(vin)
         if not outer:
-            outer = [lo]
+            outer, tasks = [lo], exts[-1] // lanes
     elif not outer:
-        outer = [loops[-1]]
-    if total >= PARALLEL_MIN_WORK:
+        outer, tasks = [loops[-1]], exts[-1]
+    if parallel_worthwhile(total, tasks):
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         sch.parallel(fused)
 

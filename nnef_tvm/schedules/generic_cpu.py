@@ -11,7 +11,7 @@ always correct.
 """
 from __future__ import annotations
 
-from .cpu_common import (PARALLEL_MIN_WORK, inline_elementwise, is_reduction, iter_kinds,
+from .cpu_common import (inline_elementwise, is_reduction, iter_kinds, parallel_worthwhile,
                          root_blocks, schedule_spatial_nest, static_extents, trivial_binding)
 
 
@@ -41,7 +41,7 @@ def _schedule_reduction(sch, block, lanes: int) -> bool:
     work = total
     for e in exts[nsp:]:
         work *= e
-    if spatial and total >= 2 and work >= PARALLEL_MIN_WORK:
+    if spatial and parallel_worthwhile(work, total):
         par = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
         sch.parallel(par)
     return True

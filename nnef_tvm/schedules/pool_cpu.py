@@ -47,7 +47,7 @@ Knobs ``pool.rows.{direct,phase,vector,band}``; :func:`pool_rows_space`.
 """
 from __future__ import annotations
 
-from .cpu_common import (PARALLEL_MIN_WORK, inline_elementwise, iter_kinds, knob,
+from .cpu_common import (inline_elementwise, iter_kinds, knob, parallel_worthwhile,
                          single_accumulation, static_extents, vars_in)
 
 
@@ -259,7 +259,7 @@ def _schedule_direct(sch, blk, pad, border) -> bool:
     sch.reorder(*spatial[:-1], *reds, spatial[-1])
     row = sch.fuse(*spatial[:-1]) if nsp > 2 else spatial[0]
     work = _product(exts)
-    if work >= PARALLEL_MIN_WORK and work // (exts[nsp - 1] * _product(exts[nsp:])) > 1:
+    if parallel_worthwhile(work, work // (exts[nsp - 1] * _product(exts[nsp:]))):
         sch.parallel(row)
     sch.decompose_reduction(blk, reds[0])
     for c in list(sch.get_consumers(blk)):
@@ -331,7 +331,7 @@ def schedule_pool_rows(sch, lanes: int, cores: int) -> bool:
         row = sch.fuse(*spatial[:-1]) if nsp > 2 else spatial[0]
         task = row
         tasks = work // (exts[nsp - 1] * _product(exts[nsp:]))
-    if work >= PARALLEL_MIN_WORK and tasks > 1:
+    if parallel_worthwhile(work, tasks):
         sch.parallel(task)
     xv = sch.get_loops(blk)[-1]
     v = _vector_width(static_extents(sch, [xv])[0], lanes) if vectors else 0
@@ -446,7 +446,7 @@ def schedule_plane_sum(sch, lanes: int, cores: int) -> bool:
     # rf block loops: spatial.., k outer (reduction), k inner (now spatial)
     outer = rf_loops[:nsp]
     chan = sch.fuse(*outer) if len(outer) > 1 else outer[0]
-    if _product(exts) >= PARALLEL_MIN_WORK and _product(exts[:nsp]) > 1:
+    if parallel_worthwhile(_product(exts), _product(exts[:nsp])):
         sch.parallel(chan)
     sch.vectorize(sch.get_loops(rf)[-1])
     final = sch.get_consumers(rf)[0]
