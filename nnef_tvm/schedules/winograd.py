@@ -188,7 +188,10 @@ def winograd_conv2d_te(data, u, m: int, pad_top: int, pad_left: int, out_h: int,
     n_, c_, h_, w_ = [int(d) for d in data.shape]
     co_ = int(u.shape[3])
     th, tw = tile_counts(out_h, out_w, m)
-    hp, wp = th * m + TAPS - 1, tw * m + TAPS - 1
+    # padded columns: whole groups of m (the row stage reads column k*m + q), one group
+    # beyond the last tile so that tile tx's columns tx*m .. tx*m + m + 1 exist
+    kw = tw + 1
+    hp, wp = th * m + TAPS - 1, kw * m
     zero = tirx.const(0.0, dtype)
 
     def i64(*dims):          # relax shapes are int64: the buffers must match them in FuseTIR
@@ -199,16 +202,18 @@ def winograd_conv2d_te(data, u, m: int, pad_top: int, pad_left: int, out_h: int,
         inside = tirx.all(yy >= 0, yy < h_, xx >= 0, xx < w_)
         return tirx.if_then_else(inside, data[n, c, yy, xx], zero)
     dpad = te.compute(i64(n_, c_, hp, wp), pad_value, name="winograd_pad")
-    # B^T along tile rows, over whole padded rows
+    # B^T along tile rows, over whole padded rows, stored de-interleaved by column
+    # phase: rows[.., q, k] holds column k*m + q, so the column transform below reads
+    # each of its alpha operands as a contiguous run over the tiles (tx + r // m)
     rows = te.compute(
-        i64(n_, th, alpha, c_, wp),
-        lambda n, ty, e1, c, x: _select_rows(
-            e1, bt, lambda r: dpad[n, c, ty * m + r, x], dtype),
+        i64(n_, th, alpha, c_, m, kw),
+        lambda n, ty, e1, c, q, kx: _select_rows(
+            e1, bt, lambda r: dpad[n, c, ty * m + r, kx * m + q], dtype),
         name="winograd_in_rows")
     v = te.compute(
         i64(n_, th, alpha, alpha, c_, tw),
         lambda n, ty, e1, e2, c, tx: _select_rows(
-            e2, bt, lambda r: rows[n, ty, e1, c, tx * m + r], dtype),
+            e2, bt, lambda r: rows[n, ty, e1, c, r % m, tx + r // m], dtype),
         name="winograd_input")
     k = te.reduce_axis((tirx.const(0, "int64"), tirx.const(c_, "int64")), name="c")
     mm = te.compute(

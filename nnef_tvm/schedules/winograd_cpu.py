@@ -250,8 +250,11 @@ def _schedule_gemm(sch, lanes):
 def _schedule_input(sch):
     """Transform index loops unrolled inside a serial innermost column loop."""
     rows = sch.get_sblock(BLOCK_PREFIX + "in_rows")
-    ty, (e1, c, x) = _block_loops(sch, rows, 3)
-    _reorder(sch, ty, c, x, e1)
+    ty, (e1, c, q, kx) = _block_loops(sch, rows, 4)
+    # per column group kx: the m phases (one complete interleaved load group) x the
+    # alpha transform rows, unrolled; kx serial for LLVM's loop vectoriser
+    _reorder(sch, ty, c, kx, q, e1)
+    sch.unroll(q)
     sch.unroll(e1)
     inp = sch.get_sblock(BLOCK_PREFIX + "input")
     ty, (e1, e2, c, tx) = _block_loops(sch, inp, 4)
