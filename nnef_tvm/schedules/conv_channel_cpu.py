@@ -23,7 +23,7 @@ valid settings of one kernel, the default first.
 """
 from __future__ import annotations
 
-from .conv_cpu import (_divisor_at_least, _divisor_at_most, _finish, _out_dim_of,
+from .conv_cpu import (_divisor_at_most, _finish, _out_dim_of, _row_split,
                        _split_parallel, _static_mac_nest)
 from .cpu_common import knob, vars_in
 from .prepack import pack_weight_once, weight_is_layout_free
@@ -112,7 +112,7 @@ def _channel_defaults(plan, lanes, cores, allow_x=True):
         # 8 channels x 2 rows x 1 vector: 16 accumulators, 10 loads per 16 FMAs
         out.update({"conv.channel_vector.vector": "x", "conv.channel_vector.fi": 8,
                     "conv.channel_vector.xt": lanes,
-                    "conv.channel_vector.yt": 2 if _rows_divisible(plan, out, 8, 2) else 1})
+                    "conv.channel_vector.yt": 2 if _rows_divisible(plan, out, 8, 2, cores) else 1})
     return out
 
 
@@ -317,8 +317,8 @@ def _flat_default(plan, lanes):
             "conv.channel_vector.xt": nx * lanes, "conv.channel_vector.order": "spatial"}
 
 
-def _channel_key(plan, setting) -> tuple:
-    """(fi, xt, rows split) -- what a channel_vector setting changes in the schedule."""
+def _channel_key(plan, setting, cores: int = 1) -> tuple:
+    """(fi, xt, rows split, ..) -- what a channel_vector setting changes in the schedule."""
     fi = setting["conv.channel_vector.fi"]
     vector = setting.get("conv.channel_vector.vector", "f")
     if vector == "flat":              # tasks do not apply: every tile is a task
@@ -331,13 +331,12 @@ def _channel_key(plan, setting) -> tuple:
         if i < plan.f:
             count *= plan.exts[i]
     after = [plan.exts[i] for i in rest if i > plan.f]
-    split = 0 if (count >= tasks or not after) else _divisor_at_least(after[0],
-                                                                      -(-tasks // count))
+    split = _row_split(count, after[0] if after else None, tasks, cores)
     return fi, setting["conv.channel_vector.xt"], split, vector, \
         setting.get("conv.channel_vector.yt", 1) if vector == "x" else 1
 
 
-def _rows_divisible(plan, setting, fi: int, yt: int) -> bool:
+def _rows_divisible(plan, setting, fi: int, yt: int, cores: int) -> bool:
     """Whether the rows left per parallel task split into tiles of ``yt`` rows."""
     if yt == 1:
         return True
@@ -346,7 +345,7 @@ def _rows_divisible(plan, setting, fi: int, yt: int) -> bool:
     if not after:
         return False
     split = _channel_key(plan, dict(setting, **{"conv.channel_vector.fi": fi,
-                                                "conv.channel_vector.vector": "f"}))[2]
+                                                "conv.channel_vector.vector": "f"}), cores)[2]
     return (after[0] // max(1, split)) % yt == 0
 
 
@@ -367,12 +366,12 @@ def channel_vector_space(sch, lanes: int, cores: int) -> list:
         return []
     key_xt = "conv.channel_vector.xt"
     out = [default]
-    seen = {_channel_key(plan, default)}
+    seen = {_channel_key(plan, default, cores)}
 
     def add(**kw):
         cand = dict(default)
         cand.update({f"conv.channel_vector.{k}": v for k, v in kw.items()})
-        key = _channel_key(plan, cand)
+        key = _channel_key(plan, cand, cores)
         if key not in seen:           # settings that schedule identically are listed once
             seen.add(key)
             out.append(cand)
@@ -396,7 +395,7 @@ def channel_vector_space(sch, lanes: int, cores: int) -> list:
     if plan.phase is not None and xext % lanes == 0:
         # strided row vectors over column phases: channels x rows per register tile
         for fi, yt in ((8, 2), (16, 1), (4, 4), (8, 1), (4, 2)):
-            if plan.exts[plan.f] % fi == 0 and _rows_divisible(plan, default, fi, yt):
+            if plan.exts[plan.f] % fi == 0 and _rows_divisible(plan, default, fi, yt, cores):
                 add(vector="x", fi=fi, xt=lanes, yt=yt)
     if _unit_stride(plan):
         # row vectors (x): a vector-wide (or narrower) row tile times 4-16 channels
@@ -532,7 +531,7 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     row = after_f[0] if after_f else None
     row_ext = after_f_exts[0] if after_f else 1
     par, row_rest = _split_parallel(sch, before_f + [fo], before_f_exts + [exts[f] // fi_factor],
-                                    row, row_ext, tasks=max(1, tasks))
+                                    row, row_ext, tasks=max(1, tasks), cores=cores)
     yt = int(knob("conv.channel_vector.yt", defaults.get("conv.channel_vector.yt", 1))) \
         if along_x else 1
     if yt > 1:

@@ -152,16 +152,43 @@ def _finish(sch, mac_block, wb, lanes, vector_wb=True):
     return wb_loops
 
 
-def _split_parallel(sch, outer_loops, outer_exts, inner_loop, inner_ext, tasks):
-    """Fuse ``outer_loops`` (+ part of ``inner_loop``) into one parallel loop of >= tasks."""
+def _row_split(count: int, row_ext, tasks: int, cores: int = 1) -> int:
+    """Into how many chunks the row loop is cut for the parallel loop (1: not cut).
+
+    ``count`` outer work items (batch x channel tiles) are shared out as they
+    are when there are at least ``tasks`` of them, else each also takes a
+    chunk of rows: the fewest chunks (a divisor of ``row_ext``) reaching
+    ``tasks``. Either way the total is kept a multiple of ``cores`` when a
+    row divisor allows it, so every thread gets the same number of equal
+    tasks (TVM's pool hands each thread one contiguous range): 3 channel tiles
+    x 7 row chunks = 21 tasks leave one thread a task more than the other for
+    the whole kernel; 3 x 14 do not.
+    """
+    if not row_ext or row_ext <= 1:
+        return 1
+    if count >= tasks:
+        if count % cores == 0 or count >= 8 * cores:
+            return 1
+        need = 2
+    else:
+        need = -(-tasks // count)
+    cands = [d for d in range(max(1, need), row_ext + 1) if row_ext % d == 0]
+    for d in cands:
+        if (count * d) % cores == 0:
+            return d
+    return 1 if count >= tasks else cands[0]
+
+
+def _split_parallel(sch, outer_loops, outer_exts, inner_loop, inner_ext, tasks, cores=1):
+    """Fuse ``outer_loops`` (+ a chunk of ``inner_loop``, see :func:`_row_split`) into one parallel loop."""
     count = 1
     for e in outer_exts:
         count *= e
-    if count >= tasks or inner_loop is None:
+    split = _row_split(count, inner_ext if inner_loop is not None else None, tasks, cores)
+    if split <= 1:
         par = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
         sch.parallel(par)
         return par, inner_loop
-    split = _divisor_at_least(inner_ext, -(-tasks // count))
     yo, yi = sch.split(inner_loop, [split, None])
     par = sch.fuse(*outer_loops, yo)
     sch.parallel(par)

@@ -431,3 +431,23 @@ def test_strided_row_vectors_with_batch_two(target):
     got = vm["main"](tvm.runtime.tensor(x, tvm.cpu())).numpy()
     want = np.clip(conv_reference(x, w, b, 2, k // 2), 0.0, 6.0)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------ parallel split
+def test_row_split_keeps_the_task_count_a_multiple_of_the_cores():
+    from nnef_tvm.schedules.conv_cpu import _row_split
+    assert _row_split(3, 14, 8, 2) == 14        # 3 x 7 = 21 tasks would leave one thread a task more
+    assert _row_split(3, 14, 8, 1) == 7         # one core: the fewest chunks reaching 8 tasks
+    assert _row_split(4, 28, 8, 2) == 2         # 8 tasks, balanced already
+    assert _row_split(16, 7, 8, 2) == 1         # enough channel tiles, even
+    assert _row_split(5, 14, 4, 2) == 2         # odd tile count: rows halved -> 10 tasks
+    assert _row_split(5, 7, 8, 2) == 7          # no even total possible: reach the task count
+    assert _row_split(25, 7, 8, 2) == 1         # many tasks: a one-task difference is small
+    assert _row_split(3, None, 8, 2) == 1       # no row loop to share
+
+
+def test_three_channel_tiles_on_two_cores_get_an_even_task_count(target):
+    """96 output channels = 3 tiles of 32 on a 14-row map: 42 one-row tasks, the conv still right."""
+    got, want, scripts = build_and_run(24, 96, 14, 1, 1, "res", target)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert "T.parallel(T.int64(42))" in conv_kernel_script(scripts)
