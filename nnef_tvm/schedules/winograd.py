@@ -18,15 +18,24 @@ The algorithm (Lavin & Gray's form of Toom-Cook): for 1-D correlation
 :func:`transform_matrices` from ``alpha - 1`` finite interpolation points
 plus the point at infinity.
 
+Which tile: :func:`choose_tile` (F(4, 3) from 28x28 maps, F(2, 3) for
+14x14 .. 24x24, smaller maps stay direct: the transformed weights, 4x resp.
+1.8x the direct kernel's, must be paid back by enough tiles; measured table
+there). Float32 error vs a float64 reference, relative to max |reference|:
+F(4, 3) a few 1e-6 (6.6e-6 at 64 channels), F(2, 3) about 5x smaller; the
+direct kernels' is ~3e-7. ResNet-18's logits move by < 1e-5.
+
 The kernel (:func:`winograd_conv2d_te`, one TE compute = one ``call_tir``)
 keeps NCHW input and output; blocks (all named ``winograd_*``):
 
-* ``winograd_pad``     zero-padded input covering every tile;
+* ``winograd_pad``     zero-padded input covering every tile (plus one column group);
 * ``winograd_in_rows`` ``B^T`` applied along tile rows, over whole padded rows
-                       (unit stride, no per-tile duplication of columns);
-* ``winograd_input``   ``V[n, ty, e1, e2, c, tx]`` (``B^T`` along columns);
+                       (unit stride, no per-tile duplication of columns), stored
+                       de-interleaved by column phase ``[.., q, k]`` = column ``k*m + q``;
+* ``winograd_input``   ``V[n, ty, e1, e2, c, tx]`` (``B^T`` along columns, each
+                       operand a contiguous run over ``tx``);
 * ``winograd_gemm``    ``M[n, ty, e1, e2, tx, co] = sum_c V[.., c, tx] U[e1, e2, c, co]``;
-* ``winograd_out_rows````A^T`` applied along ``e1``;
+* ``winograd_out_rows`` ``A^T`` applied along ``e1``;
 * ``winograd_output``  ``Y[n, co, h, w]`` (``A^T`` along ``e2``), cropped to H x W.
 
 The transforms are written as explicit sums over the *nonzero* matrix
@@ -34,7 +43,10 @@ entries, selected by the transform index (``Select``): once a schedule
 unrolls that index every coefficient is an immediate and the zeros are gone.
 The weight transform ``U = G g G^T`` is done at compile time in float64
 (the weight must be a bound constant) and stored as ``U[e1, e2, c, co]``,
-output channels contiguous: the vectors the GEMM's micro-kernel loads.
+output channels contiguous: the vectors the GEMM's micro-kernel loads (no
+schedule re-packs it). The PrimFunc carries ``op_pattern`` 4 (out-elementwise
+fusable, what TVM gives conv2d), so FuseOps still fuses bias / residual /
+activation consumers into it.
 """
 from __future__ import annotations
 
@@ -374,8 +386,3 @@ def legalize_map(m=None) -> dict:
     ``m`` forces the output tile (tests); default: :func:`choose_tile`.
     """
     return {"relax.nn.conv2d": lambda bb, call: legalize_conv2d(bb, call, m)}
-
-
-def is_winograd_func(func) -> bool:
-    """True when a (fused) PrimFunc contains the Winograd kernel's blocks."""
-    return BLOCK_PREFIX + "gemm" in func.script()
