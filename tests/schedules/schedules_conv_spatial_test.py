@@ -127,6 +127,7 @@ CASES = [
     (2, 56, 5, 2, 1, "clip"),
     (3, 7, 5, 1, 1, "residual"),
     (2, 15, 3, 2, 1, "clip"),         # odd input width: the phase split does not apply
+    (3, 15, 3, 1, 1, "residual"),     # 15x15 one-vector rows: 5-row tiles
 ]
 
 
@@ -235,9 +236,14 @@ def test_default_tiles():
     assert default_tile(28, 28, 25, 16) == (28, 2)      # 5x5: 4 accumulators
     assert default_tile(14, 14, 25, 16) == (14, 2)
     assert default_tile(7, 7, 25, 16) == (7, 7)         # the whole 7x7 plane
-    assert default_tile(14, 14, 9, 16) == (14, 1)
-    assert default_tile(112, 112, 9, 16) == (16, 1)     # wide rows: one vector
-    assert default_tile(56, 56, 9, 8) == (8, 1)         # AVX2: 56 is 7 vectors
+    # one-vector-wide tiles under a 3x3 window stack up to 7 rows
+    assert default_tile(14, 14, 9, 16) == (14, 7)
+    assert default_tile(7, 7, 9, 16) == (7, 7)
+    assert default_tile(15, 15, 9, 16) == (15, 5)
+    assert default_tile(112, 112, 9, 16) == (16, 7)     # wide rows: one vector
+    assert default_tile(112, 1, 9, 16) == (16, 1)       # a single row
+    assert default_tile(56, 56, 9, 8) == (8, 7)         # AVX2: 56 is 7 vectors
+    assert default_tile(56, 56, 25, 8) == (8, 1)        # 5x5: one row
 
 
 @pytest.mark.parametrize("shape", [(4, 14, 3, 2, 1), (2, 56, 3, 1, 2), (2, 112, 3, 1, 1)],
