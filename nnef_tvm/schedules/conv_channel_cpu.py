@@ -15,9 +15,20 @@ multiple of the vector width goes further (``vector="flat"``): its output rows
 are one flat axis (``H*W`` contiguous floats per channel), so 56x56 and 28x28
 maps get full 16-lane vectors instead of 14-wide row pieces, and the parallel
 tasks are (spatial tile, channel tile) pairs, spatial tile outermost, so an
-input tile is read from memory once for all output channels.
+input tile is read from memory once for all output channels. Strided
+convolutions whose output rows are whole vectors (the 224-pixel stems) use row
+vectors too, over a padded input stored by column phase (``[.., row, column %
+s, column // s]``, see :func:`_phase_producer`), with ``yt`` output rows per
+register tile: their short reductions (27-147 products) made the channel-vector
+tile's transposing write-back as costly as its arithmetic.
 
-Tile choices are tuning knobs (``conv.channel_vector.{fi,xt,tasks,vector,order}``,
+Channel vectors store through a transpose (the tile is ``[column, channel]``,
+the output NCHW): LLVM assembles each output row with one ``vinsertps`` per
+element, about one cycle per output, which is why short reductions prefer the
+row-vector modes. Parallel tasks are (batch, channel tile) pairs plus row
+chunks, their count kept a multiple of the cores (:func:`.conv_cpu._row_split`).
+
+Tile choices are tuning knobs (``conv.channel_vector.{fi,xt,yt,tasks,vector,order,acc_scope}``,
 read through :func:`.cpu_common.knob`); :func:`channel_vector_space` lists the
 valid settings of one kernel, the default first.
 """
@@ -488,10 +499,13 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     count to reach before rows are shared out too, ``vector`` the axis the SIMD
     vector runs along ("f": output channels, weights packed channel-innermost
     and the input broadcast; "x": output columns, weights broadcast; "flat":
-    like "x" over the flattened map, see :func:`_schedule_flat`). Flat mode
-    only: ``order`` which tile index is outermost in the parallel loop
-    ("spatial" or "channel"), ``acc_scope`` the accumulator's storage scope
-    ("global": a stack array, kept in registers, when under 1 KiB).
+    like "x" over the flattened map, see :func:`_schedule_flat`). Row vectors
+    only: ``yt`` output rows per register tile (a strided conv reads column
+    phases, see :func:`_phase_producer`; ``xt`` is then a multiple of the
+    vector width). Flat mode only: ``order`` which tile index is outermost in
+    the parallel loop ("spatial" or "channel"). ``acc_scope`` the
+    accumulator's storage scope ("global": a stack array, kept in registers,
+    when under 1 KiB; the flat mode's default, "local" elsewhere).
     """
     plan = _channel_plan(sch)
     if plan is None:
