@@ -277,3 +277,20 @@ def test_invalid_knob_settings_are_refused(target):
                 {"conv.spatial_vector.strip": 4, "conv.spatial_vector.chunk": 2}):
         with knob_overrides(bad):
             assert not schedule_spatial_vector(s_tir.Schedule(func), 16, 2), bad
+
+
+def test_window_unrolled_for_one_vector_tiles_under_5x5(target):
+    """7x7 planes under a 5x5 window: the window's loops are unrolled (rows share input vectors)."""
+    from nnef_tvm.schedules.conv_spatial_cpu import default_unroll_window
+    assert default_unroll_window(7, 25, 16) and default_unroll_window(14, 25, 16)
+    assert not default_unroll_window(7, 9, 16)          # 3x3: LLVM unrolls it itself
+    assert not default_unroll_window(28, 25, 16)        # wider tiles: measured slower
+    text = _schedule(_kernel(target, 4, 7, 5, 1), target).script()
+    assert "for ry in T.unroll(T.int64(5))" in text and "for rx in T.unroll(T.int64(5))" in text
+    text = _schedule(_kernel(target, 4, 7, 3, 1), target).script()
+    assert "ry in T.unroll" not in text
+    # the knob turns it off (and on) with the same numbers
+    func = _kernel(target, 4, 14, 5, 2)
+    _check(func, target, 2, 1, "clip", {"conv.spatial_vector.unroll_window": False})
+    func = _kernel(target, 2, 28, 5, 1)
+    _check(func, target, 1, 1, "clip", {"conv.spatial_vector.unroll_window": True})
