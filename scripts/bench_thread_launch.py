@@ -14,8 +14,13 @@ bookkeeping, a Python callback) for that long first.
 The pool reads its environment once, at creation: run one process per
 setting, e.g. ``TVM_THREAD_POOL_SPIN_COUNT=0 python scripts/bench_thread_launch.py``.
 
+With ``--cross``, every other kernel of a third chain has its tasks swap
+halves (task 0 works on the half task 1 wrote): what reading a producer's
+output from the other core's cache costs, as happens in a model when
+consecutive kernels split their work differently.
+
 Usage: python scripts/bench_thread_launch.py [--threads 2] [--chain 64]
-       [--size 4096] [--repeat 200]
+       [--size 4096] [--repeat 200] [--gap-us 0] [--cross]
 """
 from __future__ import annotations
 
@@ -25,28 +30,47 @@ import sys
 import time
 
 
-def build(chain: int, size: int, parallel: bool, threads: int):
-    import tvm
-    from tvm import relax, te, tirx
+_STEP = """
+@T.prim_func(s_tir=True)
+def {name}(x: T.Buffer(({size},), "float32"), y: T.Buffer(({size},), "float32")):
+    T.func_attr({{"tirx.noalias": True, "tirx.is_scheduled": True}})
+    with T.sblock("root"):
+        for t in T.{kind}({parts}):
+            for j in range({vectors}):
+                for v in T.vectorized(8):
+                    with T.sblock("y"):
+                        i = T.axis.spatial({size}, {first} * {chunk} + j * 8 + v)
+                        y[i] = x[i] + T.float32(1)
+"""
 
-    x = te.placeholder((size,), "float32", name="x")
-    y = te.compute((size,), lambda i: x[i] + tirx.const(1.0, "float32"), name="y")
-    func = te.create_prim_func([x, y])
-    sch = tvm.s_tir.Schedule(func)
-    (loop,) = sch.get_loops(sch.get_sblock("y"))
-    outer, inner = sch.split(loop, [threads if parallel else 1, None])
-    if parallel:
-        sch.parallel(outer)
-    _, vec = sch.split(inner, [None, 8])
-    sch.vectorize(vec)
+
+def _step(size: int, parallel: bool, threads: int, reverse: bool):
+    """``y = x + 1`` in ``threads`` contiguous chunks, one per task; ``reverse``: task t
+    works on chunk ``threads - 1 - t`` (the chunk another task wrote in an ordinary step)."""
+    from tvm.script import from_source
+    parts = threads if parallel else 1
+    chunk = size // parts
+    name = "step_r" if reverse else "step"
+    text = _STEP.format(name=name, size=size, kind="parallel" if parallel else "serial",
+                        parts=parts, vectors=chunk // 8, chunk=chunk,
+                        first=f"({parts - 1} - t)" if reverse else "t")
+    return from_source(text).with_attr("global_symbol", name)
+
+
+def build(chain: int, size: int, parallel: bool, threads: int, cross: bool = False):
+    import tvm
+    from tvm import relax
+
     bb = relax.BlockBuilder()
-    gv = bb.add_func(sch.mod["main"].with_attr("global_symbol", "step"), "step")
+    gv = bb.add_func(_step(size, parallel, threads, False), "step")
+    gr = bb.add_func(_step(size, parallel, threads, True), "step_r") if cross else gv
     arg = relax.Var("x", relax.TensorType((size,), "float32"))
     with bb.function("main", [arg]):
         with bb.dataflow():
             cur = arg
-            for _ in range(chain):
-                cur = bb.emit(relax.call_tir(gv, [cur], relax.TensorType((size,), "float32")))
+            for i in range(chain):
+                fn = gr if i % 2 else gv
+                cur = bb.emit(relax.call_tir(fn, [cur], relax.TensorType((size,), "float32")))
             out = bb.emit_output(cur)
         bb.emit_func_output(out)
     target = tvm.target.Target({"kind": "llvm", "num-cores": threads})
@@ -82,6 +106,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--repeat", type=int, default=200)
     ap.add_argument("--gap-us", type=float, default=0.0)
+    ap.add_argument("--cross", action="store_true",
+                    help="also time a chain whose every other kernel swaps the threads' halves")
     args = ap.parse_args(argv)
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
     serial = build(args.chain, args.size, False, args.threads)
@@ -94,6 +120,13 @@ def main(argv=None) -> int:
     env = {k: v for k, v in os.environ.items() if k.startswith("TVM_")}
     print(f"env {env} chain {args.chain} size {args.size} gap {args.gap_us} us: "
           f"serial {s:.2f} us/kernel, parallel {p:.2f} us/kernel, launch ~{p - s:+.2f} us")
+    if args.cross:
+        cross = build(args.chain, args.size, True, args.threads, cross=True)
+        tc = [time_calls(cross, args.size, args.repeat, args.gap_us) for _ in range(3)]
+        tp = [time_calls(par, args.size, args.repeat, args.gap_us) for _ in range(3)]
+        c, p = min(tc) / args.chain * 1e6, min(tp) / args.chain * 1e6
+        print(f"  each kernel reading the other thread's half: {c:.2f} us/kernel "
+              f"(same half: {p:.2f}; {(c - p) * 1e3 / (args.size * 4 / 1024):+.1f} ns per KiB)")
     return 0
 
 
