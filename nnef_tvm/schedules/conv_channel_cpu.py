@@ -248,7 +248,13 @@ def _split_column_phases(sch, pad_block, stride: int, lanes: int) -> None:
         elif exts[-1] % lanes == 0:
             _, vec = sch.split(loops[-1], [None, lanes])
             sch.vectorize(vec)
-        outer = loops[:-1]
+        outer = list(loops[:-1])
+        if len(outer) > ndim - 2 >= 1:
+            # rows outermost: each thread pads the band of rows its conv tasks read
+            # (the conv's tasks are row bands first too, see _split_parallel)
+            row = outer[ndim - 2]
+            sch.reorder(row, *outer[:ndim - 2])
+            outer = [row] + outer[:ndim - 2] + outer[ndim - 1:]
         if outer:
             sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
 
@@ -342,9 +348,15 @@ def _channel_key(plan, setting, cores: int = 1) -> tuple:
         if i < plan.f:
             count *= plan.exts[i]
     after = [plan.exts[i] for i in rest if i > plan.f]
-    split = _row_split(count, after[0] if after else None, tasks, cores)
+    split = _row_split(count, after[0] if after else None, tasks, cores,
+                       _phase_rows(plan, vector))
     return fi, setting["conv.channel_vector.xt"], split, vector, \
         setting.get("conv.channel_vector.yt", 1) if vector == "x" else 1
+
+
+def _phase_rows(plan, vector) -> bool:
+    """Row vectors over column phases: tasks are row bands first (see :func:`_split_parallel`)."""
+    return vector == "x" and plan.phase is not None and not _unit_stride(plan)
 
 
 def _rows_divisible(plan, setting, fi: int, yt: int, cores: int) -> bool:
@@ -356,7 +368,7 @@ def _rows_divisible(plan, setting, fi: int, yt: int, cores: int) -> bool:
     if not after:
         return False
     split = _channel_key(plan, dict(setting, **{"conv.channel_vector.fi": fi,
-                                                "conv.channel_vector.vector": "f"}), cores)[2]
+                                                "conv.channel_vector.vector": "x"}), cores)[2]
     return (after[0] // max(1, split)) % yt == 0
 
 
@@ -545,7 +557,8 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     row = after_f[0] if after_f else None
     row_ext = after_f_exts[0] if after_f else 1
     par, row_rest = _split_parallel(sch, before_f + [fo], before_f_exts + [exts[f] // fi_factor],
-                                    row, row_ext, tasks=max(1, tasks), cores=cores)
+                                    row, row_ext, tasks=max(1, tasks), cores=cores,
+                                    rows_first=_phase_rows(plan, vector))
     yt = int(knob("conv.channel_vector.yt", defaults.get("conv.channel_vector.yt", 1))) \
         if along_x else 1
     if yt > 1:

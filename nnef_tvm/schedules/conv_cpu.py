@@ -152,7 +152,7 @@ def _finish(sch, mac_block, wb, lanes, vector_wb=True):
     return wb_loops
 
 
-def _row_split(count: int, row_ext, tasks: int, cores: int = 1) -> int:
+def _row_split(count: int, row_ext, tasks: int, cores: int = 1, rows_first: bool = False) -> int:
     """Into how many chunks the row loop is cut for the parallel loop (1: not cut).
 
     ``count`` outer work items (batch x channel tiles) are shared out as they
@@ -162,35 +162,57 @@ def _row_split(count: int, row_ext, tasks: int, cores: int = 1) -> int:
     row divisor allows it, so every thread gets the same number of equal
     tasks (TVM's pool hands each thread one contiguous range): 3 channel tiles
     x 7 row chunks = 21 tasks leave one thread a task more than the other for
-    the whole kernel; 3 x 14 do not.
+    the whole kernel; 3 x 14 do not. ``rows_first``: the rows are cut into at
+    least ``cores`` chunks even when the outer items suffice (see
+    :func:`_split_parallel`).
     """
     if not row_ext or row_ext <= 1:
         return 1
+    if rows_first:
+        base = _row_split(count, row_ext, tasks, cores)
+        if base >= cores:
+            return base
+        cands = [d for d in range(max(2, cores), row_ext + 1) if row_ext % d == 0]
+        return next((d for d in cands if (count * d) % cores == 0), cands[0] if cands else base)
     if count >= tasks:
         if count % cores == 0 or count >= 8 * cores:
             return 1
         need = 2
     else:
         need = -(-tasks // count)
-    cands = [d for d in range(max(1, need), row_ext + 1) if row_ext % d == 0]
+    cands = [d for d in range(max(1, need), row_ext + 1) if row_ext % d == 0] or [row_ext]
     for d in cands:
         if (count * d) % cores == 0:
             return d
     return 1 if count >= tasks else cands[0]
 
 
-def _split_parallel(sch, outer_loops, outer_exts, inner_loop, inner_ext, tasks, cores=1):
-    """Fuse ``outer_loops`` (+ a chunk of ``inner_loop``, see :func:`_row_split`) into one parallel loop."""
+def _split_parallel(sch, outer_loops, outer_exts, inner_loop, inner_ext, tasks, cores=1,
+                    rows_first=False):
+    """Fuse ``outer_loops`` (+ a chunk of ``inner_loop``, see :func:`_row_split`) into one parallel loop.
+
+    ``rows_first``: the row chunk is the outermost part of the task index, so
+    TVM's pool (one contiguous task range per thread) gives each thread a band
+    of rows for every channel tile: it then reads the input rows that it wrote
+    itself in a preceding parallel copy split the same way (the column-phase
+    padding), instead of lines sitting dirty in the other core's cache
+    (MobileNetV2 stem at 2 threads: 0.30 -> 0.16 ms, best of 400 calls).
+    """
     count = 1
     for e in outer_exts:
         count *= e
-    split = _row_split(count, inner_ext if inner_loop is not None else None, tasks, cores)
+    split = _row_split(count, inner_ext if inner_loop is not None else None, tasks, cores,
+                       rows_first)
     if split <= 1:
         par = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
         sch.parallel(par)
         return par, inner_loop
     yo, yi = sch.split(inner_loop, [split, None])
-    par = sch.fuse(*outer_loops, yo)
+    if rows_first:
+        sch.reorder(yo, *outer_loops)
+        par = sch.fuse(yo, *outer_loops)
+    else:
+        par = sch.fuse(*outer_loops, yo)
     sch.parallel(par)
     return par, yi
 

@@ -451,3 +451,23 @@ def test_three_channel_tiles_on_two_cores_get_an_even_task_count(target):
     got, want, scripts = build_and_run(24, 96, 14, 1, 1, "res", target)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert "T.parallel(T.int64(42))" in conv_kernel_script(scripts)
+
+
+def test_row_split_with_fewer_rows_than_wanted_tasks_and_row_bands_first():
+    from nnef_tvm.schedules.conv_cpu import _row_split
+    assert _row_split(1, 20, 32, 2) == 20       # every row its own task (was an empty choice)
+    assert _row_split(8, 112, 8, 2) == 1        # enough channel tiles
+    assert _row_split(8, 112, 8, 2, rows_first=True) == 2     # ... but row bands per thread
+    assert _row_split(4, 112, 8, 2, rows_first=True) == 2
+    assert _row_split(3, 7, 2, 2, rows_first=True) == 7       # 21 tasks: 11 / 10 beats 2 / 1
+
+
+def test_strided_row_vector_tasks_are_row_bands_first(target):
+    """The phase copy and the conv tasks both run rows outermost (each thread reads its own rows)."""
+    from tvm import s_tir
+    from nnef_tvm.schedules.conv_channel_cpu import schedule_channel_vector
+    sch = s_tir.Schedule(_phase_func(3, 16, 32, 3, 2, target))
+    assert schedule_channel_vector(sch, 16, 2)
+    text = sch.mod["main"].script()
+    assert "for yy_0_nn_ff_0_fused in T.parallel(" in text
+    assert "for i2_i0_i1_fused in T.parallel(" in text             # interior copy: rows first
