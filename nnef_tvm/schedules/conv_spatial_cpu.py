@@ -126,21 +126,56 @@ def _defaults(sch, plan, lanes: int, cores: int) -> dict:
     """The default knob setting of one kernel (measured on AVX-512, see the helpers)."""
     mac, _, exts, nsp, x, y = plan
     pads = list(sch.get_producers(mac.block))
-    nchan = y if y is not None else x
-    out_ch = exts[nchan - 1] if nchan >= 2 else 1
+    out_ch = _out_channels(plan)
     window = 1
     for e in exts[nsp:]:
         window *= e
     xt, yt = default_tile(exts[x], exts[y] if y is not None else 1, window, lanes)
     strip = _default_strip(sch, mac, exts, y, yt)
+    unroll = default_unroll_window(xt, window, lanes)
+    chunk = 1
+    if not strip:
+        chunk = _default_chunk_of(sch, mac, pads, out_ch, nsp - 2, x, cores, off_stack=unroll)
+        if unroll and _planes_on_stack(sch, plan, pads, chunk, strip):
+            unroll = False          # no task size keeps the planes off the stack
+            chunk = _default_chunk_of(sch, mac, pads, out_ch, nsp - 2, x, cores)
     return {"conv.spatial_vector.xt": xt,
             "conv.spatial_vector.yt": yt,
             "conv.spatial_vector.acc_scope": default_acc_scope(xt, lanes),
-            "conv.spatial_vector.unroll_window": default_unroll_window(xt, window, lanes),
+            "conv.spatial_vector.unroll_window": unroll,
             "conv.spatial_vector.phase_split": True,
-            "conv.spatial_vector.chunk": 1 if strip else
-            _default_chunk_of(sch, mac, pads, out_ch, nsp - 2, x, cores),
+            "conv.spatial_vector.chunk": chunk,
             "conv.spatial_vector.strip": strip}
+
+
+def _out_channels(plan) -> int:
+    """Output channels: the extent of the loop fused last into the parallel loop (1 if none)."""
+    _, _, exts, _, x, y = plan
+    nchan = y if y is not None else x
+    return exts[nchan - 1] if nchan >= 2 else 1
+
+
+def _planes_on_stack(sch, plan, pads, chunk: int, strip: int) -> bool:
+    """Whether one task's whole padded planes fit TVM's stack limit (see :func:`default_chunk`).
+
+    An unrolled window (:func:`default_unroll_window`) must not read such a
+    plane: LLVM then knows the array's size and widens the ragged last
+    loads of each row by a lane, past the plane into stack bytes nothing
+    wrote -- at random a denormal, whose multiplies then cost a microcode
+    assist each (measured 10x slower for 7x7 planes under 5x5, 1 channel a
+    task; the same kernel under flush-to-zero, or with 4 channels a task in
+    a workspace, ran at full speed).
+    """
+    if strip or not pads:
+        return False
+    mac, _, _, nsp, _, _ = plan
+    shape = sch.get(pads[0]).writes[0].source.shape
+    nlead = len(shape) - (nsp - 2)
+    if nlead < 1:
+        return False
+    per_plane = max(1, _out_channels(plan) // max(1, int(shape[nlead - 1])))
+    planes = max(1, chunk // per_plane)
+    return planes * _plane_bytes(sch, pads[0], nlead) <= STACK_ALLOCA_BYTES
 
 
 def spatial_vector_space(sch, lanes: int, cores: int) -> list:
@@ -154,7 +189,8 @@ def spatial_vector_space(sch, lanes: int, cores: int) -> list:
     plan = _plan(sch)
     if plan is None:
         return []
-    _, _, exts, nsp, x, y = plan
+    mac, _, exts, nsp, x, y = plan
+    pads = list(sch.get_producers(mac.block))
     base = _defaults(sch, plan, lanes, cores)
     xext = exts[x]
     default = base["conv.spatial_vector.xt"]
@@ -169,6 +205,9 @@ def spatial_vector_space(sch, lanes: int, cores: int) -> list:
         if strip and (cand["conv.spatial_vector.chunk"] > 1
                       or strip % cand["conv.spatial_vector.yt"]):
             return              # combinations the rule refuses
+        if cand["conv.spatial_vector.unroll_window"] and \
+                _planes_on_stack(sch, plan, pads, cand["conv.spatial_vector.chunk"], strip):
+            return
         if cand not in out:
             out.append(cand)
 
@@ -203,8 +242,11 @@ def spatial_vector_space(sch, lanes: int, cores: int) -> list:
     return out
 
 
-def _default_chunk_of(sch, mac, pads, out_ch, nspatial, x, cores) -> int:
-    """:func:`default_chunk` for this kernel (1 without a padding stage)."""
+def _default_chunk_of(sch, mac, pads, out_ch, nspatial, x, cores, off_stack=False) -> int:
+    """:func:`default_chunk` for this kernel (1 without a padding stage).
+
+    ``off_stack``: size tasks as for column-phase planes, past the stack limit.
+    """
     if not pads:
         return 1
     shape = sch.get(pads[0]).writes[0].source.shape
@@ -213,7 +255,8 @@ def _default_chunk_of(sch, mac, pads, out_ch, nspatial, x, cores) -> int:
         return 1
     per_plane = max(1, out_ch // max(1, int(shape[nlead - 1])))
     phased = _stride_of(sch, mac, mac.ivars[x], pads[0]) > 1
-    return default_chunk(out_ch, _plane_bytes(sch, pads[0], nlead), per_plane, cores, phased)
+    return default_chunk(out_ch, _plane_bytes(sch, pads[0], nlead), per_plane, cores,
+                         phased or off_stack)
 
 
 # A padded plane larger than this is padded in strips of output rows, each
@@ -404,6 +447,9 @@ def schedule_spatial_vector(sch, lanes: int, cores: int) -> bool:
         return False
     unroll_window = bool(knob("conv.spatial_vector.unroll_window",
                               defaults["conv.spatial_vector.unroll_window"]))
+    pads = list(sch.get_producers(mac.block))
+    if unroll_window and _planes_on_stack(sch, plan, pads, chunk, strip):
+        return False
     if xt < 2 or exts[x] % xt:
         return False
     if yt < 1 or (y is not None and exts[y] % yt) or (y is None and yt != 1):
@@ -432,7 +478,6 @@ def schedule_spatial_vector(sch, lanes: int, cores: int) -> bool:
     elif ys is not None:
         outer = list(loops[:y]) + [ys, yrest]
     sch.reorder(*outer, xo, *reds, *inner)
-    pads = list(sch.get_producers(mac.block))
     if nchan_loops >= 1 and len(outer) >= 2:
         # tasks = images x chunks of channels; each pads its own plane(s) (in cache)
         chan = outer[:nchan_loops]

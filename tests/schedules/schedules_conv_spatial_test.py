@@ -285,12 +285,33 @@ def test_window_unrolled_for_one_vector_tiles_under_5x5(target):
     assert default_unroll_window(7, 25, 16) and default_unroll_window(14, 25, 16)
     assert not default_unroll_window(7, 9, 16)          # 3x3: LLVM unrolls it itself
     assert not default_unroll_window(28, 25, 16)        # wider tiles: measured slower
-    text = _schedule(_kernel(target, 4, 7, 5, 1), target).script()
+    # 32 channels: 4 planes a task (1.9 KiB, past the stack limit), window unrolled
+    text = _check(_kernel(target, 32, 7, 5, 1), target, 1, 1, "clip").script()
     assert "for ry in T.unroll(T.int64(5))" in text and "for rx in T.unroll(T.int64(5))" in text
-    text = _schedule(_kernel(target, 4, 7, 3, 1), target).script()
+    assert "T.parallel(T.int64(8))" in text
+    text = _schedule(_kernel(target, 32, 7, 3, 1), target).script()
     assert "ry in T.unroll" not in text
     # the knob turns it off (and on) with the same numbers
     func = _kernel(target, 4, 14, 5, 2)
     _check(func, target, 2, 1, "clip", {"conv.spatial_vector.unroll_window": False})
     func = _kernel(target, 2, 28, 5, 1)
     _check(func, target, 1, 1, "clip", {"conv.spatial_vector.unroll_window": True})
+
+
+def test_unrolled_window_never_reads_a_stack_plane(target):
+    """Too few channels to group past the stack limit: the window stays rolled, and the
+    unrolled setting is refused and left out of the knob space (stale stack lanes)."""
+    from nnef_tvm.schedules.conv_spatial_cpu import schedule_spatial_vector, spatial_vector_space
+    from nnef_tvm.schedules.cpu_common import knob_overrides
+    from tvm import s_tir
+    func = _kernel(target, 4, 7, 5, 1)              # 4 tasks of one 11x11 plane (484 B)
+    text = _check(func, target, 1, 1, "clip").script()
+    assert "ry in T.unroll" not in text
+    with knob_overrides({"conv.spatial_vector.unroll_window": True}):
+        assert not schedule_spatial_vector(s_tir.Schedule(func), 16, 2)
+    space = spatial_vector_space(s_tir.Schedule(func), 16, 2)
+    assert not any(s["conv.spatial_vector.unroll_window"] for s in space)
+    # 32 channels: chunks of 1 or 2 planes stay on the stack, so no unrolled setting has them
+    space = spatial_vector_space(s_tir.Schedule(_kernel(target, 32, 7, 5, 1)), 16, 2)
+    assert all(s["conv.spatial_vector.chunk"] >= 4 for s in space
+               if s["conv.spatial_vector.unroll_window"])
