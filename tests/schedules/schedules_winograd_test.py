@@ -249,3 +249,24 @@ def test_every_knob_setting_schedules(target):
         # a traced program: replays on the unscheduled function
         replay = s_tir.Schedule(func)
         sch.trace.apply_to_schedule(replay, remove_postproc=False)
+
+
+@pytest.mark.parametrize("setting", [
+    {"winograd.parts": 2, "winograd.rows": 2, "winograd.fi": 16},
+    {"winograd.fi": 16, "winograd.xt": 2, "winograd.rows": 4, "winograd.yt": 2},
+    {"winograd.out": "x", "winograd.acc_scope": "local"},
+], ids=["parts2_rows2", "fi16_xt2_yt2", "out_x_local"])
+def test_knob_variants_match_numpy(setting, target, monkeypatch):
+    """Non-default schedules of one kernel (what tuning measures) compute the same conv."""
+    from nnef_tvm.schedules import winograd
+    from nnef_tvm.schedules.cpu_common import knob_overrides
+    monkeypatch.setattr(winograd, "choose_tile", lambda *a: 4)
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((1, 8, 16, 16)).astype(np.float32)
+    ref = np.maximum(numpy_conv3x3(x, w, (1, 1, 1, 1)), 0)
+    mod = _conv_module(x.shape, w, (1, 1, 1, 1), relu=True)
+    with knob_overrides(setting):
+        got, rules, _ = _build_and_run(mod, target, [x])
+    assert list(rules.values()) == ["winograd"], (setting, rules)
+    assert np.abs(got - ref).max() / np.abs(ref).max() < WINO_REL_TOL
