@@ -292,7 +292,10 @@ def _constant_of(bb, expr):
 #   128 @28  1.45 vs F(4,3) 0.71-0.75, F(2,3) 1.05
 #   256 @14  1.59 vs F(4,3) 1.09 (16 tiles of which 12.25 used), F(2,3) 1.00
 #   512 @7   1.78 vs F(2,3) 1.68 (16 tiles, 16.8 MB of U: memory bound), F(4,3) 2.82
+#   8 ->32 @28  0.057 vs 0.044;  16 ->16 @56  0.147 vs 0.132
+#   3 ->64 @56  0.159 vs 0.344 (K = 3: the transforms are not amortised)
 MIN_TILES = 36
+MIN_CHANNELS = 8
 
 
 def choose_tile(out_h: int, out_w: int, cin: int, cout: int):
@@ -300,8 +303,12 @@ def choose_tile(out_h: int, out_w: int, cin: int, cout: int):
 
     F(4, 3) when the map has at least :data:`MIN_TILES` 4x4 tiles (28x28 and
     larger), else F(2, 3) when it has that many 2x2 tiles (14x14 .. 24x24),
-    else None (7x7 maps stay direct; see the measurements above).
+    else None (7x7 maps stay direct; see the measurements above). Fewer than
+    :data:`MIN_CHANNELS` input or output channels stay direct too (an RGB
+    input layer: the transforms cost more than the GEMM saves).
     """
+    if min(cin, cout) < MIN_CHANNELS:
+        return None
     for m in (4, 2):
         th, tw = tile_counts(out_h, out_w, m)
         if th * tw >= MIN_TILES:

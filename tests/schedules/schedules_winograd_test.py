@@ -52,6 +52,7 @@ def test_tile_choice():
     assert choose_tile(28, 28, 128, 128) == 4
     assert choose_tile(14, 14, 256, 256) == 2        # 16 4x4 tiles: too few, 49 2x2 ones
     assert choose_tile(7, 7, 512, 512) is None       # 16 2x2 tiles: U is not paid back
+    assert choose_tile(56, 56, 3, 64) is None        # RGB input layer: K = 3
 
 
 # ------------------------------------------------------------------ modules
