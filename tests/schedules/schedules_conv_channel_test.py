@@ -471,3 +471,26 @@ def test_strided_row_vector_tasks_are_row_bands_first(target):
     text = sch.mod["main"].script()
     assert "for yy_0_nn_ff_0_fused in T.parallel(" in text
     assert "for i2_i0_i1_fused in T.parallel(" in text             # interior copy: rows first
+
+
+def test_strided_row_vectors_on_a_256_bit_target(target):
+    """AVX2 (8 lanes): a 3x3 stride-2 conv with 24 output columns takes 8-lane row vectors."""
+    from schedules_kernels import run_primfunc
+    from nnef_tvm.schedules.default import schedule_cpu_func
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("host without AVX2")
+    avx2 = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
+    rng = np.random.default_rng(6)
+    cin, cout, hw, k = 3, 16, 48, 3
+    x = rng.standard_normal((1, cin, hw, hw)).astype("float32")
+    w = rng.standard_normal((cout, cin, k, k)).astype("float32")
+    b = rng.standard_normal(cout).astype("float32")
+    func = _phase_func(cin, cout, hw, k, 2, target, seed=6)
+    scheduled, rule = schedule_cpu_func(func, avx2)
+    assert rule == "conv_channel_vector"
+    text = scheduled.script()
+    assert "T.int64(2), T.int64(25)))" in text and "T.vectorized(T.int64(8))" in text
+    out = np.zeros((1, cout, 24, 24), "float32")
+    got = run_primfunc(scheduled, avx2, [x, w, b.reshape(1, cout, 1, 1), out])
+    want = np.clip(conv_reference(x, w, b, 2, 1), 0.0, 6.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
