@@ -8,8 +8,8 @@ written by scripts/make_zoo.py) this runs
   VM's instrument callback, with the NNEF tensors each kernel computes), and
 * onnxruntime's own profiler on ``source.onnx`` (per-node kernel times),
 
-in separate processes, one after the other, with the same thread count, and
-joins them through the tensor mapping (ONNX tensor name -> NNEF tensor name;
+in separate processes, one after the other, with the same thread count
+(both read as the median per run over ``--runs`` runs), and joins them through the tensor mapping (ONNX tensor name -> NNEF tensor name;
 onnxruntime names a fused node after its last output, e.g. ``.._nchwc``).
 
 Both profilers add a few microseconds per call, so small kernels look slower
@@ -80,7 +80,9 @@ def join(kernels: list, ort_nodes: dict, mapping: dict) -> list:
         onnx_names = {o for o, n in mapping.items() if n in tensors}
         nodes = [n for n in ort_nodes if re.sub(r"_nchwc$", "", n) in onnx_names]
         ort_ms = sum(ort_nodes[n][0] for n in nodes)
-        rows.append({"kernel": k["kernel"], "calls": calls, "tvm_ms": k["ms"] / calls,
+        # medians over runs on both sides (a preempted run inflates a mean)
+        tvm_ms = k.get("median_ms", k["ms"]) / calls
+        rows.append({"kernel": k["kernel"], "calls": calls, "tvm_ms": tvm_ms,
                      "ort_ms": ort_ms if nodes else None, "ort_nodes": nodes,
                      "shapes": [ort_nodes[n][1] for n in nodes],
                      "ops": sorted({op["op"] for op in k.get("ops", [])})})
