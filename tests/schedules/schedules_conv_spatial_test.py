@@ -315,3 +315,43 @@ def test_unrolled_window_never_reads_a_stack_plane(target):
     space = spatial_vector_space(s_tir.Schedule(_kernel(target, 32, 7, 5, 1)), 16, 2)
     assert all(s["conv.spatial_vector.chunk"] >= 4 for s in space
                if s["conv.spatial_vector.unroll_window"])
+
+
+@pytest.mark.parametrize("channels,hw,k,stride", [(16, 56, 3, 1), (32, 7, 5, 1), (8, 28, 3, 2)],
+                         ids=["8x7_tiles", "7x7_5x5_unrolled", "s2_28"])
+def test_depthwise_on_a_256_bit_target(target, channels, hw, k, stride):
+    """AVX2 (8 lanes): a 56-wide map takes one-vector 8-column tiles of 7 rows, a 7x7 plane
+    under 5x5 its unrolled window; still the convolution."""
+    import tvm
+    from nnef_tvm.schedules.conv_spatial_cpu import schedule_spatial_vector
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("host without AVX2")
+    from tvm import s_tir
+    avx2 = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
+    func = _kernel(target, channels, hw, k, stride)
+    sch = s_tir.Schedule(func)
+    assert schedule_spatial_vector(sch, 8, 2)
+    text = sch.mod["main"].script()
+    if hw == 56:
+        assert "T.vectorized(T.int64(8))" in text and "T.unroll(T.int64(7))" in text
+    if k == 5:
+        assert "for rx in T.unroll(T.int64(5))" in text
+    arrays = _arrays(func)
+    got = run_primfunc(sch.mod["main"], avx2, arrays)
+    want = numpy_depthwise(arrays[0], arrays[1], arrays[2], stride, 1, "clip")
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(32, 7, 5, 1), (8, 14, 3, 1), (4, 112, 3, 1)],
+                         ids=["unrolled_5x5", "7_row_tiles", "7_row_strips"])
+def test_trace_replays_to_the_same_kernel(target, shape):
+    """Tuning replays the rule's trace: the new tile / unroll choices are traced primitives."""
+    import tvm
+    from nnef_tvm.schedules.conv_spatial_cpu import schedule_spatial_vector
+    from tvm import s_tir
+    func = _kernel(target, *shape)
+    sch = s_tir.Schedule(func)
+    assert schedule_spatial_vector(sch, 16, 2)
+    replay = s_tir.Schedule(func)
+    sch.trace.apply_to_schedule(replay, remove_postproc=False)
+    tvm.ir.assert_structural_equal(replay.mod["main"], sch.mod["main"])
