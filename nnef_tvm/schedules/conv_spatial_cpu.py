@@ -182,6 +182,8 @@ def spatial_vector_space(sch, lanes: int, cores: int) -> list:
     """Valid knob settings of :func:`schedule_spatial_vector`, default first.
 
     Then: pad strips on / off and other strip heights, channels per task,
+    the other accumulator scope, the window unrolled or not (never an
+    unrolled window over a stack-resident plane, :func:`_planes_on_stack`),
     for strided convolutions the column-phase layout switched off, vector
     widths (divisors of the output width up to two vectors) and rows per
     register tile (divisors of the output height).
