@@ -578,6 +578,7 @@ class TuneSummary:
     template_trials: int = 0      # of ``trials``, measured by the template search
     phases: dict = field(default_factory=dict)   # phase name -> seconds
     errors: list = field(default_factory=list)   # a search phase stopped by a TVM error
+    search_skipped: list = field(default_factory=list)  # kernels MetaSchedule cannot schedule
     stale: int = 0                # kernels whose stored records predate the current rules
     rules_version: Optional[str] = None          # the stamp given to this run's records
 
@@ -599,6 +600,8 @@ class TuneSummary:
                 f"trials{split} in "
                 f"{self.seconds:.1f}s" + (" (time budget reached)" if self.stopped_by_time
                                           else "")
+                + (f"; {len(self.search_skipped)} kernel(s) left to the template search "
+                   "(MetaSchedule cannot schedule them)" if self.search_skipped else "")
                 + ("; search stopped early: " + self.errors[0] if self.errors else "")
                 + f"; store {self.store_dir}")
 
@@ -704,7 +707,9 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                                               builder_timeout=builder_timeout,
                                               trials_per_iter=trials_per_iter, seed=seed,
                                               search_failed=summary.errors
-                                              if strategy == "both" else None, rules=rules)
+                                              if strategy == "both" else None,
+                                              search_skipped=summary.search_skipped,
+                                              rules=rules)
                 for t, n in zip(rest, done):
                     measured[id(t)] += n
                 summary.stopped_by_time = stopped
@@ -731,7 +736,7 @@ def _template_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline
 
 def _search_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, progress,
                   strategy, tracker, builder_workers, builder_timeout, trials_per_iter, seed,
-                  search_failed=None, rules=None):
+                  search_failed=None, search_skipped=None, rules=None):
     """MetaSchedule's search over ``todo`` -> (trials measured per task, stopped by time).
 
     Its records are stamped as ``search`` records of the rules version ``rules``.
@@ -741,6 +746,12 @@ def _search_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, 
     records are already stored and must still be usable.
     """
     from tvm.s_tir import meta_schedule as ms
+    search = "replay" if strategy == "replay" else "evolutionary"
+    all_todo = todo
+    contexts, todo = _searchable(all_todo, ttarget, search, trials, seed, progress,
+                                 search_skipped)
+    if not todo:
+        return [0] * len(all_todo), False
     budgets = [trials - t.done_trials for t in todo]
     inner, _ = _memory_database(todo, log, top_k=32, only=is_search_trace)
     from .rules_version import SEARCH, stamp
@@ -751,15 +762,7 @@ def _search_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, 
     builder = make_builder(workers=1 if builder_workers is None else builder_workers,
                            timeout_sec=builder_timeout, cross_compiler=tgt.cross_compiler,
                            shared=tracker is not None)
-    contexts, weights = [], []
-    search = "replay" if strategy == "replay" else "evolutionary"
-    for t, rand in zip(todo, ms.utils.fork_seed(seed, n=len(todo))):
-        contexts.append(ms.TuneContext(
-            mod=t.extracted.dispatched[0], target=ttarget, space_generator="post-order-apply",
-            search_strategy=_strategy(search, max(budgets)), task_name=t.name,
-            rand_state=rand, num_threads=1,
-            logger=ms.logging.get_logger(f"nnef_tvm.tune.{t.name}")).clone())
-        weights.append(float(t.weight))
+    weights = [float(t.weight) for t in todo]
     callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [_callback(prog)]
     prog.report()
     try:
@@ -775,7 +778,45 @@ def _search_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, 
         search_failed.append(f"{type(e).__name__}: {first[0] if first else ''}"[:300])
         _say(progress, f"{search} search stopped by a TVM error (records measured so far are "
                        f"kept): {search_failed[-1]}")
-    return prog.trials, prog.stopped_by_time
+    done = dict(zip(map(id, todo), prog.trials))
+    return [done.get(id(t), 0) for t in all_todo], prog.stopped_by_time
+
+
+def _searchable(todo, ttarget, search, trials, seed, progress, skipped_out=None):
+    """(tune contexts, tasks) for the kernels MetaSchedule can generate a design space for.
+
+    MetaSchedule's own schedule rules do not take every kernel our rules
+    schedule (the Winograd kernels: its MultiLevelTiling fails in
+    ``reverse_compute_at`` on the output transform). One such kernel used to
+    stop the whole search; now it is left out of the search, keeps its
+    template-search records and is named in the progress output (and appended
+    to ``skipped_out``, when given, so the summary reports it).
+    """
+    from tvm.s_tir import meta_schedule as ms
+    cap = max([trials - t.done_trials for t in todo] or [1])
+    contexts, kept, refused = [], [], []
+    for t, rand in zip(todo, ms.utils.fork_seed(seed, n=len(todo))):
+        ctx = ms.TuneContext(
+            mod=t.extracted.dispatched[0], target=ttarget, space_generator="post-order-apply",
+            search_strategy=_strategy(search, cap), task_name=t.name,
+            rand_state=rand, num_threads=1,
+            logger=ms.logging.get_logger(f"nnef_tvm.tune.{t.name}")).clone()
+        try:
+            ctx.generate_design_space()
+        except Exception as e:  # noqa: BLE001 - TVM's rules refusing one kernel
+            first = str(e).strip().splitlines()
+            refused.append((t.name, first[0][:200] if first else type(e).__name__))
+            continue
+        contexts.append(ctx)
+        kept.append(t)
+    if refused:
+        names = ", ".join(n for n, _ in refused)
+        _say(progress, f"{search} search skips {len(refused)} kernel(s) MetaSchedule cannot "
+                       f"schedule ({names}: {refused[0][1]}); they keep the template "
+                       f"search's records")
+        if skipped_out is not None:
+            skipped_out.extend(n for n, _ in refused)
+    return contexts, kept
 
 
 def _strategy(name: str, trials: int):
