@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-ort", action="store_true")
     args = ap.parse_args(argv)
     import numpy as np
-    from bench_untuned import build_library, model_paths
+    from bench_untuned import build_library, model_paths, random_inputs
     from nnef_tvm.bench.alternate import Engine, alternate
     from nnef_tvm.schedules.cpu_common import knob_overrides
 
@@ -61,12 +61,7 @@ def main(argv=None) -> int:
             libs[label] = os.path.join(work, f"{label}.so")
             with knob_overrides(values):
                 build_library(nnef_dir, args.threads, True, libs[label])
-        rng = np.random.default_rng(0)
-        order = [f"in{i}" for i in range(len(inputs))]
-        arrays = {n: rng.standard_normal([int(d) for d in s.shape]).astype(s.dtype)
-                  for n, s in zip(order, inputs)}
-        npz = os.path.join(work, "inputs.npz")
-        np.savez(npz, **arrays)
+        npz, order = random_inputs(inputs, work)
         common = {"inputs": npz, "input_order": order, "threads": args.threads}
         plan = [(label, path, {}) for label, path in libs.items()]
         plan += [(lab, libs["base"], env) for lab, env in map(_pairs, args.env)]

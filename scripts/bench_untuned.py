@@ -94,6 +94,22 @@ def build_library(nnef_dir: str, threads: int, rules: bool, path: str):
     return inputs, time.perf_counter() - start
 
 
+def random_inputs(inputs, work: str) -> tuple[str, list]:
+    """(npz file, input order) of seeded standard-normal arrays for ``inputs`` (shape/dtype specs).
+
+    Every engine of an alternating benchmark reads the same file, so they all
+    compute on identical data.
+    """
+    import numpy as np
+    rng = np.random.default_rng(0)
+    order = [f"in{i}" for i in range(len(inputs))]
+    arrays = {n: rng.standard_normal([int(d) for d in s.shape]).astype(s.dtype)
+              for n, s in zip(order, inputs)}
+    npz = os.path.join(work, "inputs.npz")
+    np.savez(npz, **arrays)
+    return npz, order
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="+")
@@ -129,12 +145,7 @@ def main(argv=None) -> int:
                 libs[label] = os.path.join(work, f"{label}.so")
                 inputs, compile_s[label] = build_library(nnef_dir, args.threads, rules,
                                                          libs[label])
-            rng = np.random.default_rng(0)
-            order = [f"in{i}" for i in range(len(inputs))]
-            arrays = {n: rng.standard_normal([int(d) for d in s.shape]).astype(s.dtype)
-                      for n, s in zip(order, inputs)}
-            npz = os.path.join(work, "inputs.npz")
-            np.savez(npz, **arrays)
+            npz, order = random_inputs(inputs, work)
             common = {"inputs": npz, "input_order": order, "threads": args.threads}
             engines = [Engine(label, dict(common, library=libs[label]),
                               "nnef_tvm.bench.alternate:tvm_library_engine") for label in libs]

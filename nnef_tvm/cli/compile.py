@@ -57,8 +57,8 @@ def build_parser() -> ArgumentParser:
                         "to the one axis of extent C (warns per entry)")
     p.add_argument("--no-winograd", action="store_true",
                    help="CPU targets: keep 3x3 stride-1 float32 convolutions on the direct "
-                        "kernels instead of Winograd F(4x4, 3x3) (which rounds slightly "
-                        "differently: a few 1e-6 relative)")
+                        "kernels instead of Winograd F(4x4,3x3) / F(2x2,3x3) (which round "
+                        "slightly differently: a few 1e-6 relative; compiling takes longer)")
     p.add_argument("--extensions", default="", metavar="SET[,SET...]",
                    help="opt-in non-Khronos extension sets, e.g. 'tract' for tract / "
                         "torch-to-nnef documents (tract_core_* operations)")

@@ -7,7 +7,7 @@ hooks in between:
 * BYOC partitions of the target (``FuseOpsByPattern`` + ``RunCodegen``) run first;
 * on CPU targets exp / sigmoid / tanh / erf / softmax legalize to polynomial
   forms LLVM vectorises (see :mod:`nnef_tvm.schedules.vector_math`), and
-  float32 3x3 stride-1 convolutions to Winograd's F(4x4, 3x3) (see
+  float32 3x3 stride-1 convolutions to Winograd's F(4x4, 3x3) or F(2x2, 3x3) (see
   :mod:`nnef_tvm.schedules.winograd`; ``build_phases(..., winograd=False)``
   keeps the direct kernels);
 * tuned schedules from a MetaSchedule database are applied right after FuseTIR;
