@@ -22,13 +22,19 @@ s, column // s]``, see :func:`_phase_producer`), with ``yt`` output rows per
 register tile: their short reductions (27-147 products) made the channel-vector
 tile's transposing write-back as costly as its arithmetic.
 
+A 1x1 convolution whose input has at least 3x its output's channels (the
+projections after MobileNetV2's depthwise layers) splits its *input*
+channels over the cores instead (``split_k``, :func:`_schedule_split_k`): each
+core reduces over the channels its own depthwise tasks just wrote, and only
+the partial sums cross between cores (see :func:`_split_k_pays`).
+
 Channel vectors store through a transpose (the tile is ``[column, channel]``,
 the output NCHW): LLVM assembles each output row with one ``vinsertps`` per
 element, about one cycle per output, which is why short reductions prefer the
 row-vector modes. Parallel tasks are (batch, channel tile) pairs plus row
 chunks, their count kept a multiple of the cores (:func:`.conv_cpu._row_split`).
 
-Tile choices are tuning knobs (``conv.channel_vector.{fi,xt,yt,tasks,vector,order,acc_scope}``,
+Tile choices are tuning knobs (``conv.channel_vector.{fi,xt,yt,tasks,vector,order,acc_scope,split_k}``,
 read through :func:`.cpu_common.knob`); :func:`channel_vector_space` lists the
 valid settings of one kernel, the default first.
 """
@@ -112,7 +118,8 @@ def _channel_defaults(plan, lanes, cores, allow_x=True):
         # a 3x3 window runs twice as slow with it (kept at 8 columns)
         xt = _divisor_at_most(plan.exts[plan.x], 14)
     out = {"conv.channel_vector.fi": fi, "conv.channel_vector.xt": xt,
-           "conv.channel_vector.tasks": 4 * cores, "conv.channel_vector.vector": "f"}
+           "conv.channel_vector.tasks": 4 * cores, "conv.channel_vector.vector": "f",
+           "conv.channel_vector.split_k": 1}
     flat = _flat_default(plan, lanes) if allow_x else None
     if flat is not None:
         out.update(flat)
@@ -124,7 +131,38 @@ def _channel_defaults(plan, lanes, cores, allow_x=True):
         out.update({"conv.channel_vector.vector": "x", "conv.channel_vector.fi": 8,
                     "conv.channel_vector.xt": lanes,
                     "conv.channel_vector.yt": 2 if _rows_divisible(plan, out, 8, 2, cores) else 1})
+    if out["conv.channel_vector.vector"] == "f" and _split_k_pays(plan, fi, cores):
+        out["conv.channel_vector.split_k"] = cores
     return out
+
+
+SPLIT_K_MIN_RATIO = 3
+
+
+def _split_k_pays(plan, fi: int, cores: int) -> bool:
+    """Whether a channel-vector 1x1 convolution splits its input channels over the cores.
+
+    The 1x1 convolutions that project MobileNetV2's expanded channels back
+    (576 -> 96, 384 -> 64 at 14x14; 960 -> 160 at 7x7) read every channel of
+    a tensor the depthwise kernel before them just wrote, split by channel
+    halves: under an output split each core reads half its input from the
+    other core's cache, and at 2 threads these kernels ran no faster than on
+    one (576 -> 96 @14: 0.134 ms on 1 thread, 0.277 on 2 after a depthwise
+    producer, 0.079 standalone). Split by input channels (:func:`_schedule_split_k`)
+    each core reduces over the channels it produced and only the small
+    partial sums cross: 0.160 -> 0.087 ms in the same chain. Worth it when
+    the input has at least :data:`SPLIT_K_MIN_RATIO` times the output's
+    channels; the expanding 1x1 convs (64 -> 384) ran 1.6x slower split.
+    """
+    if cores < 2 or not _is_pointwise(plan):
+        return False
+    if plan.x != plan.nsp - 1 or plan.f >= plan.x - 1:      # NCHW: channel, row, column
+        return False
+    red = 1
+    for e in plan.exts[plan.nsp:]:
+        red *= e
+    fext = plan.exts[plan.f]
+    return red % cores == 0 and red >= SPLIT_K_MIN_RATIO * fext and fext % fi == 0
 
 
 def _prefers_phase_rows(plan, lanes) -> bool:
@@ -338,6 +376,9 @@ def _channel_key(plan, setting, cores: int = 1) -> tuple:
     """(fi, xt, rows split, ..) -- what a channel_vector setting changes in the schedule."""
     fi = setting["conv.channel_vector.fi"]
     vector = setting.get("conv.channel_vector.vector", "f")
+    split_k = setting.get("conv.channel_vector.split_k", 1)
+    if vector == "f" and split_k > 1:     # tasks and rows do not apply either
+        return fi, setting["conv.channel_vector.xt"], "split_k", split_k
     if vector == "flat":              # tasks do not apply: every tile is a task
         return fi, setting["conv.channel_vector.xt"], "flat", \
             setting.get("conv.channel_vector.order", "spatial")
@@ -412,6 +453,10 @@ def channel_vector_space(sch, lanes: int, cores: int) -> list:
                  if nvec % nx == 0 and plan.exts[plan.f] % fi == 0 and 4 <= fi * nx <= 24]
         for fi, nx in sorted(tiles, key=lambda t: (abs(t[0] * t[1] - 16), -t[1])):
             add(vector="flat", fi=fi, xt=nx * lanes, order=base["conv.channel_vector.order"])
+    if default.get("conv.channel_vector.split_k", 1) > 1:
+        add(split_k=1)
+    elif default["conv.channel_vector.vector"] == "f" and cores > 1 and _is_pointwise(plan):
+        add(split_k=cores)
     add(tasks=cores)
     add(tasks=16 * cores)
     xext = plan.exts[plan.x]
@@ -508,7 +553,9 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
 
     Knobs (``conv.channel_vector.*``): ``fi`` output channels per register
     tile, ``xt`` output columns per register tile, ``tasks`` the parallel task
-    count to reach before rows are shared out too, ``vector`` the axis the SIMD
+    count to reach before rows are shared out too, ``split_k`` the number of
+    input-channel slices reduced in parallel (1: none; channel vectors only,
+    see :func:`_schedule_split_k`), ``vector`` the axis the SIMD
     vector runs along ("f": output channels, weights packed channel-innermost
     and the input broadcast; "x": output columns, weights broadcast; "flat":
     like "x" over the flattened map, see :func:`_schedule_flat`). Row vectors
@@ -534,6 +581,9 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
                                                                  "spatial"))
         return _schedule_flat(sch, plan, fi_factor, xt, order, lanes)
     along_x = vector == "x"
+    split_k = int(knob("conv.channel_vector.split_k", defaults.get("conv.channel_vector.split_k", 1)))
+    if split_k > 1 and not along_x:
+        return _schedule_split_k(sch, plan, fi_factor, xt, split_k, lanes)
     mac, loops, exts, nsp = plan.mac, plan.loops, plan.exts, plan.nsp
     f, x, fdim, b = plan.f, plan.x, plan.fdim, plan.b
     if exts[f] % fi_factor or exts[x] % xt:
@@ -609,3 +659,92 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     sch.decompose_reduction(mac.block, reds[0])
     _finish(sch, mac.block, wb, lanes)
     return True
+
+
+def _schedule_split_k(sch, plan, fi_factor: int, xt: int, parts: int, lanes: int) -> bool:
+    """Channel vectors with the input channels split into ``parts`` parallel slices.
+
+    Why: see :func:`_split_k_pays`. Two stages in the one kernel:
+
+    1. ``rfactor`` over the input channels: partial sums
+       ``C_rf[slice, n, o, y, x]``, computed like the channel-vector kernel
+       (register tile of ``fi`` output channels x ``xt`` columns, weights
+       packed channel-innermost) with one parallel task per (slice, image,
+       channel tile), slice outermost: with ``parts`` = the core count,
+       thread ``t`` (TVM's pool gives each thread one contiguous share) reads
+       input slice ``t`` only, the channels its own depthwise tasks wrote.
+    2. The slices summed (``parts`` loads per output, unrolled) and the
+       elementwise epilogue (bias, residual, clamp) applied, parallel over
+       (image, output channel), vectorised over the output plane.
+
+    Only for the NCHW layout this rule sees in convolutions: the output
+    channel loop before a row loop before the column loop (innermost), and a
+    single reduction loop longer than 1 (the input channels).
+    """
+    mac, loops, exts, nsp = plan.mac, plan.loops, plan.exts, plan.nsp
+    f, x, b, fdim = plan.f, plan.x, plan.b, plan.fdim
+    reds = [i for i in range(nsp, len(exts)) if exts[i] > 1]
+    if len(reds) != 1 or exts[reds[0]] % parts or exts[f] % fi_factor or exts[x] % xt:
+        return False
+    if x != nsp - 1 or f >= x - 1:
+        return False
+    ko, _ = sch.split(loops[reds[0]], [parts, None])
+    rf = sch.rfactor(ko, factor_axis=0)
+    final = mac.block
+    # ---- stage 1: partial sums; rf loops = original spatial loops, then ko, the rest
+    rloops = sch.get_loops(rf)
+    sp = rloops[:nsp]
+    kol, kil = rloops[nsp], rloops[nsp + 1]
+    window = rloops[nsp + 2:]
+    fo, fi = sch.split(sp[f], [None, fi_factor])
+    xo, xi = sch.split(sp[x], [None, xt])
+    before_f = [sp[i] for i in range(f)]
+    after_f = [sp[i] for i in range(f + 1, x)]
+    sch.reorder(kol, *before_f, fo, *after_f, xo, kil, *window, xi, fi)
+    sch.parallel(sch.fuse(kol, *before_f, fo))
+    weight = mac.reads[b].source
+    b_read = next(i for i, rg in enumerate(sch.get(rf).reads) if rg.source.same_as(weight))
+    ndim = len(mac.dim_vars[b])
+    if weight_is_layout_free(sch, weight):
+        def tiled(*idx):
+            return [idx[fdim] // fi_factor] + [idx[i] for i in range(ndim) if i != fdim] + \
+                [idx[fdim] % fi_factor]
+        pack_weight_once(sch, rf, b_read, tiled)
+    wb = sch.cache_write(rf, 0, "local")
+    # the accumulator tile channel-innermost (one vector register per column)
+    nout = len(sch.get(rf).writes[0].region)
+    out_f = _out_dim_of(sch, rf, sch.get(rf).iter_vars[f + 1].var)
+    if out_f is not None:
+        operm = [i for i in range(nout) if i != out_f] + [out_f]
+        sch.transform_layout(rf, ("write", 0), lambda *idx: [idx[i] for i in operm])
+    sch.reverse_compute_at(wb, xo)
+    sch.vectorize(sch.get_loops(wb)[-1])
+    sch.vectorize(fi)
+    sch.unroll(xi)
+    sch.decompose_reduction(rf, kil)
+    # ---- stage 2: sum of the slices + epilogue, one task per (image, output channel)
+    floops = sch.get_loops(final)
+    chan, plane, fko = floops[:f + 1], floops[f + 1:nsp], floops[nsp]
+    sch.fuse(*plane)
+    cpar = sch.fuse(*chan) if len(chan) > 1 else chan[0]
+    sch.parallel(cpar)
+    # the slices' loop stays inside a reduction block (TVM cannot vectorise
+    # around it): unrolled, LLVM vectorises the plane loop of plain adds
+    sch.unroll(fko)
+    for cons in list(sch.get_consumers(final)):
+        sch.reverse_compute_at(cons, cpar)
+        rest = sch.get_loops(cons)[1:]
+        if rest:
+            _vectorize_plane(sch, sch.fuse(*rest) if len(rest) > 1 else rest[0], lanes)
+    return True
+
+
+def _vectorize_plane(sch, loop, lanes: int) -> None:
+    """Vectorise ``loop`` by ``lanes`` (whole when at most one vector; a guarded tail otherwise)."""
+    from .cpu_common import static_extents
+    ext = static_extents(sch, [loop])
+    if not ext:
+        return
+    if ext[0] > lanes:
+        _, loop = sch.split(loop, [None, lanes])
+    sch.vectorize(loop)
