@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Paired A/B of compiled nnef-tvm libraries: which of several builds of one model is faster.
+
+Why: on a shared or virtual machine a core's speed changes by up to ~1.7x in
+phases of ~100 ms (another tenant on its hyper-thread sibling, measured on
+the 2-vCPU development host), so two medians taken a few seconds apart can
+differ by 10% for the *same* library. Here every library is loaded in one
+process and run once per cycle, in rotating order, so neighbouring runs of
+different libraries see the same machine state; the per-cycle ratio to the
+first library is the estimate (its median and quartiles are reported), not
+the ratio of separate medians. Outputs are compared with the first library's
+too (same inputs), so a faster but wrong build is flagged.
+
+One process means one TVM thread pool for all libraries (they run one after
+the other, never at once). To compare against another runtime use
+``scripts/bench_untuned.py`` (each engine in its own process).
+
+Usage::
+
+    python scripts/ab_libs.py base.so variant.so [more.so] [--threads 2] [--cycles 400]
+        [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def load_all(paths: list[str], threads: int):
+    from nnef_tvm.runtime import load, random_input
+    models = [load(p, "cpu", threads=threads) for p in paths]
+    rng = np.random.default_rng(0)
+    values = {s["name"]: random_input(rng, s) for s in models[0].inputs}
+    args = [m._arguments(values, None) for m in models]
+    return models, args
+
+
+def first_output(value) -> np.ndarray:
+    if hasattr(value, "numpy"):
+        return value.numpy()
+    return first_output(value[0])
+
+
+def paired_times(models, args, cycles: int, warmup: int = 20) -> np.ndarray:
+    """[cycle, library] seconds: one run of each library per cycle, first one rotating."""
+    for _ in range(warmup):
+        for m, a in zip(models, args):
+            m._main(*a)
+    times = np.zeros((cycles, len(models)))
+    order = list(range(len(models)))
+    clock = time.perf_counter
+    for c in range(cycles):
+        order = order[1:] + order[:1]
+        for i in order:
+            start = clock()
+            models[i]._main(*args[i])
+            times[c, i] = clock() - start
+    return times
+
+
+def summarize(paths: list[str], times: np.ndarray, diffs: list[float]) -> list[dict]:
+    rows = []
+    for i, path in enumerate(paths):
+        ratio = times[:, i] / times[:, 0]
+        rows.append({"library": path, "median_ms": float(np.median(times[:, i]) * 1e3),
+                     "ratio_median": float(np.median(ratio)),
+                     "ratio_q1": float(np.percentile(ratio, 25)),
+                     "ratio_q3": float(np.percentile(ratio, 75)),
+                     "max_abs_diff_vs_first": diffs[i]})
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("libraries", nargs="+", help="compiled .so files of one model")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    ap.add_argument("--cycles", type=int, default=400)
+    ap.add_argument("--json", help="write the rows here")
+    args = ap.parse_args(argv)
+    if len(args.libraries) < 2:
+        ap.error("give at least two libraries")
+    models, call_args = load_all(args.libraries, args.threads)
+    outs = [first_output(m._main(*a)) for m, a in zip(models, call_args)]
+    diffs = [float(np.abs(o.astype(np.float64) - outs[0]).max()) for o in outs]
+    times = paired_times(models, call_args, args.cycles)
+    rows = summarize(args.libraries, times, diffs)
+    print(f"threads: {os.environ.get('TVM_NUM_THREADS', '?')}  cycles: {args.cycles}  "
+          f"load: {os.getloadavg()[0]:.2f}")
+    print(f"{'library':40s} {'median ms':>10s} {'ratio':>7s} {'q1-q3':>13s} {'max |diff|':>11s}")
+    for r in rows:
+        print(f"{os.path.basename(r['library'])[:40]:40s} {r['median_ms']:10.3f} "
+              f"{r['ratio_median']:7.3f} {r['ratio_q1']:6.3f}-{r['ratio_q3']:.3f} "
+              f"{r['max_abs_diff_vs_first']:11.2e}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"threads": args.threads, "cycles": args.cycles, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
