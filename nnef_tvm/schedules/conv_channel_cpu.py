@@ -455,9 +455,10 @@ def channel_vector_space(sch, lanes: int, cores: int) -> list:
                  if nvec % nx == 0 and plan.exts[plan.f] % fi == 0 and 4 <= fi * nx <= 24]
         for fi, nx in sorted(tiles, key=lambda t: (abs(t[0] * t[1] - 16), -t[1])):
             add(vector="flat", fi=fi, xt=nx * lanes, order=base["conv.channel_vector.order"])
-    if default.get("conv.channel_vector.split_k", 1) > 1:
-        add(split_k=1)
-    elif default["conv.channel_vector.vector"] == "f" and cores > 1 and _is_pointwise(plan):
+    # (a split-K default is never offered unsplit: its gain is in-model data
+    # locality, which a standalone tuning measurement cannot see)
+    if default.get("conv.channel_vector.split_k", 1) == 1 and \
+            default["conv.channel_vector.vector"] == "f" and cores > 1 and _is_pointwise(plan):
         add(split_k=cores)
     add(tasks=cores)
     add(tasks=16 * cores)

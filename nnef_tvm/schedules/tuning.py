@@ -601,7 +601,8 @@ class TuneSummary:
                 f"{self.seconds:.1f}s" + (" (time budget reached)" if self.stopped_by_time
                                           else "")
                 + (f"; {len(self.search_skipped)} kernel(s) left to the template search "
-                   "(MetaSchedule cannot schedule them)" if self.search_skipped else "")
+                   "(MetaSchedule cannot schedule them, or their default is split for "
+                   "data locality)" if self.search_skipped else "")
                 + ("; search stopped early: " + self.errors[0] if self.errors else "")
                 + f"; store {self.store_dir}")
 
@@ -790,12 +791,19 @@ def _searchable(todo, ttarget, search, trials, seed, progress, skipped_out=None)
     ``reverse_compute_at`` on the output transform). One such kernel used to
     stop the whole search; now it is left out of the search, keeps its
     template-search records and is named in the progress output (and appended
-    to ``skipped_out``, when given, so the summary reports it).
+    to ``skipped_out``, when given, so the summary reports it). Kernels whose
+    default schedule is there for in-model data locality
+    (:func:`.default.locality_bound`) are left out the same way.
     """
     from tvm.s_tir import meta_schedule as ms
+    from .default import locality_bound
     cap = max([trials - t.done_trials for t in todo] or [1])
     contexts, kept, refused = [], [], []
     for t, rand in zip(todo, ms.utils.fork_seed(seed, n=len(todo))):
+        if _locality_bound(t, ttarget, locality_bound):
+            refused.append((t.name, "default split for in-model data locality (split-K), "
+                                    "which standalone measurements cannot see"))
+            continue
         ctx = ms.TuneContext(
             mod=t.extracted.dispatched[0], target=ttarget, space_generator="post-order-apply",
             search_strategy=_strategy(search, cap), task_name=t.name,
@@ -811,12 +819,22 @@ def _searchable(todo, ttarget, search, trials, seed, progress, skipped_out=None)
         kept.append(t)
     if refused:
         names = ", ".join(n for n, _ in refused)
-        _say(progress, f"{search} search skips {len(refused)} kernel(s) MetaSchedule cannot "
-                       f"schedule ({names}: {refused[0][1]}); they keep the template "
-                       f"search's records")
+        reasons = "; ".join(sorted({r for _, r in refused}))
+        _say(progress, f"{search} search skips {len(refused)} kernel(s) ({names}: {reasons}); "
+                       f"they keep the template search's records")
         if skipped_out is not None:
             skipped_out.extend(n for n, _ in refused)
     return contexts, kept
+
+
+def _locality_bound(task, ttarget, check) -> bool:
+    """``check`` (:func:`.default.locality_bound`) on a task's kernel; False if it cannot tell."""
+    try:
+        mod = task.extracted.dispatched[0]
+        func = next(f for _, f in mod.functions_items())
+        return bool(check(func, ttarget))
+    except Exception:  # noqa: BLE001 - analysis of an unusual kernel: search it as before
+        return False
 
 
 def _strategy(name: str, trials: int):

@@ -53,3 +53,43 @@ def test_search_skips_winograd_kernels_and_tunes_the_rest(tmp_path, monkeypatch)
     assert any("search skips 1 kernel" in ln and wino[0] in ln for ln in lines)
     assert "1 kernel(s) left to the template search" in s.text()
     assert s.errors == []
+
+
+def projection_and_expansion():
+    """MobileNetV2's 14x14 pair: 64 -> 384 (expansion) and 384 -> 64 (projection, split-K)."""
+    rng = np.random.default_rng(1)
+    we = rng.standard_normal((384, 64, 1, 1)).astype("float32")
+    wp = rng.standard_normal((64, 384, 1, 1)).astype("float32")
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 64, 14, 14), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.clip(bb.emit(relax.op.nn.conv2d(x, relax.const(we))), 0.0, 6.0))
+            out = bb.emit_output(bb.emit(relax.op.nn.conv2d(y, relax.const(wp))))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def test_search_leaves_split_k_projections_to_the_template_search(tmp_path, monkeypatch):
+    """Standalone measurements cannot see split-K's in-model gain: MetaSchedule must not
+    replace it with a schedule that only wins alone."""
+    from tvm.s_tir import meta_schedule as ms
+    from nnef_tvm.targets import cpu
+    handed = []
+
+    def record(tasks, **kw):
+        handed.extend(t.task_name for t in tasks)
+    monkeypatch.setattr(tuning, "make_builder", lambda **kw: FakeBuilder())
+    monkeypatch.setattr(tuning, "make_runner", lambda **kw: FakeRunner(fastest_last))
+    monkeypatch.setattr(ms, "tune_tasks", record)
+    monkeypatch.setattr(cpu, "_threads_default", lambda: 2)     # split-K needs 2+ cores
+    lines = []
+    s = tuning.tune_model(None, "x86", store=TuningStore(tmp_path),
+                          mod=projection_and_expansion(), trials=4, strategy="evolutionary",
+                          progress=lines.append)
+    names = [t[0] for t in s.tasks]
+    proj = [n for n in names if "clip" not in n]
+    assert len(names) == 2 and len(proj) == 1
+    assert s.search_skipped == proj
+    assert handed == [n for n in names if n not in proj]
+    assert any("split for in-model data locality" in ln and proj[0] in ln for ln in lines)
