@@ -271,3 +271,47 @@ def test_knob_variants_match_numpy(setting, target, monkeypatch):
         got, rules, _ = _build_and_run(mod, target, [x])
     assert list(rules.values()) == ["winograd"], (setting, rules)
     assert np.abs(got - ref).max() / np.abs(ref).max() < WINO_REL_TOL
+
+
+# ------------------------------------------------------------------ balanced blocks
+@pytest.mark.parametrize("n,th,tw,cores,want", [
+    (1, 14, 14, 2, 1),      # ResNet-18 64 @56: 7 blocks of 2 rows would run as 4 + 3
+    (1, 14, 14, 1, 2),      # one thread: the largest block that fits
+    (1, 12, 14, 2, 3),      # 3 blocks of 4 rows -> 4 blocks of 3
+    (1, 7, 7, 2, 7),        # no balanced count: one block (then channel parts)
+    (2, 7, 7, 2, 7),        # batch 2: two blocks of one image each
+    (1, 8, 8, 2, 4),        # one 64-tile block -> two halves
+    (1, 9, 9, 4, 3),        # nothing balances 4 cores: the largest that fits
+])
+def test_block_rows_prefers_counts_the_threads_share_evenly(n, th, tw, cores, want):
+    from nnef_tvm.schedules.winograd_cpu import BLOCK_TILES, _block_rows
+    rows = _block_rows(n, th, tw, cores)
+    assert rows == want
+    assert th % rows == 0 and (rows * tw <= BLOCK_TILES or rows == 1)
+
+
+def _parallel_extents(text):
+    import re
+    return [int(x) for x in re.findall(r"T\.parallel\(T\.int64\((\d+)\)", text)]
+
+
+@pytest.mark.parametrize("threads,blocks", [(2, 4), (1, 3)])
+def test_balanced_blocks_schedule_and_match_numpy(threads, blocks, monkeypatch):
+    """48 x 56 map, F(4, 3): 12 x 14 tiles; 2 threads take 4 blocks of 3 tile rows
+    (not 3 of 4), 1 thread keeps 3 blocks; both compute NNEF ``conv`` + bias + relu."""
+    import tvm
+    from nnef_tvm.schedules import winograd
+    from nnef_tvm.targets import get_target
+    monkeypatch.setattr(winograd, "choose_tile", lambda *a: 4)
+    target = get_target("x86", threads=threads)
+    rng = np.random.default_rng(48 + threads)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    b = rng.standard_normal((1, 16, 1, 1)).astype(np.float32)
+    x = rng.standard_normal((1, 8, 48, 56)).astype(np.float32)
+    mod = _conv_module(x.shape, w, (1, 1, 1, 1), bias=b, relu=True)
+    got, rules, low = _build_and_run(mod, target, [x])
+    assert list(rules.values()) == ["winograd"], rules
+    (func,) = [f for _, f in low.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert _parallel_extents(func.script()) == [blocks]
+    ref = np.maximum(numpy_conv3x3(x, w, (1, 1, 1, 1)) + b, 0)
+    assert np.abs(got - ref).max() / np.abs(ref).max() < WINO_REL_TOL
