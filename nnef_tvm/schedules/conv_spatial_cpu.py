@@ -55,13 +55,14 @@ def _plan(sch):
     return mac, loops, exts, nsp, x, y
 
 
-# Output rows whose vectors one register tile holds at most (accumulators):
-# measured on AVX-512 (A/B per MobileNetV2 / EfficientNet-B0 layer), a 5x5
-# window with 8 accumulators spills, with 4 it runs 1.3-2x faster than 1 row.
+# Output rows whose vectors one register tile holds at most (accumulators) for
+# rows wider than one vector: measured on AVX-512 (A/B per MobileNetV2 /
+# EfficientNet-B0 layer), a 5x5 window with 8 accumulators spills (28-wide
+# rows x 4: 1.9-2.7x slower), with 4 it runs 1.3-2x faster than 1 row.
 TILE_VECTORS_SMALL_WINDOW = 8        # windows up to 3x3
 TILE_VECTORS_LARGE_WINDOW = 4
 WHOLE_ROW_MAX_VECTORS = 4            # rows up to 4 vectors wide are one tile (xt = width)
-ONE_VECTOR_TILE_ROWS = 7             # rows of a one-vector-wide tile under a 3x3 window
+ONE_VECTOR_TILE_ROWS = 7             # rows of a one-vector-wide tile (3x3 and 5x5 windows)
 
 
 def default_tile(width: int, height: int, window: int, lanes: int) -> tuple:
@@ -76,12 +77,17 @@ def default_tile(width: int, height: int, window: int, lanes: int) -> tuple:
     feed 7 output rows instead of 3 each (and a 14-float row is loaded as
     8 + 4 + 2 floats, so every load saved counts thrice): 14x14 and 112x112
     layers 1.2-1.35x in A/B at 1 and 2 threads, 7x7 ones the same or better.
+    Under a 5x5 window too (its loops unrolled, :func:`default_unroll_window`:
+    11 input rows feed 7 output rows instead of 6 feeding 2): EfficientNet-B0's
+    14x14 outputs, paired A/B with the SiLU epilogue, 0.85x at 1 thread and
+    0.77-0.89x at 2 (stride 1 and 2) against 2 rows; seven accumulators one
+    vector each do not spill where eight two-vector ones (28 wide) do.
     """
     if width > WHOLE_ROW_MAX_VECTORS * lanes:
         xt = _divisor_at_most(width, lanes)
         return xt, _one_vector_rows(height) if window <= 9 else 1
     per_row = -(-width // lanes)
-    if per_row == 1 and window <= 9:
+    if per_row == 1:
         return width, _one_vector_rows(height)
     budget = TILE_VECTORS_SMALL_WINDOW if window <= 9 else TILE_VECTORS_LARGE_WINDOW
     if height * per_row <= TILE_VECTORS_SMALL_WINDOW:

@@ -234,9 +234,10 @@ def test_default_tiles():
     assert default_tile(56, 56, 9, 16) == (56, 2)       # 4 vectors x 2 rows
     assert default_tile(28, 28, 9, 16) == (28, 4)
     assert default_tile(28, 28, 25, 16) == (28, 2)      # 5x5: 4 accumulators
-    assert default_tile(14, 14, 25, 16) == (14, 2)
     assert default_tile(7, 7, 25, 16) == (7, 7)         # the whole 7x7 plane
-    # one-vector-wide tiles under a 3x3 window stack up to 7 rows
+    # one-vector-wide tiles under a 3x3 or 5x5 window stack up to 7 rows
+    assert default_tile(14, 14, 25, 16) == (14, 7)
+    assert default_tile(10, 10, 25, 16) == (10, 5)
     assert default_tile(14, 14, 9, 16) == (14, 7)
     assert default_tile(7, 7, 9, 16) == (7, 7)
     assert default_tile(15, 15, 9, 16) == (15, 5)
