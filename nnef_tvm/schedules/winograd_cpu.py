@@ -83,9 +83,10 @@ def _block_rows(n: int, th: int, tw: int, cores: int) -> int:
     (14 tile rows): 7 blocks of 2 rows -> 14 blocks of 1 row at 2 threads;
     in-model paired A/B (300 alternating runs, 2 threads): those kernels 0.93x
     and 0.96x the time, the whole model 0.99x (within the machine's noise).
-    Smaller blocks cost U reuse: 2 blocks of 7 rows, or 7 blocks of 2 rows
-    with 2 channel parts, ran 1.08-1.26x. With one thread every count is
-    balanced and the schedule is unchanged.
+    The other balanced splits ran slower: 2 blocks of 7 rows (98 tiles: V and
+    M outgrow L2) 1.08-1.20x, 7 blocks of 2 rows in 2 channel parts (each
+    block's input transformed twice) 1.15-1.24x. With one thread every count
+    is balanced and the schedule is unchanged (identical library).
     """
     fits = [r for r in range(1, th + 1) if th % r == 0 and r * tw <= BLOCK_TILES] or [1]
     balanced = [r for r in fits if (n * (th // r)) % cores == 0]
