@@ -397,8 +397,25 @@ def _channel_key(plan, setting, cores: int = 1) -> tuple:
         setting.get("conv.channel_vector.yt", 1) if vector == "x" else 1
 
 
+# strided channel-vector convolutions with output rows at least this long split
+# their tasks by row bands first
+ROW_BANDS_MIN_WIDTH = 28
+
+
 def _phase_rows(plan, vector) -> bool:
-    """Row vectors over column phases: tasks are row bands first (see :func:`_split_parallel`)."""
+    """Whether the parallel tasks are row bands first (see :func:`_split_parallel`).
+
+    Row vectors over column phases (the stems), and strided channel-vector
+    convolutions with output rows of :data:`ROW_BANDS_MIN_WIDTH` or more:
+    ResNet-18's downsampling convs (3x3 and 1x1, 64 -> 128, stride 2) read
+    the 64@56 Winograd kernels' output, which is split by row halves; split
+    by output channels, each thread read the rows the other core wrote (the
+    1x1 ran slower on 2 threads than on 1). Whole model at 2 threads, paired:
+    0.979 and 0.980. Narrower maps stay channel-first: the 7x7 convs ran
+    1.2-2.2x slower row-first.
+    """
+    if vector == "f" and not _unit_stride(plan) and plan.exts[plan.x] >= ROW_BANDS_MIN_WIDTH:
+        return True
     return vector == "x" and plan.phase is not None and not _unit_stride(plan)
 
 

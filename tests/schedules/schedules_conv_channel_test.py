@@ -494,3 +494,23 @@ def test_strided_row_vectors_on_a_256_bit_target(target):
     got = run_primfunc(scheduled, avx2, [x, w, b.reshape(1, cout, 1, 1), out])
     want = np.clip(conv_reference(x, w, b, 2, 1), 0.0, 6.0)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("cin,cout,hw,k", [(64, 128, 56, 1), (64, 128, 56, 3), (32, 64, 60, 3)],
+                         ids=["1x1_56", "3x3_56", "3x3_60"])
+def test_strided_channel_vectors_on_wide_maps_split_rows_first(target, cin, cout, hw, k):
+    """ResNet-18's downsampling convs (stride 2, 28-wide output) take row bands per thread."""
+    got, want, scripts = build_and_run(cin, cout, hw, k, 2, "clip", target)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    text = conv_kernel_script(scripts)
+    par = next(line.strip() for line in text.splitlines() if "T.parallel(" in line
+               and "nn_ff" in line)
+    assert par.startswith("for yy_0_nn_ff_0_fused"), par
+
+
+def test_strided_channel_vectors_on_narrow_maps_stay_channel_first(target):
+    """14-wide outputs (ResNet-18's 128 -> 256): output channels first, as measured faster."""
+    got, want, scripts = build_and_run(64, 128, 28, 3, 2, "clip", target)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    text = conv_kernel_script(scripts)
+    assert "yy_0_nn_ff_0_fused" not in text
