@@ -18,7 +18,11 @@ the other, never at once). To compare against another runtime use
 Usage::
 
     python scripts/ab_libs.py base.so variant.so [more.so] [--threads 2] [--cycles 400]
-        [--json out.json]
+        [--kernels] [--json out.json]
+
+``--kernels`` adds the same paired comparison per kernel (the VM profiler
+around one run of each library per cycle), for kernels named alike in every
+library: which kernels a schedule change sped up or slowed down in the model.
 """
 from __future__ import annotations
 
@@ -63,6 +67,34 @@ def paired_times(models, args, cycles: int, warmup: int = 20) -> np.ndarray:
     return times
 
 
+def paired_kernel_times(models, args, cycles: int) -> list[dict]:
+    """[library] {kernel: [ms per cycle]}: each cycle profiles one run of every library
+    (the VM's per-call instrument, :func:`nnef_tvm.bench.profile.profile_vm`)."""
+    from nnef_tvm.bench.profile import profile_vm
+    recs = [dict() for _ in models]
+    order = list(range(len(models)))
+    for _ in range(cycles):
+        order = order[1:] + order[:1]
+        for i in order:
+            for sym, t in profile_vm(models[i].vm, models[i]._main, args[i], runs=1).items():
+                if not sym.startswith("vm."):
+                    recs[i].setdefault(sym, []).append(t["total_ms"])
+    return recs
+
+
+def kernel_rows(recs: list[dict]) -> list[dict]:
+    """Per kernel found in every library (by name): median ms of each and paired ratios."""
+    common = set(recs[0]).intersection(*recs[1:])
+    rows = []
+    for sym in sorted(common):
+        base = np.array(recs[0][sym])
+        ms = [float(np.median(r[sym])) for r in recs]
+        ratios = [float(np.median(np.array(r[sym]) / base)) for r in recs]
+        rows.append({"kernel": sym, "median_ms": ms, "ratio_median": ratios})
+    rows.sort(key=lambda r: -r["median_ms"][0])
+    return rows
+
+
 def summarize(paths: list[str], times: np.ndarray, diffs: list[float]) -> list[dict]:
     rows = []
     for i, path in enumerate(paths):
@@ -80,6 +112,9 @@ def main(argv=None) -> int:
     ap.add_argument("libraries", nargs="+", help="compiled .so files of one model")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     ap.add_argument("--cycles", type=int, default=400)
+    ap.add_argument("--kernels", action="store_true",
+                    help="also profile every kernel in the model, paired the same way "
+                         "(kernels matched by name across libraries)")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args(argv)
     if len(args.libraries) < 2:
@@ -96,9 +131,18 @@ def main(argv=None) -> int:
         print(f"{os.path.basename(r['library'])[:40]:40s} {r['median_ms']:10.3f} "
               f"{r['ratio_median']:7.3f} {r['ratio_q1']:6.3f}-{r['ratio_q3']:.3f} "
               f"{r['max_abs_diff_vs_first']:11.2e}")
+    krows = []
+    if args.kernels:
+        krows = kernel_rows(paired_kernel_times(models, call_args, args.cycles))
+        print(f"\n{'kernel (in every library)':42s} " +
+              " ".join(f"{'ms':>8s} {'ratio':>6s}" for _ in args.libraries))
+        for r in krows:
+            print(f"{r['kernel'][:42]:42s} " + " ".join(
+                f"{m:8.4f} {q:6.3f}" for m, q in zip(r["median_ms"], r["ratio_median"])))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "cycles": args.cycles, "rows": rows}, f, indent=1)
+            json.dump({"threads": args.threads, "cycles": args.cycles, "rows": rows,
+                       "kernels": krows}, f, indent=1)
     return 0
 
 
