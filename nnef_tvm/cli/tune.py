@@ -100,6 +100,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--builder-timeout", type=_seconds, default=120.0, metavar="SECONDS",
                    help="per-candidate build timeout (default 120)")
     p.add_argument("--seed", type=int, help="random seed of the search")
+    p.add_argument("--no-in-model-check", action="store_true",
+                   help="keep every tuned schedule; by default, after the search, each tuned "
+                        "kernel is timed inside the model against its default schedule and "
+                        "the ones slower there keep the default")
     p.add_argument("--export", metavar="FILE", help="write the device's records to FILE")
     p.add_argument("--import", dest="import_", metavar="FILE", help="merge FILE into the store")
     p.add_argument("--list", action="store_true", help="list the store's devices and counts")
@@ -213,7 +217,8 @@ def _tune(args) -> int:
                          tracker=args.tracker, rpc_key=args.key,
                          input_shapes=shapes or None, progress=progress,
                          builder_timeout=args.builder_timeout, seed=args.seed,
-                         strategy=args.strategy, builder_workers=args.builder_workers)
+                         strategy=args.strategy, builder_workers=args.builder_workers,
+                         in_model_check=not args.no_in_model_check)
     print(summary.text())
     return 0
 

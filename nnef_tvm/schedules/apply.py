@@ -16,7 +16,9 @@ that competed with an older version of the default rules are ignored
 that keeps the *current* default schedule and is reported ("records predate
 the current default schedules ... re-run nnef-tune") on the progress line,
 in :meth:`AppliedTuning.summary` (the compiled model's ``metadata["tuning"]``)
-and by ``nnef-compile``.
+and by ``nnef-compile``. Workloads that ``nnef-tune``'s in-model check
+found slower in the model than their default schedule
+(:mod:`.in_model_check`) are not applied either.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import NNEFError
+from .in_model_check import vetoed_workloads
 from .store import RECORD_FILE, TuningStore, read_log
 
 STALE_ADVICE = ("records predate the current default schedules, using defaults; "
@@ -48,6 +51,7 @@ class AppliedTuning:
     stale_database: object = None  # workloads whose records are all stale (None: none)
     stale_workloads: int = 0      # in the store
     stale: Optional[int] = None   # fused kernels among them (after count())
+    vetoed: int = 0               # workloads whose records lost in the model (in_model_check)
 
     def count(self, fused_mod, target) -> tuple[int, int]:
         """(kernels with a tuned record, tunable kernels) of a module after FuseTIR.
@@ -70,6 +74,9 @@ class AppliedTuning:
     def line(self) -> str:
         stale = self.stale_line()
         tail = f"; {stale}" if stale else ""
+        if self.vetoed:
+            tail += (f"; {self.vetoed} tuned workload(s) slower in the model than their "
+                     "default schedule are not applied")
         if self.tuned is None:
             return (f"tuning: {self.records} tuned workloads for device {self.device_key}"
                     + tail)
@@ -80,6 +87,7 @@ class AppliedTuning:
         return {"device_key": self.device_key, "tuned_kernels": self.tuned,
                 "default_kernels": None if self.kernels is None else self.kernels - self.tuned,
                 "stale_kernels": self.stale, "rules_version": self.rules_version,
+                "vetoed_workloads": self.vetoed,
                 "notice": self.stale_line()}
 
 
@@ -104,6 +112,9 @@ def tuning_for_compile(target, tuning_dir=None, progress: Optional[Callable] = N
             progress(f"tuning: no records for device {key} in {folder}; default schedules")
         return None
     fresh = classify(read_log(folder))
+    vetoed = vetoed_workloads(folder, fresh.version)
+    if vetoed:      # slower in the model than the default (.in_model_check): not applied
+        fresh.log = _without(fresh.log, vetoed)
     database, loaded = _memory_database(None, fresh.log, top_k=1)
     if not loaded and not fresh.defaulted:
         if progress is not None:
@@ -111,7 +122,17 @@ def tuning_for_compile(target, tuning_dir=None, progress: Optional[Callable] = N
         return None
     stale_db = _workload_database(fresh.log, fresh.defaulted) if fresh.defaulted else None
     return AppliedTuning(database, key, str(folder), loaded, rules_version=fresh.version,
-                         stale_database=stale_db, stale_workloads=len(fresh.defaulted))
+                         stale_database=stale_db, stale_workloads=len(fresh.defaulted),
+                         vetoed=len(vetoed))
+
+
+def _without(log, hashes: set):
+    """``log`` without the records of the workloads ``hashes``."""
+    from .store import DeviceLog
+    keep = [pos for pos, (i, _) in enumerate(log.records) if log.workloads[i].shash not in hashes]
+    return DeviceLog(workloads=log.workloads, records=[log.records[p] for p in keep],
+                     skipped=log.skipped, stamps=log.stamps,
+                     record_stamps=[log.stamp_at(p) for p in keep])
 
 
 def _workload_database(log, hashes):

@@ -579,6 +579,7 @@ class TuneSummary:
     phases: dict = field(default_factory=dict)   # phase name -> seconds
     errors: list = field(default_factory=list)   # a search phase stopped by a TVM error
     search_skipped: list = field(default_factory=list)  # kernels MetaSchedule cannot schedule
+    vetoed: dict = field(default_factory=dict)   # kernel -> tuned/default ratio in the model
     stale: int = 0                # kernels whose stored records predate the current rules
     rules_version: Optional[str] = None          # the stamp given to this run's records
 
@@ -603,6 +604,8 @@ class TuneSummary:
                 + (f"; {len(self.search_skipped)} kernel(s) left to the template search "
                    "(MetaSchedule cannot schedule them, or their default is split for "
                    "data locality)" if self.search_skipped else "")
+                + (f"; {len(self.vetoed)} kernel(s) keep the default schedule (tuned one "
+                   "slower in the model)" if self.vetoed else "")
                 + ("; search stopped early: " + self.errors[0] if self.errors else "")
                 + f"; store {self.store_dir}")
 
@@ -613,7 +616,8 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                rpc_key: Optional[str] = None, input_shapes=None, progress: Progress = None,
                builder_workers: Optional[int] = None, builder_timeout: float = 120.0,
                trials_per_iter: Optional[int] = None, strategy: str = "both",
-               seed: Optional[int] = None, mod=None) -> TuneSummary:
+               seed: Optional[int] = None, mod=None,
+               in_model_check: bool = True) -> TuneSummary:
     """Tune every distinct fused kernel of a model (path, loaded Model, or ``mod=`` Relax).
 
     ``trials`` is the number of measured trials per kernel, the ones already
@@ -718,6 +722,15 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                     time.monotonic() - t0
     summary.tasks = [(t.name, t.shash, before[id(t)], measured[id(t)]) for t in tasks]
     summary.trials = sum(measured.values())
+    if in_model_check and tracker is None and tgt.runs_locally and \
+            tgt.tvm().kind.name == "llvm" and summary.trials:
+        from . import in_model_check as imc
+        t0 = time.monotonic()
+        _say(progress, "in-model check: timing the tuned and the default build, kernel by "
+                       "kernel")
+        summary.vetoed = imc.check(mod, tgt, store.folder(key), tasks, rules,
+                                   progress=progress)
+        summary.phases["in-model check"] = time.monotonic() - t0
     summary.seconds = time.monotonic() - start
     return summary
 
