@@ -92,15 +92,11 @@ def build_and_run(cin, cout, hw, k, stride, epi, target, knobs=None, const_weigh
     w = (rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)).astype("float32")
     b = rng.standard_normal(cout).astype("float32")
     r = rng.standard_normal((1, cout, oh, oh)).astype("float32")
+    from schedules_kernels import compile_and_run
     mod = conv_module(cin, cout, hw, k, stride, epi, w, b, const_weights)
-    with knob_overrides(knobs or {}):
-        lowered = run_phases(mod, target, build_phases(target))
-    ex = relax.build(lowered, target.tvm(), relax_pipeline=None)
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(ex, dev)
     args = [x] + ([] if const_weights else [w, b.reshape(1, cout, 1, 1)]) + \
         ([r] if "res" in epi else [])
-    got = vm["main"](*[tvm.runtime.tensor(a, dev) for a in args]).numpy()
+    got, lowered = compile_and_run(mod, target, args, knobs)
     want = apply_epilogue(conv_reference(x, w, b, stride, pad), epi, r)
     scripts = {gv.name_hint: f.script() for gv, f in lowered.functions_items()
                if isinstance(f, tvm.tirx.PrimFunc)}

@@ -18,7 +18,6 @@ from tvm.relax import op  # noqa: E402
 
 from nnef_tvm.schedules.cpu_common import knob_overrides  # noqa: E402
 from nnef_tvm.targets import get_target  # noqa: E402
-from nnef_tvm.targets.pipeline import build_phases, run_phases  # noqa: E402
 
 
 def pointwise_reference(x, w, b):
@@ -58,15 +57,11 @@ def build_and_run(n, cin, cout, h, wd, epi, target, knobs=None, const_weights=Tr
     w = (rng.standard_normal((cout, cin, 1, 1)) / np.sqrt(cin)).astype("float32")
     b = rng.standard_normal(cout).astype("float32")
     r = rng.standard_normal((n, cout, h, wd)).astype("float32")
+    from schedules_kernels import compile_and_run
     mod = pointwise_module(n, cin, cout, h, wd, epi, w, b, const_weights)
-    with knob_overrides(knobs or {}):
-        lowered = run_phases(mod, target, build_phases(target))
-    ex = relax.build(lowered, target.tvm(), relax_pipeline=None)
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(ex, dev)
     args = [x] + ([] if const_weights else [w, b.reshape(1, cout, 1, 1)]) + \
         ([r] if "res" in epi else [])
-    got = vm["main"](*[tvm.runtime.tensor(a, dev) for a in args]).numpy()
+    got, lowered = compile_and_run(mod, target, args, knobs)
     want = pointwise_reference(x, w, b)
     if "res" in epi:
         want = want + r

@@ -138,3 +138,19 @@ def run_primfunc(func, tvm_target, arrays):
     args = [tvm.runtime.tensor(a.copy(), dev) for a in arrays]
     lib(*args)
     return args[-1].numpy()
+
+
+def compile_and_run(mod, target, arrays, knobs=None):
+    """(first output as numpy, lowered module): ``mod`` through the project's whole pipeline
+    for ``target`` (a nnef_tvm Target) under ``knobs``, run once on ``arrays``."""
+    import tvm
+    from tvm import relax
+    from nnef_tvm.schedules.cpu_common import knob_overrides
+    from nnef_tvm.targets.pipeline import build_phases, run_phases
+    with knob_overrides(knobs or {}):
+        lowered = run_phases(mod, target, build_phases(target))
+    ex = relax.build(lowered, target.tvm(), relax_pipeline=None)
+    dev = tvm.cpu()
+    vm = relax.VirtualMachine(ex, dev)
+    got = vm["main"](*[tvm.runtime.tensor(a, dev) for a in arrays]).numpy()
+    return got, lowered
