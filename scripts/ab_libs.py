@@ -67,21 +67,6 @@ def paired_times(models, args, cycles: int, warmup: int = 20) -> np.ndarray:
     return times
 
 
-def paired_kernel_times(models, args, cycles: int) -> list[dict]:
-    """[library] {kernel: [ms per cycle]}: each cycle profiles one run of every library
-    (the VM's per-call instrument, :func:`nnef_tvm.bench.profile.profile_vm`)."""
-    from nnef_tvm.bench.profile import profile_vm
-    recs = [dict() for _ in models]
-    order = list(range(len(models)))
-    for _ in range(cycles):
-        order = order[1:] + order[:1]
-        for i in order:
-            for sym, t in profile_vm(models[i].vm, models[i]._main, args[i], runs=1).items():
-                if not sym.startswith("vm."):
-                    recs[i].setdefault(sym, []).append(t["total_ms"])
-    return recs
-
-
 def kernel_rows(recs: list[dict]) -> list[dict]:
     """Per kernel found in every library (by name): median ms of each and paired ratios."""
     common = set(recs[0]).intersection(*recs[1:])
@@ -133,7 +118,10 @@ def main(argv=None) -> int:
               f"{r['max_abs_diff_vs_first']:11.2e}")
     krows = []
     if args.kernels:
-        krows = kernel_rows(paired_kernel_times(models, call_args, args.cycles))
+        from nnef_tvm.schedules.in_model_check import paired_kernel_times
+        entry = models[0].metadata.get("entry", "main")
+        krows = kernel_rows(paired_kernel_times([m.vm for m in models], call_args, args.cycles,
+                                                entry))
         print(f"\n{'kernel (in every library)':42s} " +
               " ".join(f"{'ms':>8s} {'ratio':>6s}" for _ in args.libraries))
         for r in krows:

@@ -62,17 +62,20 @@ def add_vetoes(folder, entries: dict) -> None:
         tmp.replace(folder / VETO_FILE)
 
 
-def paired_kernel_times(vms: list, args: list, cycles: int) -> list[dict]:
-    """[build] {kernel: [ms per cycle]}: one profiled run of each build per cycle."""
+def paired_kernel_times(vms: list, args: list, cycles: int, entry: str = "main") -> list[dict]:
+    """[build] {kernel: [ms per cycle]}: one profiled run of each build per cycle.
+
+    ``args[i]``: the arguments of build ``i``. The build that goes first
+    rotates from cycle to cycle. Also used by ``scripts/ab_libs.py --kernels``.
+    """
     from ..bench.profile import profile_vm
     recs = [dict() for _ in vms]
-    for c in range(cycles):
-        order = list(range(len(vms)))
-        if c % 2:
-            order.reverse()
+    order = list(range(len(vms)))
+    for _ in range(cycles):
+        order = order[1:] + order[:1]
         for i in order:
             vm = vms[i]
-            for sym, t in profile_vm(vm, vm["main"], args, runs=1).items():
+            for sym, t in profile_vm(vm, vm[entry], args[i], runs=1).items():
                 if not sym.startswith("vm."):
                     recs[i].setdefault(sym, []).append(t["total_ms"])
     return recs
@@ -129,7 +132,7 @@ def check(mod, tgt, folder, tasks, version: str, *, progress: Optional[Callable]
     for vm in (default_vm, tuned_vm):          # warm both up (and catch a broken build early)
         for _ in range(3):
             vm["main"](*args)
-    default, tuned = timer([default_vm, tuned_vm], args, cycles)
+    default, tuned = timer([default_vm, tuned_vm], [args, args], cycles)
     slower = {k: r for k, r in slower_kernels(default, tuned).items() if k in by_name}
     if slower:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

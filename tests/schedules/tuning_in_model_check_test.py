@@ -45,8 +45,8 @@ def _tune(tmp_path, monkeypatch, slow_kernel_pick, lines):
 
     def timer(vms, args, cycles):
         # every kernel runs once per build so the builds are real; the times are ours
-        for vm in vms:
-            vm["main"](*args)
+        for vm, a in zip(vms, args):
+            vm["main"](*a)
         names = sorted(seen["names"])
         slow = slow_kernel_pick(names)
         default = {n: [1.0] * cycles for n in names}
