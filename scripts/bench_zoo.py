@@ -58,6 +58,15 @@ def _ms(v) -> str:
     return "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
 
 
+def error_cell(row) -> str:
+    """'max err' of one nnef-tvm row: real units, plus quantization steps for int outputs."""
+    err = row.get("max_abs_error") if row else None
+    if err is None:
+        return "-"
+    steps = row.get("max_error_steps")
+    return f"{err:.2g}" + ("" if steps is None else f" ({steps:.2g} LSB)")
+
+
 def markdown(results: list[dict], entries: dict, args, elapsed: float) -> str:
     """The generated page: how it was measured, the table, notes."""
     first = next((r for r in results if "method" in r), results[0])
@@ -87,7 +96,10 @@ def markdown(results: list[dict], entries: dict, args, elapsed: float) -> str:
         "model (the model the NNEF folder was converted from); tract and NNEF-Tools' "
         "interpreter read the NNEF folder itself. `max err` is the largest absolute "
         "difference of nnef-tvm's outputs from the zoo's `reference.npz` (computed by the "
-        "source runtime).",
+        "source runtime); for quantized models whose reference holds integer codes, the "
+        "codes are dequantized with the model's graph.quant (inputs before feeding, outputs "
+        "before comparing: NNEF tensors hold real values) and the error in quantization "
+        "steps (LSB) follows in parentheses.",
         "",
     ]
     head = ["model"] + tvm_labels + peers + ["max err"]
@@ -112,8 +124,7 @@ def markdown(results: list[dict], entries: dict, args, elapsed: float) -> str:
             else:
                 ratio = f" ({r['median_ms'] / base:.2f}x)" if base else ""
                 cells.append(_ms(r["median_ms"]) + ratio)
-        err = tvm_row["max_abs_error"] if tvm_row else None
-        cells.append("-" if err is None else f"{err:.2g}")
+        cells.append(error_cell(tvm_row))
         if res.get("failed"):
             cells = [cells[0]] + ["not run"] * (len(head) - 1)
         lines.append("| " + " | ".join(cells) + " |")

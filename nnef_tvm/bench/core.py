@@ -14,7 +14,11 @@ Agreement: every row's outputs are compared with ``reference.npz`` when one
 is found beside the model (the zoo layout ``<name>/nnef`` +
 ``<name>/reference.npz``, which also supplies the inputs), else with the
 outputs of the first comparison runtime that ran; ``max_abs_error`` is the
-largest absolute difference over all outputs.
+largest absolute difference over all outputs. Quantized models
+(:mod:`.quantized`): integer codes in the reference file are mapped to the real
+values NNEF tensors hold (inputs before feeding, outputs before comparing), and
+``max_error_steps`` gives the error of the quantized outputs in quantization
+steps (None for float outputs).
 
 Ratio: ``ratio_to_best_alternative`` = this row's median / the smallest
 median among the *other* runtimes measured on the same host (below 1: faster
@@ -44,7 +48,7 @@ LOCAL = "local"
 ROW_KEYS = ("runtime", "target", "host", "device", "source", "status", "note", "threads",
             "samples", "median_ms", "p90_ms", "min_ms", "mean_ms", "throughput_per_s",
             "peak_memory_bytes", "ratio_to_best_alternative", "best_alternative",
-            "max_abs_error", "profile")
+            "max_abs_error", "max_error_steps", "profile")
 STAT_KEYS = ("samples", "median_ms", "p90_ms", "min_ms", "mean_ms", "throughput_per_s")
 
 Progress = Optional[Callable[[str], None]]
@@ -244,9 +248,21 @@ def run_benchmark(model_path: str, *, work: str, targets=("x86",), compare=("onn
         rng = np.random.default_rng(seed)
         feed = {s["name"]: random_input(rng, s) for s in in_specs}
         result["inputs_source"] = f"random (numpy default_rng seed {seed})"
+    if not result["inputs_source"].startswith("random"):
+        from .quantized import real_feed
+        feed, converted = real_feed(feed, graph, {s["name"]: s.get("dtype") or "float32"
+                                                  for s in in_specs})
+        if converted:
+            result["notes"].append("inputs given as quantization codes were dequantized with "
+                                   f"graph.quant: {', '.join(converted)}")
     inputs_file = os.path.join(work, "inputs.npz")
     np.savez(inputs_file, **feed)
-    ref_outputs = {n: ref[n] for n in output_order if n in ref}
+    from .quantized import real_reference
+    ref_outputs, ref_grids = real_reference({n: ref[n] for n in output_order if n in ref}, graph)
+    if ref_grids:
+        result["notes"].append("reference outputs given as quantization codes were dequantized "
+                               f"with graph.quant: {', '.join(ref_grids)} (max err in real "
+                               "units; max_error_steps in quantization steps)")
     if ref_outputs:
         result["agreement_reference"] = ref_path
 
@@ -335,7 +351,7 @@ def run_benchmark(model_path: str, *, work: str, targets=("x86",), compare=("onn
         if "outputs_arrays" in res:
             outputs_of[len(rows) - 1] = res["outputs_arrays"]
 
-    _agreement(result, rows, outputs_of, ref_outputs)
+    _agreement(result, rows, outputs_of, ref_outputs, ref_grids)
     _ratios(rows)
     return result
 
@@ -375,7 +391,8 @@ def _max_abs(got: dict, want: dict) -> Optional[float]:
     return worst
 
 
-def _agreement(result, rows, outputs_of, ref_outputs) -> None:
+def _agreement(result, rows, outputs_of, ref_outputs, grids=None) -> None:
+    from .quantized import error_in_steps
     want = ref_outputs
     if not want:
         for i, row in enumerate(rows):
@@ -390,6 +407,8 @@ def _agreement(result, rows, outputs_of, ref_outputs) -> None:
         return
     for i, got in outputs_of.items():
         rows[i]["max_abs_error"] = _max_abs(got, want)
+        if grids and want is ref_outputs:
+            rows[i]["max_error_steps"] = error_in_steps(got, want, grids)
 
 
 def _ratios(rows) -> None:

@@ -18,7 +18,7 @@ from ..errors import NNEFError
 CSV_COLUMNS = ("model", "runtime", "target", "host", "device", "source", "status", "threads",
                "samples", "median_ms", "p90_ms", "min_ms", "mean_ms", "throughput_per_s",
                "peak_memory_bytes", "ratio_to_best_alternative", "best_alternative",
-               "max_abs_error", "note")
+               "max_abs_error", "max_error_steps", "note")
 
 
 def row_label(row: dict) -> str:
@@ -76,6 +76,10 @@ def format_table(result: dict) -> str:
                      f"{_fmt(r['max_abs_error'], '11.3g'):>11s}  {r['status']}")
     notes = [f"  {row_label(r)}: {r['note']}" for r in result["rows"] if r.get("note")]
     notes += [f"  {n}" for n in result.get("notes", [])]
+    steps = [f"  {row_label(r)}: {r['max_error_steps']:.3g}" for r in result["rows"]
+             if r.get("max_error_steps") is not None]
+    if steps:
+        notes += ["  max error of the quantized outputs in quantization steps:"] + steps
     srcs = [f"  {row_label(r)}: {r['source']}" for r in result["rows"]
             if r.get("source") and r["runtime"] != "nnef-tvm"]
     if srcs:
