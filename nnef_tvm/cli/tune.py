@@ -101,9 +101,10 @@ def build_parser() -> ArgumentParser:
                    help="per-candidate build timeout (default 120)")
     p.add_argument("--seed", type=int, help="random seed of the search")
     p.add_argument("--no-in-model-check", action="store_true",
-                   help="keep every tuned schedule; by default, after the search, each tuned "
-                        "kernel is timed inside the model against its default schedule and "
-                        "the ones slower there keep the default")
+                   help="apply the fastest standalone record of every kernel; by default, "
+                        "after the search, each kernel's few fastest records are timed inside "
+                        "the model against its default schedule, and the kernel keeps the one "
+                        "fastest there (or the default)")
     p.add_argument("--export", metavar="FILE", help="write the device's records to FILE")
     p.add_argument("--import", dest="import_", metavar="FILE", help="merge FILE into the store")
     p.add_argument("--list", action="store_true", help="list the store's devices and counts")

@@ -16,9 +16,10 @@ that competed with an older version of the default rules are ignored
 that keeps the *current* default schedule and is reported ("records predate
 the current default schedules ... re-run nnef-tune") on the progress line,
 in :meth:`AppliedTuning.summary` (the compiled model's ``metadata["tuning"]``)
-and by ``nnef-compile``. Workloads that ``nnef-tune``'s in-model check
-found slower in the model than their default schedule
-(:mod:`.in_model_check`) are not applied either.
+and by ``nnef-compile``. ``nnef-tune``'s in-model selection
+(:mod:`.in_model_check`) overrides the ranking per workload: a *chosen*
+workload applies the record that ran fastest inside the model, a *vetoed*
+one keeps its default schedule.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import NNEFError
-from .in_model_check import vetoed_workloads
+from .in_model_check import chosen_records, vetoed_workloads
 from .store import RECORD_FILE, TuningStore, read_log
 
 STALE_ADVICE = ("records predate the current default schedules, using defaults; "
@@ -52,6 +53,7 @@ class AppliedTuning:
     stale_workloads: int = 0      # in the store
     stale: Optional[int] = None   # fused kernels among them (after count())
     vetoed: int = 0               # workloads whose records lost in the model (in_model_check)
+    chosen: int = 0               # workloads applying the record chosen in the model
 
     def count(self, fused_mod, target) -> tuple[int, int]:
         """(kernels with a tuned record, tunable kernels) of a module after FuseTIR.
@@ -74,6 +76,8 @@ class AppliedTuning:
     def line(self) -> str:
         stale = self.stale_line()
         tail = f"; {stale}" if stale else ""
+        if self.chosen:
+            tail += f"; {self.chosen} tuned workload(s) use the record chosen in the model"
         if self.vetoed:
             tail += (f"; {self.vetoed} tuned workload(s) slower in the model than their "
                      "default schedule are not applied")
@@ -87,7 +91,7 @@ class AppliedTuning:
         return {"device_key": self.device_key, "tuned_kernels": self.tuned,
                 "default_kernels": None if self.kernels is None else self.kernels - self.tuned,
                 "stale_kernels": self.stale, "rules_version": self.rules_version,
-                "vetoed_workloads": self.vetoed,
+                "vetoed_workloads": self.vetoed, "chosen_workloads": self.chosen,
                 "notice": self.stale_line()}
 
 
@@ -115,6 +119,11 @@ def tuning_for_compile(target, tuning_dir=None, progress: Optional[Callable] = N
     vetoed = vetoed_workloads(folder, fresh.version)
     if vetoed:      # slower in the model than the default (.in_model_check): not applied
         fresh.log = _without(fresh.log, vetoed)
+    chosen = chosen_records(folder, fresh.version)
+    if chosen:      # the record that ran fastest in the model (.in_model_check)
+        fresh.log, chosen_n = _only_chosen(fresh.log, chosen)
+    else:
+        chosen_n = 0
     database, loaded = _memory_database(None, fresh.log, top_k=1)
     if not loaded and not fresh.defaulted:
         if progress is not None:
@@ -123,16 +132,28 @@ def tuning_for_compile(target, tuning_dir=None, progress: Optional[Callable] = N
     stale_db = _workload_database(fresh.log, fresh.defaulted) if fresh.defaulted else None
     return AppliedTuning(database, key, str(folder), loaded, rules_version=fresh.version,
                          stale_database=stale_db, stale_workloads=len(fresh.defaulted),
-                         vetoed=len(vetoed))
+                         vetoed=len(vetoed), chosen=chosen_n)
 
 
 def _without(log, hashes: set):
     """``log`` without the records of the workloads ``hashes``."""
-    from .store import DeviceLog
-    keep = [pos for pos, (i, _) in enumerate(log.records) if log.workloads[i].shash not in hashes]
-    return DeviceLog(workloads=log.workloads, records=[log.records[p] for p in keep],
-                     skipped=log.skipped, stamps=log.stamps,
-                     record_stamps=[log.stamp_at(p) for p in keep])
+    return log.subset(pos for pos, (i, _) in enumerate(log.records)
+                      if log.workloads[i].shash not in hashes)
+
+
+def _only_chosen(log, chosen: dict):
+    """(``log`` where each workload of ``chosen`` keeps only its chosen record, how many did).
+
+    ``chosen``: {workload hash: record digest}. A workload whose chosen record
+    is no longer in the store (imported over, edited) keeps all its records.
+    """
+    from .store import record_digest
+    found = {pos: log.workloads[i].shash for pos, (i, rec) in enumerate(log.records)
+             if log.workloads[i].shash in chosen
+             and record_digest(rec) == chosen[log.workloads[i].shash]}
+    have = set(found.values())
+    return log.subset(pos for pos, (i, _) in enumerate(log.records)
+                      if log.workloads[i].shash not in have or pos in found), len(have)
 
 
 def _workload_database(log, hashes):

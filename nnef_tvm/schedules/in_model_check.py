@@ -1,4 +1,4 @@
-"""After tuning: a tuned schedule is kept only if it is not slower *in the model* than the default.
+"""After tuning: pick each kernel's schedule by how fast it runs *in the model*.
 
 Why: tuning measures every kernel alone, with its inputs hot in the cache of
 the core that runs it. In the model a kernel reads what the kernels before it
@@ -6,43 +6,78 @@ wrote, split across the cores their way; a schedule whose parallel split does
 not match its producer's reads half its input from the other core's cache.
 On the 2-core development machine a 32-trial tuning run of MobileNetV2 made
 the model 1.19x *slower* than the untuned build (6.66 -> 7.95 ms at 2
-threads) although every tuned kernel had won its standalone measurement.
-The default schedules are designed around those in-model splits (see
-``conv_channel_cpu._split_k_pays``); standalone records cannot see them.
+threads) although every tuned kernel had won its standalone measurement,
+and the fastest standalone record was often not the fastest in the model
+(the third-fastest 1x1 projection record ran 0.75x the default's time there,
+the fastest 0.83x). The default schedules are designed around those in-model
+splits (see ``conv_channel_cpu._split_k_pays``); standalone records cannot
+see them.
 
-What :func:`check` does, once the search is over (local devices only): it
-builds the model twice, with the store's records and without, and times
-every kernel inside the model, paired: each cycle runs each build once under
-the VM profiler (:func:`nnef_tvm.bench.profile.profile_vm`), and a kernel's
-verdict is the median over cycles of tuned time / default time. Workloads
-whose tuned kernel ran more than :data:`SLOWER_MARGIN` slower are *vetoed*:
-the device folder's :data:`VETO_FILE` names them with the rules version they
-were judged under, and compile (:mod:`.apply`) ignores their records, so the
-kernel keeps its default schedule. A veto made under other default rules is
-ignored like a stale record. ``nnef-tune --no-in-model-check`` skips it.
+What :func:`select` does, once the search is over (local devices only):
+
+1. **Candidates.** For every tuned workload of the model, the
+   :data:`CANDIDATES` fastest standalone records with distinct traces.
+2. **Selection builds.** The model is built once without records (the
+   default schedules) and once per rank ``r``, each workload taking its
+   ``r``-th candidate. Every kernel is timed inside each build, paired: each
+   cycle runs each build once under the VM profiler
+   (:func:`nnef_tvm.bench.profile.profile_vm`), and a candidate's score is
+   the median over cycles of candidate time / default time. A kernel takes
+   its best-scoring candidate if that scores below 1.
+3. **Confirmation.** Picking the minimum of noisy scores favours lucky
+   candidates, so the picks are built together and timed again against the
+   default build, kernel by kernel and as whole runs. A pick that is not
+   faster there (ratio >= :data:`KEEP_BELOW`) falls back to the default; if
+   the whole tuned build is not faster than the default build, every kernel
+   does.
+
+The decisions go to the device folder's :data:`DECISIONS_FILE`, keyed by
+workload and stamped with the rules version they were made under:
+``choices`` name the record (:func:`.store.record_digest`) compile applies
+instead of the fastest standalone one, ``vetoes`` name workloads that keep
+their default schedule. Decisions made under other default rules are ignored
+like stale records (:mod:`.rules_version`). ``nnef-tune --no-in-model-check``
+skips all this; compile then applies the fastest standalone records.
 """
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-VETO_FILE = "nnef_tvm_in_model.json"
-SLOWER_MARGIN = 1.03      # tuned/default median ratio above this: keep the default
-CYCLES = 40               # paired cycles (one run of each build per cycle)
+DECISIONS_FILE = "nnef_tvm_in_model.json"
+VETO_FILE = DECISIONS_FILE      # the name of the file before choices existed
+CANDIDATES = 3            # standalone-fastest records per workload tried in the model
+CYCLES = 100              # paired cycles (one profiled run of each build per cycle)
+WHOLE_CYCLES = 200        # paired whole-model runs in the confirmation
+KEEP_BELOW = 1.0          # confirmed tuned/default ratio a pick must stay below
+
+
+# ------------------------------------------------------------ the decisions file
+def _read(folder) -> dict:
+    try:
+        data = json.loads((Path(folder) / DECISIONS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _section(data: dict, name: str) -> dict:
+    part = data.get(name)
+    return {str(k): v for k, v in part.items() if isinstance(v, dict)} \
+        if isinstance(part, dict) else {}
 
 
 def read_vetoes(folder) -> dict:
     """{workload hash: {'rules', 'ratio', 'kernel', 'when'}}; {} when absent or unreadable."""
-    path = Path(folder) / VETO_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    vetoes = data.get("vetoes") if isinstance(data, dict) else None
-    return {str(k): v for k, v in vetoes.items() if isinstance(v, dict)} \
-        if isinstance(vetoes, dict) else {}
+    return _section(_read(folder), "vetoes")
+
+
+def read_choices(folder) -> dict:
+    """{workload hash: {'rules', 'record', 'rank', 'ratio', 'kernel', 'when'}}."""
+    return _section(_read(folder), "choices")
 
 
 def vetoed_workloads(folder, version: str) -> set:
@@ -50,18 +85,41 @@ def vetoed_workloads(folder, version: str) -> set:
     return {k for k, v in read_vetoes(folder).items() if str(v.get("rules")) == str(version)}
 
 
-def add_vetoes(folder, entries: dict) -> None:
-    """Merge ``entries`` ({hash: info}) into the folder's veto file, under the store's lock."""
+def chosen_records(folder, version: str) -> dict:
+    """{workload hash: record digest} chosen under rules ``version``."""
+    return {k: str(v["record"]) for k, v in read_choices(folder).items()
+            if str(v.get("rules")) == str(version) and v.get("record")}
+
+
+def record_decisions(folder, vetoes: dict, choices: Optional[dict] = None) -> None:
+    """Merge ``vetoes`` and ``choices`` ({hash: info}) into the folder's file, under the store's lock.
+
+    A workload has one decision: a new veto drops its old choice and vice versa.
+    """
     from .store import _locked
     folder = Path(folder)
+    choices = choices or {}
     with _locked(folder):
-        vetoes = read_vetoes(folder)
-        vetoes.update(entries)
-        tmp = folder / (VETO_FILE + ".tmp")
-        tmp.write_text(json.dumps({"vetoes": vetoes}, indent=1, sort_keys=True))
-        tmp.replace(folder / VETO_FILE)
+        data = _read(folder)
+        old_v, old_c = _section(data, "vetoes"), _section(data, "choices")
+        for h in choices:
+            old_v.pop(h, None)
+        for h in vetoes:
+            old_c.pop(h, None)
+        old_v.update(vetoes)
+        old_c.update(choices)
+        tmp = folder / (DECISIONS_FILE + ".tmp")
+        tmp.write_text(json.dumps({"vetoes": old_v, "choices": old_c}, indent=1,
+                                  sort_keys=True))
+        tmp.replace(folder / DECISIONS_FILE)
 
 
+def add_vetoes(folder, entries: dict) -> None:
+    """Veto the workloads ``entries`` ({hash: info}): they keep their default schedule."""
+    record_decisions(folder, entries)
+
+
+# ------------------------------------------------------------ timing
 def paired_kernel_times(vms: list, args: list, cycles: int, entry: str = "main") -> list[dict]:
     """[build] {kernel: [ms per cycle]}: one profiled run of each build per cycle.
 
@@ -81,18 +139,92 @@ def paired_kernel_times(vms: list, args: list, cycles: int, entry: str = "main")
     return recs
 
 
-def slower_kernels(default: dict, tuned: dict, margin: float = SLOWER_MARGIN) -> dict:
-    """{kernel: median tuned/default ratio} of the kernels slower than ``margin`` when tuned."""
+def paired_run_times(vms: list, args: list, cycles: int, entry: str = "main") -> list[list]:
+    """[build] [seconds per cycle] of whole un-instrumented runs, the first build rotating."""
+    clock = time.perf_counter
+    out = [[] for _ in vms]
+    order = list(range(len(vms)))
+    for _ in range(cycles):
+        order = order[1:] + order[:1]
+        for i in order:
+            f = vms[i][entry]
+            t = clock()
+            f(*args[i])
+            out[i].append(clock() - t)
+    return out
+
+
+def median_ratio(num: list, den: list) -> Optional[float]:
+    """Median over cycles of num/den (paired by cycle); None without data."""
     import numpy as np
+    n = min(len(num), len(den))
+    if not n:
+        return None
+    return float(np.median(np.asarray(num[:n], dtype=float) / np.asarray(den[:n], dtype=float)))
+
+
+def slower_kernels(default: dict, tuned: dict, margin: float = 1.03) -> dict:
+    """{kernel: median tuned/default ratio} of the kernels slower than ``margin`` when tuned."""
     out = {}
     for sym in set(default) & set(tuned):
-        n = min(len(default[sym]), len(tuned[sym]))
-        if not n:
-            continue
-        ratio = float(np.median(np.asarray(tuned[sym][:n]) / np.asarray(default[sym][:n])))
-        if ratio > margin:
+        ratio = median_ratio(tuned[sym], default[sym])
+        if ratio is not None and ratio > margin:
             out[sym] = ratio
     return out
+
+
+def best_candidates(default: dict, per_rank: list, ranks_of: dict) -> dict:
+    """{kernel: (rank, score)} of each kernel's best-scoring candidate, scores < 1 only.
+
+    ``per_rank[r]``: the kernel times of the rank-``r`` build; ``ranks_of``:
+    {kernel: how many candidates it has} (a build without the kernel's
+    ``r``-th candidate ran its default schedule: not a candidate).
+    """
+    out = {}
+    for kernel, n in ranks_of.items():
+        if kernel not in default:
+            continue
+        scores = [(median_ratio(per_rank[r].get(kernel, []), default[kernel]), r)
+                  for r in range(min(n, len(per_rank)))]
+        scores = [(s, r) for s, r in scores if s is not None]
+        if scores:
+            s, r = min(scores)
+            if s < 1.0:
+                out[kernel] = (r, s)
+    return out
+
+
+# ------------------------------------------------------------ candidates + builds
+def ranked_records(log, hashes) -> dict:
+    """{workload hash: [record position in log]} fastest standalone first, one per trace."""
+    from .store import best_secs
+    per: dict = {}
+    for pos, (i, rec) in enumerate(log.records):
+        wl = log.workloads[i]
+        if wl is None or wl.shash not in hashes:
+            continue
+        secs = best_secs(rec)
+        if secs is not None:
+            per.setdefault(wl.shash, []).append((secs, pos))
+    out = {}
+    for shash, lst in per.items():
+        lst.sort()
+        seen, keep = set(), []
+        for _, pos in lst:
+            trace = json.dumps(log.records[pos][1][0], sort_keys=True)
+            if trace not in seen:
+                seen.add(trace)
+                keep.append(pos)
+        out[shash] = keep
+    return out
+
+
+def _database(log, positions):
+    """A MemoryDatabase with exactly the records at ``positions`` (None: no records)."""
+    from .tuning import _memory_database
+    if not positions:
+        return None
+    return _memory_database(None, log.subset(positions), top_k=1)[0]
 
 
 def _vm(mod, tgt, database):
@@ -114,36 +246,96 @@ def _inputs(mod) -> list:
         random_input(rng, {"shape": s.shape, "dtype": s.dtype})), tvm.cpu()) for s in specs]
 
 
-def check(mod, tgt, folder, tasks, version: str, *, progress: Optional[Callable] = None,
-          cycles: int = CYCLES, timer=paired_kernel_times) -> dict:
-    """Veto the tuned workloads of ``mod`` that run slower in the model (see module docstring).
+# ------------------------------------------------------------ selection
+@dataclass
+class Selection:
+    """What :func:`select` decided, per kernel name."""
 
-    ``tasks``: the tuning tasks (``name``, ``shash``) -- kernel names map to
-    workloads through them. Returns {kernel: ratio} of the kernels vetoed now.
+    chosen: dict = field(default_factory=dict)    # kernel -> confirmed tuned/default ratio
+    vetoed: dict = field(default_factory=dict)    # kernel -> ratio that kept the default
+    whole_ratio: Optional[float] = None           # tuned build / default build, whole runs
+    builds: int = 0
+
+    def line(self) -> str:
+        whole = "" if self.whole_ratio is None else \
+            f"; the tuned build runs {self.whole_ratio:.3f}x the default build's time"
+        return (f"in-model selection: {len(self.chosen)} kernel(s) use a tuned schedule, "
+                f"{len(self.vetoed)} keep the default (slower or no faster in the model)"
+                + whole)
+
+
+def select(mod, tgt, folder, tasks, version: str, *, progress: Optional[Callable] = None,
+           cycles: int = CYCLES, candidates: int = CANDIDATES, timer=paired_kernel_times,
+           whole_timer=paired_run_times, whole_cycles: int = WHOLE_CYCLES) -> Selection:
+    """Choose each tuned workload's record, or its default, by in-model time (module docstring).
+
+    ``tasks``: the tuning tasks (``name``, ``shash``) of ``mod``; kernel
+    names map to workloads through them.
     """
-    from .apply import tuning_for_compile
-    applied = tuning_for_compile(tgt, str(folder))
-    if applied is None:
-        return {}
+    from .rules_version import classify
+    from .store import read_log, record_digest
+
+    def say(text):
+        if progress is not None:
+            progress(text)
+
+    log = classify(read_log(folder), version).log
     by_name = {t.name: t.shash for t in tasks}
-    default_vm = _vm(mod, tgt, None)
-    tuned_vm = _vm(mod, tgt, applied.database)
+    ranked = ranked_records(log, set(by_name.values()))
+    result = Selection()
+    if not ranked:
+        return result
+    ranks = max(1, min(candidates, max(len(v) for v in ranked.values())))
+    say(f"in-model selection: building the model {ranks + 2} times (default, "
+        f"{ranks} candidate rank(s), the picks)")
+    vms = [_vm(mod, tgt, None)]
+    for r in range(ranks):
+        vms.append(_vm(mod, tgt, _database(log, [p[r] for p in ranked.values() if len(p) > r])))
+    result.builds = len(vms)
     args = _inputs(mod)
-    for vm in (default_vm, tuned_vm):          # warm both up (and catch a broken build early)
-        for _ in range(3):
-            vm["main"](*args)
-    default, tuned = timer([default_vm, tuned_vm], [args, args], cycles)
-    slower = {k: r for k, r in slower_kernels(default, tuned).items() if k in by_name}
-    if slower:
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        add_vetoes(folder, {by_name[k]: {"rules": version, "ratio": round(r, 4), "kernel": k,
-                                         "when": when} for k, r in slower.items()})
-    if progress is not None:
-        if slower:
-            worst = ", ".join(f"{k} {r:.2f}x" for k, r in
-                              sorted(slower.items(), key=lambda kv: -kv[1])[:4])
-            progress(f"in-model check: {len(slower)} tuned kernel(s) ran slower in the model "
-                     f"than their default schedule ({worst}); they keep the default")
+    _warm(vms, args)
+    times = timer(vms, [args] * len(vms), cycles)
+    ranks_of = {k: len(ranked[h]) for k, h in by_name.items() if h in ranked}
+    picks = best_candidates(times[0], times[1:], ranks_of)
+
+    # confirmation: the picks together against the default, unbiased by the pick
+    confirmed: dict = {}
+    if picks:
+        picked_vm = _vm(mod, tgt, _database(log, [ranked[by_name[k]][r]
+                                                  for k, (r, _) in picks.items()]))
+        result.builds += 1
+        _warm([picked_vm], args)
+        default_t, picked_t = timer([vms[0], picked_vm], [args, args], cycles)
+        whole = whole_timer([vms[0], picked_vm], [args, args], whole_cycles)
+        result.whole_ratio = median_ratio(whole[1], whole[0])
+        for k in picks:
+            ratio = median_ratio(picked_t.get(k, []), default_t.get(k, []))
+            if ratio is not None and ratio < KEEP_BELOW:
+                confirmed[k] = ratio
+        if result.whole_ratio is not None and result.whole_ratio >= 1.0:
+            confirmed = {}          # not faster as a whole: every kernel keeps its default
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    choices, vetoes = {}, {}
+    for k in ranks_of:
+        h = by_name[k]
+        if k in confirmed:
+            rank = picks[k][0]
+            rec = log.records[ranked[h][rank]][1]
+            choices[h] = {"rules": version, "record": record_digest(rec), "rank": rank,
+                          "ratio": round(confirmed[k], 4), "kernel": k, "when": when}
+            result.chosen[k] = confirmed[k]
         else:
-            progress("in-model check: every tuned kernel is at least as fast in the model")
-    return slower
+            ratio = picks[k][1] if k in picks else \
+                median_ratio(times[1].get(k, []), times[0].get(k, [])) or 1.0
+            vetoes[h] = {"rules": version, "ratio": round(ratio, 4), "kernel": k, "when": when}
+            result.vetoed[k] = ratio
+    record_decisions(folder, vetoes, choices)
+    say(result.line())
+    return result
+
+
+def _warm(vms, args, runs: int = 3) -> None:
+    """A few untimed runs of each build (and a broken build fails here, early)."""
+    for vm in vms:
+        for _ in range(runs):
+            vm["main"](*args)

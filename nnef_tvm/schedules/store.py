@@ -158,6 +158,13 @@ class DeviceLog:
     def by_hash(self) -> dict:
         return {w.shash: i for i, w in enumerate(self.workloads) if w is not None}
 
+    def subset(self, positions) -> "DeviceLog":
+        """This log with only the records at ``positions`` (in log order, stamps kept)."""
+        keep = sorted(positions)
+        return DeviceLog(workloads=self.workloads, records=[self.records[p] for p in keep],
+                         skipped=self.skipped, stamps=self.stamps,
+                         record_stamps=[self.stamp_at(p) for p in keep])
+
     def records_of(self, shash: str) -> list:
         idx = {i for i, w in enumerate(self.workloads) if w is not None and w.shash == shash}
         return [r for i, r in self.records if i in idx]

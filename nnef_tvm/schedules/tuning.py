@@ -580,6 +580,8 @@ class TuneSummary:
     errors: list = field(default_factory=list)   # a search phase stopped by a TVM error
     search_skipped: list = field(default_factory=list)  # kernels MetaSchedule cannot schedule
     vetoed: dict = field(default_factory=dict)   # kernel -> tuned/default ratio in the model
+    chosen: dict = field(default_factory=dict)   # kernel -> confirmed tuned/default ratio
+    in_model_ratio: Optional[float] = None       # tuned build / default build, whole runs
     stale: int = 0                # kernels whose stored records predate the current rules
     rules_version: Optional[str] = None          # the stamp given to this run's records
 
@@ -604,8 +606,11 @@ class TuneSummary:
                 + (f"; {len(self.search_skipped)} kernel(s) left to the template search "
                    "(MetaSchedule cannot schedule them, or their default is split for "
                    "data locality)" if self.search_skipped else "")
-                + (f"; {len(self.vetoed)} kernel(s) keep the default schedule (tuned one "
-                   "slower in the model)" if self.vetoed else "")
+                + (f"; in the model {len(self.chosen)} kernel(s) use a tuned schedule, "
+                   f"{len(self.vetoed)} keep the default" if self.chosen or self.vetoed
+                   else "")
+                + (f" (tuned build {self.in_model_ratio:.3f}x the default build's time)"
+                   if self.in_model_ratio is not None else "")
                 + ("; search stopped early: " + self.errors[0] if self.errors else "")
                 + f"; store {self.store_dir}")
 
@@ -726,11 +731,12 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
             tgt.tvm().kind.name == "llvm" and summary.trials:
         from . import in_model_check as imc
         t0 = time.monotonic()
-        _say(progress, "in-model check: timing the tuned and the default build, kernel by "
-                       "kernel")
-        summary.vetoed = imc.check(mod, tgt, store.folder(key), tasks, rules,
-                                   progress=progress)
-        summary.phases["in-model check"] = time.monotonic() - t0
+        _say(progress, "in-model selection: timing the candidates of every kernel inside the "
+                       "model")
+        picked = imc.select(mod, tgt, store.folder(key), tasks, rules, progress=progress)
+        summary.vetoed, summary.chosen = picked.vetoed, picked.chosen
+        summary.in_model_ratio = picked.whole_ratio
+        summary.phases["in-model selection"] = time.monotonic() - t0
     summary.seconds = time.monotonic() - start
     return summary
 

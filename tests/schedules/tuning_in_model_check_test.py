@@ -1,10 +1,12 @@
-"""nnef-tune's in-model check: tuned kernels slower *in the model* keep their default schedule.
+"""nnef-tune's in-model selection: each kernel keeps the record fastest *in the model*, or its default.
 
 The search itself is replaced by the fake builder/runner of the template-search
-tests (records are written, nothing is timed); the in-model timer is replaced by
-one that reports a chosen kernel as slower when tuned, so the test decides the
-verdict and checks what follows from it: the veto file, the summary, and that
-compile no longer applies the vetoed workload's records.
+tests (records are written, nothing is timed); the in-model timers are replaced
+by scripted ones, so each test decides what the model "measured" and checks
+what follows from it: which record each workload keeps (by rank among its
+standalone-fastest records), the decisions file, the summary, that compile
+applies exactly the chosen record, and that the tuned build still computes
+what numpy computes.
 """
 import json
 
@@ -16,100 +18,204 @@ from tvm import relax  # noqa: E402
 
 from nnef_tvm.schedules import in_model_check as imc  # noqa: E402
 from nnef_tvm.schedules import tuning  # noqa: E402
-from nnef_tvm.schedules.store import TuningStore  # noqa: E402
+from nnef_tvm.schedules.store import TuningStore, best_secs, record_digest  # noqa: E402
 
-from tuning_template_test import FakeBuilder, FakeRunner, fastest_last  # noqa: E402,I100
+from tuning_template_test import (FakeBuilder, FakeRunner, conv_reference,  # noqa: E402,I100
+                                  fastest_last)
+
+W1 = np.random.default_rng(3).standard_normal((16, 8, 3, 3)).astype("float32")
+W2 = np.random.default_rng(4).standard_normal((8, 16, 1, 1)).astype("float32")
 
 
 def two_convs():
-    rng = np.random.default_rng(3)
-    w1 = rng.standard_normal((16, 8, 3, 3)).astype("float32")
-    w2 = rng.standard_normal((8, 16, 1, 1)).astype("float32")
+    """relu(conv3x3(x, W1)) -> conv1x1(., W2): two kernels with knobs."""
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((1, 8, 12, 12), "float32"))
     with bb.function("main", [x]):
         with bb.dataflow():
-            y = bb.emit(relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, relax.const(w1),
+            y = bb.emit(relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, relax.const(W1),
                                                                       padding=1))))
-            out = bb.emit_output(bb.emit(relax.op.nn.conv2d(y, relax.const(w2))))
+            out = bb.emit_output(bb.emit(relax.op.nn.conv2d(y, relax.const(W2))))
         bb.emit_func_output(out)
     return bb.get()
 
 
-def _tune(tmp_path, monkeypatch, slow_kernel_pick, lines):
+def two_convs_reference(x):
+    y = conv_reference(x, W1, np.zeros(16))
+    return np.einsum("of,nfhw->nohw", W2[:, :, 0, 0].astype(np.float64), y)
+
+
+class Script:
+    """Scripted in-model times: per kernel, its time in each selection build and in the check.
+
+    ``ranks[k]``: kernel k's time in the rank-r builds relative to the default
+    build (1.0); ``confirm[k]``: its time in the picks' build; ``whole``: the
+    picks' build's whole-run time relative to the default's.
+    """
+
+    def __init__(self, ranks=None, confirm=None, whole=0.9):
+        self.ranks, self.confirm, self.whole = ranks or {}, confirm or {}, whole
+        self.names, self.calls = [], []
+
+    def timer(self, vms, args, cycles):
+        for vm, a in zip(vms, args):          # the builds are real: run each once
+            vm["main"](*a)
+        self.calls.append(len(vms))
+        first = len(self.calls) == 1
+        out = [{n: [1.0] * cycles for n in self.names}]
+        for r in range(len(vms) - 1):
+            out.append({n: [(self.ranks.get(n, [1.2] * 9)[r] if first
+                             else self.confirm.get(n, 1.2))] * cycles for n in self.names})
+        return out
+
+    def whole_timer(self, vms, args, cycles):
+        return [[1.0] * cycles, [self.whole] * cycles]
+
+
+def _tune(tmp_path, monkeypatch, make_script, lines):
+    """Tune two_convs (template search, 3 trials) with the in-model timers scripted."""
     from tvm.s_tir import meta_schedule as ms
     monkeypatch.setattr(tuning, "make_builder", lambda **kw: FakeBuilder())
     monkeypatch.setattr(tuning, "make_runner", lambda **kw: FakeRunner(fastest_last))
     monkeypatch.setattr(ms, "tune_tasks", lambda tasks, **kw: None)
+    real_select = imc.select
     seen = {}
 
-    def timer(vms, args, cycles):
-        # every kernel runs once per build so the builds are real; the times are ours
-        for vm, a in zip(vms, args):
-            vm["main"](*a)
-        names = sorted(seen["names"])
-        slow = slow_kernel_pick(names)
-        default = {n: [1.0] * cycles for n in names}
-        tuned = {n: [1.2 if n == slow else 0.9] * cycles for n in names}
-        seen["slow"] = slow
-        return [default, tuned]
-    monkeypatch.setattr(imc, "paired_kernel_times", timer)
-    real_check = imc.check
-
-    def check(mod, tgt, folder, tasks, version, **kw):
-        seen["names"] = [t.name for t in tasks]
-        return real_check(mod, tgt, folder, tasks, version, timer=timer, **kw)
-    monkeypatch.setattr(imc, "check", check)
+    def select(mod, tgt, folder, tasks, version, **kw):
+        names = sorted(t.name for t in tasks)
+        script = seen["script"] = make_script(names)
+        script.names = names
+        return real_select(mod, tgt, folder, tasks, version, timer=script.timer,
+                           whole_timer=script.whole_timer, **kw)
+    monkeypatch.setattr(imc, "select", select)
     store = TuningStore(tmp_path)
     s = tuning.tune_model(None, "x86", store=store, mod=two_convs(), trials=3,
                           strategy="template", progress=lines.append)
-    return s, store, seen
+    return s, store, seen["script"]
 
 
-def test_a_kernel_slower_in_the_model_keeps_its_default(tmp_path, monkeypatch):
+def _ranked(store, s, kernel):
+    """The kernel's stored records, fastest standalone first, distinct traces."""
+    log = store.read(s.device_key)
+    shash = dict((t[0], t[1]) for t in s.tasks)[kernel]
+    return log, shash, [log.records[p][1] for p in imc.ranked_records(log, {shash})[shash]]
+
+
+def test_each_kernel_keeps_the_candidate_fastest_in_the_model(tmp_path, monkeypatch):
+    from nnef_tvm.compiler import compile_relax
     from nnef_tvm.schedules.apply import tuning_for_compile
     from nnef_tvm.targets import get_target
     lines = []
-    s, store, seen = _tune(tmp_path, monkeypatch, lambda names: names[0], lines)
-    slow = seen["slow"]
-    assert list(s.vetoed) == [slow] and s.vetoed[slow] == pytest.approx(1.2)
-    assert "1 kernel(s) keep the default schedule" in s.text()
-    assert any("in-model check: 1 tuned kernel(s) ran slower" in ln and slow in ln
-               for ln in lines)
+    # kernel a: the second-fastest standalone record is fastest in the model;
+    # kernel b: every candidate is slower in the model than the default
+    s, store, script = _tune(tmp_path, monkeypatch, lambda names: Script(
+        ranks={names[0]: [1.1, 0.8, 0.9], names[1]: [1.3, 1.2, 1.05]},
+        confirm={names[0]: 0.85}, whole=0.93), lines)
+    a, b = script.names
+    log, a_hash, a_recs = _ranked(store, s, a)
+    assert len(a_recs) >= 2 and len(script.calls) == 2     # selection builds, then the check
+    assert script.calls[0] == 1 + min(3, max(len(_ranked(store, s, k)[2]) for k in (a, b)))
+    assert s.chosen == {a: pytest.approx(0.85)} and set(s.vetoed) == {b}
+    assert s.in_model_ratio == pytest.approx(0.93)
+    assert "in the model 1 kernel(s) use a tuned schedule, 1 keep the default" in s.text()
+    assert any("in-model selection: 1 kernel(s) use a tuned schedule" in ln for ln in lines)
     folder = store.folder(s.device_key)
-    vetoes = json.loads((folder / imc.VETO_FILE).read_text())["vetoes"]
-    shash = dict((t[0], t[1]) for t in s.tasks)[slow]
-    assert list(vetoes) == [shash] and vetoes[shash]["rules"] == s.rules_version
-    # compile applies the other kernel's records only
+    data = json.loads((folder / imc.DECISIONS_FILE).read_text())
+    assert data["choices"][a_hash]["record"] == record_digest(a_recs[1])
+    assert data["choices"][a_hash]["rank"] == 1 and data["choices"][a_hash]["rules"] == \
+        s.rules_version
+    assert list(data["vetoes"]) == [dict((t[0], t[1]) for t in s.tasks)[b]]
+    # compile applies exactly the chosen record (not the fastest standalone one)
     applied = tuning_for_compile(get_target("x86"), str(folder))
-    assert applied.vetoed == 1 and applied.records == 1
-    assert "slower in the model than their default schedule are not applied" in applied.line()
+    assert applied.chosen == 1 and applied.vetoed == 1 and applied.records == 1
+    assert "1 tuned workload(s) use the record chosen in the model" in applied.line()
+    (rec,) = applied.database.get_all_tuning_records()
+    assert min(float(v) for v in rec.run_secs) == pytest.approx(best_secs(a_recs[1]))
+    assert best_secs(a_recs[1]) > best_secs(a_recs[0])
+    compiled = compile_relax(two_convs(), "x86", tuning_dir=str(folder))
+    assert compiled.metadata["tuning"]["tuned_kernels"] == 1
+    x = np.random.default_rng(9).standard_normal((1, 8, 12, 12)).astype("float32")
+    got = list(compiled.run({"x": x}).values())[0]
+    np.testing.assert_allclose(got, two_convs_reference(x), rtol=1e-4, atol=1e-3)
 
 
-def test_no_veto_when_every_tuned_kernel_is_faster(tmp_path, monkeypatch):
+def test_a_pick_not_faster_in_the_check_keeps_its_default(tmp_path, monkeypatch):
+    lines = []
+    s, store, script = _tune(tmp_path, monkeypatch, lambda names: Script(
+        ranks={names[0]: [0.8, 0.9, 0.9], names[1]: [0.7, 0.9, 0.9]},
+        confirm={names[0]: 0.9, names[1]: 1.02}), lines)
+    a, b = script.names
+    assert set(s.chosen) == {a} and set(s.vetoed) == {b}
+    # b's veto names the score that picked it (it lost only in the check)
+    assert s.vetoed[b] == pytest.approx(0.7)
+
+
+def test_a_tuned_build_not_faster_as_a_whole_keeps_every_default(tmp_path, monkeypatch):
     from nnef_tvm.schedules.apply import tuning_for_compile
     from nnef_tvm.targets import get_target
     lines = []
-    s, store, _ = _tune(tmp_path, monkeypatch, lambda names: None, lines)
-    assert s.vetoed == {}
-    assert any("every tuned kernel is at least as fast in the model" in ln for ln in lines)
-    folder = store.folder(s.device_key)
-    assert not (folder / imc.VETO_FILE).exists()
-    assert tuning_for_compile(get_target("x86"), str(folder)).records == 2
+    s, store, script = _tune(tmp_path, monkeypatch, lambda names: Script(
+        ranks={n: [0.8, 0.9, 0.9] for n in names}, confirm={n: 0.9 for n in names},
+        whole=1.01), lines)
+    assert s.chosen == {} and set(s.vetoed) == set(script.names)
+    assert s.in_model_ratio == pytest.approx(1.01)
+    assert tuning_for_compile(get_target("x86"), str(store.folder(s.device_key))) is None
 
 
-def test_vetoes_of_other_rules_versions_are_ignored_and_bad_files_read_as_empty(tmp_path):
+def test_no_check_build_when_no_candidate_wins(tmp_path, monkeypatch):
+    lines = []
+    s, store, script = _tune(tmp_path, monkeypatch, lambda names: Script(), lines)
+    assert len(script.calls) == 1 and s.chosen == {} and s.in_model_ratio is None
+    assert set(s.vetoed) == set(script.names)
+
+
+def test_decisions_replace_each_other_per_workload_and_other_versions_are_ignored(tmp_path):
     imc.add_vetoes(tmp_path, {"aaa": {"rules": "v1", "ratio": 1.1}})
-    imc.add_vetoes(tmp_path, {"bbb": {"rules": "v2", "ratio": 1.3}})
+    imc.record_decisions(tmp_path, {"bbb": {"rules": "v2", "ratio": 1.3}},
+                         {"ccc": {"rules": "v2", "record": "d1", "ratio": 0.9}})
     assert set(imc.read_vetoes(tmp_path)) == {"aaa", "bbb"}          # merged, not replaced
     assert imc.vetoed_workloads(tmp_path, "v2") == {"bbb"}
-    (tmp_path / imc.VETO_FILE).write_text("{not json")
-    assert imc.read_vetoes(tmp_path) == {}
+    assert imc.chosen_records(tmp_path, "v2") == {"ccc": "d1"}
+    assert imc.chosen_records(tmp_path, "v1") == {}
+    # a later decision replaces the workload's earlier one, whichever kind
+    imc.record_decisions(tmp_path, {"ccc": {"rules": "v2", "ratio": 1.2}},
+                         {"bbb": {"rules": "v2", "record": "d2", "ratio": 0.8}})
+    assert imc.vetoed_workloads(tmp_path, "v2") == {"ccc"}
+    assert imc.chosen_records(tmp_path, "v2") == {"bbb": "d2"}
+    # a session-5 file (vetoes only) still reads
+    (tmp_path / imc.DECISIONS_FILE).write_text(json.dumps({"vetoes": {"x": {"rules": "v"}}}))
+    assert imc.vetoed_workloads(tmp_path, "v") == {"x"} and imc.read_choices(tmp_path) == {}
+    (tmp_path / imc.DECISIONS_FILE).write_text("{not json")
+    assert imc.read_vetoes(tmp_path) == {} and imc.read_choices(tmp_path) == {}
 
 
-def test_slower_kernels_uses_paired_medians_and_the_margin():
-    default = {"a": [1.0, 1.0, 2.0], "b": [1.0, 1.0, 1.0], "c": [1.0]}
-    tuned = {"a": [1.1, 1.1, 2.2], "b": [1.02, 1.0, 1.01], "d": [5.0]}
-    assert imc.slower_kernels(default, tuned) == {"a": pytest.approx(1.1)}   # b within 3%
-    assert imc.slower_kernels(default, tuned, margin=1.005) == {
-        "a": pytest.approx(1.1), "b": pytest.approx(1.01)}
+def test_best_candidates_uses_paired_medians_and_only_scores_below_one():
+    default = {"a": [1.0, 1.0, 2.0], "b": [1.0, 1.0, 1.0], "c": [1.0, 1.0, 1.0]}
+    per_rank = [{"a": [0.9, 0.9, 1.8], "b": [1.1] * 3, "c": [0.5] * 3},
+                {"a": [0.8, 0.8, 1.6], "b": [1.0, 1.0, 1.0], "c": [0.1] * 3}]
+    # c has one candidate only: rank 1 of the build is its default schedule, not a candidate
+    got = imc.best_candidates(default, per_rank, {"a": 2, "b": 2, "c": 1})
+    assert got == {"a": (1, pytest.approx(0.8)), "c": (0, pytest.approx(0.5))}
+    assert imc.slower_kernels(default, per_rank[0]) == {"b": pytest.approx(1.1)}
+    assert imc.median_ratio([], [1.0]) is None
+
+
+def test_ranked_records_fastest_first_one_per_trace_failures_left_out():
+    from nnef_tvm.schedules.store import DeviceLog, Workload
+    wl = Workload("h1", ["h1", "{}"])
+    t1, t2, t3 = [["t1"]], [["t2"]], [["t3"]]
+    recs = [(0, [t1, [3e-3]]), (0, [t2, [1e-3]]), (0, [t1, [2e-3]]), (0, [t3, [1e10]])]
+    log = DeviceLog(workloads=[wl], records=recs)
+    assert imc.ranked_records(log, {"h1"}) == {"h1": [1, 2]}
+    assert imc.ranked_records(log, {"other"}) == {}
+
+
+def test_a_chosen_record_missing_from_the_store_falls_back_to_all_records():
+    from nnef_tvm.schedules.apply import _only_chosen
+    from nnef_tvm.schedules.store import DeviceLog, Workload
+    w1, w2 = Workload("h1", ["h1", "{}"]), Workload("h2", ["h2", "{}"])
+    recs = [(0, [["a"], [1e-3]]), (0, [["b"], [2e-3]]), (1, [["c"], [1e-3]]),
+            (1, [["d"], [2e-3]])]
+    log = DeviceLog(workloads=[w1, w2], records=recs)
+    kept, n = _only_chosen(log, {"h1": record_digest(recs[1][1]), "h2": "gone"})
+    assert n == 1 and [r[1][0] for r in kept.records] == [["b"], ["c"], ["d"]]
