@@ -53,6 +53,7 @@ CANDIDATES = 3            # standalone-fastest records per workload tried in the
 CYCLES = 100              # paired cycles (one profiled run of each build per cycle)
 WHOLE_CYCLES = 200        # paired whole-model runs in the confirmation
 KEEP_BELOW = 1.0          # confirmed tuned/default ratio a pick must stay below
+TIMING_SECS = 20.0        # the paired timing of select(), roughly (MobileNetV2: 8-12 s)
 
 
 # ------------------------------------------------------------ the decisions file
@@ -227,7 +228,13 @@ def _database(log, positions):
     return _memory_database(None, log.subset(positions), top_k=1)[0]
 
 
-def _vm(mod, tgt, database):
+def selection_seconds(build_secs: float, candidates: int = CANDIDATES) -> float:
+    """What :func:`select` takes after its default build: the other builds, the timing."""
+    return (candidates + 1) * build_secs + TIMING_SECS
+
+
+def build_vm(mod, tgt, database):
+    """A VirtualMachine of ``mod`` built for ``tgt``, with ``database``'s records (None: defaults)."""
     import tvm
     from tvm import relax
     from ..targets.pipeline import build_phases, run_phases
@@ -266,11 +273,14 @@ class Selection:
 
 def select(mod, tgt, folder, tasks, version: str, *, progress: Optional[Callable] = None,
            cycles: int = CYCLES, candidates: int = CANDIDATES, timer=paired_kernel_times,
-           whole_timer=paired_run_times, whole_cycles: int = WHOLE_CYCLES) -> Selection:
+           whole_timer=paired_run_times, whole_cycles: int = WHOLE_CYCLES,
+           default_vm=None) -> Selection:
     """Choose each tuned workload's record, or its default, by in-model time (module docstring).
 
     ``tasks``: the tuning tasks (``name``, ``shash``) of ``mod``; kernel
-    names map to workloads through them.
+    names map to workloads through them. ``default_vm``: the model already
+    built without records (``nnef-tune`` builds it before the search to time
+    a build), else built here.
     """
     from .rules_version import classify
     from .store import read_log, record_digest
@@ -286,11 +296,13 @@ def select(mod, tgt, folder, tasks, version: str, *, progress: Optional[Callable
     if not ranked:
         return result
     ranks = max(1, min(candidates, max(len(v) for v in ranked.values())))
-    say(f"in-model selection: building the model {ranks + 2} times (default, "
-        f"{ranks} candidate rank(s), the picks)")
-    vms = [_vm(mod, tgt, None)]
+    say(f"in-model selection: building the model {ranks + 1 + (default_vm is None)} times "
+        f"({'the default, ' if default_vm is None else ''}{ranks} candidate rank(s), "
+        "the picks)")
+    vms = [default_vm if default_vm is not None else build_vm(mod, tgt, None)]
     for r in range(ranks):
-        vms.append(_vm(mod, tgt, _database(log, [p[r] for p in ranked.values() if len(p) > r])))
+        vms.append(build_vm(mod, tgt, _database(log, [p[r] for p in ranked.values()
+                                                      if len(p) > r])))
     result.builds = len(vms)
     args = _inputs(mod)
     _warm(vms, args)
@@ -301,7 +313,7 @@ def select(mod, tgt, folder, tasks, version: str, *, progress: Optional[Callable
     # confirmation: the picks together against the default, unbiased by the pick
     confirmed: dict = {}
     if picks:
-        picked_vm = _vm(mod, tgt, _database(log, [ranked[by_name[k]][r]
+        picked_vm = build_vm(mod, tgt, _database(log, [ranked[by_name[k]][r]
                                                   for k, (r, _) in picks.items()]))
         result.builds += 1
         _warm([picked_vm], args)

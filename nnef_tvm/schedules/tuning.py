@@ -684,6 +684,19 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
     measured = {id(t): 0 for t in tasks}
     summary = TuneSummary(key, str(store.folder(key)), [], skipped, 0, 0.0, strategy=strategy,
                           stale=stale, rules_version=rules)
+    selecting = in_model_check and tracker is None and tgt.runs_locally and \
+        tgt.tvm().kind.name == "llvm"
+    default_vm = None
+    if todo and selecting and deadline is not None:
+        # the in-model selection runs inside the budget: build the default model now
+        # (the selection needs it anyway) and keep the time its other builds will take
+        from . import in_model_check as imc
+        t0 = time.monotonic()
+        default_vm = imc.build_vm(mod, tgt, None)
+        reserve = imc.selection_seconds(time.monotonic() - t0)
+        deadline = max(deadline - reserve, time.monotonic() + 0.5 * (deadline - time.monotonic()))
+        _say(progress, f"in-model selection: {reserve:.0f} s of the time budget kept for it "
+                       f"({imc.CANDIDATES + 1} more model builds)")
     if todo:
         _quiet_tvm_logs()
         runner = runner_start.get() if runner_start is not None \
@@ -727,13 +740,13 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                     time.monotonic() - t0
     summary.tasks = [(t.name, t.shash, before[id(t)], measured[id(t)]) for t in tasks]
     summary.trials = sum(measured.values())
-    if in_model_check and tracker is None and tgt.runs_locally and \
-            tgt.tvm().kind.name == "llvm" and summary.trials:
+    if selecting and summary.trials:
         from . import in_model_check as imc
         t0 = time.monotonic()
         _say(progress, "in-model selection: timing the candidates of every kernel inside the "
                        "model")
-        picked = imc.select(mod, tgt, store.folder(key), tasks, rules, progress=progress)
+        picked = imc.select(mod, tgt, store.folder(key), tasks, rules, progress=progress,
+                            default_vm=default_vm)
         summary.vetoed, summary.chosen = picked.vetoed, picked.chosen
         summary.in_model_ratio = picked.whole_ratio
         summary.phases["in-model selection"] = time.monotonic() - t0

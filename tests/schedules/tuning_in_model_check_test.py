@@ -219,3 +219,35 @@ def test_a_chosen_record_missing_from_the_store_falls_back_to_all_records():
     log = DeviceLog(workloads=[w1, w2], records=recs)
     kept, n = _only_chosen(log, {"h1": record_digest(recs[1][1]), "h2": "gone"})
     assert n == 1 and [r[1][0] for r in kept.records] == [["b"], ["c"], ["d"]]
+
+
+def test_a_time_budget_keeps_time_for_the_selection(tmp_path, monkeypatch):
+    """With --time-budget the default model is built first and the search ends earlier."""
+    import time
+    from tvm.s_tir import meta_schedule as ms
+    monkeypatch.setattr(tuning, "make_builder", lambda **kw: FakeBuilder())
+    monkeypatch.setattr(tuning, "make_runner", lambda **kw: FakeRunner(fastest_last))
+    monkeypatch.setattr(ms, "tune_tasks", lambda tasks, **kw: None)
+    monkeypatch.setattr(imc, "TIMING_SECS", 30.0)
+    seen = {}
+    real_phase, real_select = tuning._template_phase, imc.select
+
+    def phase(*a, deadline, **kw):
+        seen["left"] = deadline - time.monotonic()
+        return real_phase(*a, deadline=deadline, **kw)
+
+    def select(*a, default_vm=None, **kw):
+        seen["prebuilt"] = default_vm is not None
+        script = Script()
+        script.names = sorted(t.name for t in a[3])
+        return real_select(*a, default_vm=default_vm, timer=script.timer,
+                           whole_timer=script.whole_timer, **kw)
+    monkeypatch.setattr(tuning, "_template_phase", phase)
+    monkeypatch.setattr(imc, "select", select)
+    lines = []
+    tuning.tune_model(None, "x86", store=TuningStore(tmp_path), mod=two_convs(), trials=3,
+                      strategy="template", progress=lines.append, time_budget=100.0)
+    assert seen["prebuilt"]
+    # at least the 30 s of timing are kept from the 100 s budget, at most half of it
+    assert 45.0 <= seen["left"] <= 70.0
+    assert any("s of the time budget kept for it" in ln for ln in lines)
