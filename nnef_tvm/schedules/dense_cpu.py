@@ -37,7 +37,10 @@ settings of one kernel, the default first.
 from __future__ import annotations
 
 from .conv_cpu import _divisor_at_most, _finish, _mac_block, _plain_copy, _static_mac_nest
-from .cpu_common import PARALLEL_MIN_WORK, inline_elementwise, knob
+from typing import Optional
+
+from .cpu_common import (PARALLEL_MIN_WORK, inline_elementwise, is_reduction, knob, loop_count,
+                         parallel_worthwhile, root_blocks, static_extents)
 from .prepack import pack_weight_once, weight_is_layout_free
 
 # Most rows (product of the data-only output dims) the rule takes: each row
@@ -136,11 +139,66 @@ def _tile_widths(n: int, lanes: int) -> list:
     return out
 
 
-def _defaults(plan, lanes):
+def _gate_product(sch, plan):
+    """The broadcasting product of a squeeze-excitation gate, or None.
+
+    ``out[.., c, h, w] = x[.., c, h, w] * gate[.., c, 0, 0]`` where ``gate`` is
+    this one-row GEMV's (activated) result: the only root block that runs more
+    often than the GEMV has outputs, with its leading loops (product ``N``)
+    walking the channels and the rest a plane. Returns (block, index of the
+    channel loop, plane size).
+    """
+    if plan.nrows != 1:
+        return None
+    n = plan.exts[plan.f]
+    found = None
+    mac = sch.get_sref(plan.mac.block)
+    for blk in root_blocks(sch):
+        if sch.get_sref(blk).same_as(mac):
+            continue
+        count = loop_count(sch, blk)
+        if count is None:
+            return None
+        if count == n:
+            continue
+        if found is not None or count % n or is_reduction(sch, blk):
+            return None
+        found = blk
+    if found is None or list(sch.get_consumers(found)):
+        return None
+    exts = static_extents(sch, sch.get_loops(found))
+    prod = 1
+    for ci, e in enumerate(exts):
+        prod *= e
+        if prod == n:
+            break
+    else:
+        return None
+    plane = loop_count(sch, found) // n
+    if exts[ci] != n or plane < 2:
+        return None
+    return found, ci, plane
+
+
+def _gate_tile(n: int, lanes: int, cores: int) -> Optional[int]:
+    """Channels per task of a gated GEMV: a vector (or half one) of channels, as many
+    tasks as the threads share evenly (144 channels: 18 tiles of 8, not 9 of 16)."""
+    widths = [w for w in (lanes, lanes // 2) if w >= 8 and n % w == 0]
+    for w in widths:
+        if (n // w) % cores == 0:
+            return w
+    return widths[0] if widths else None
+
+
+def _defaults(plan, lanes, gate=None, cores=1):
+    k = plan.exts[plan.k]
+    if gate is not None:
+        nt = _gate_tile(plan.exts[plan.f], lanes, cores)
+        if nt is not None:
+            return {"dense.rows.nt": nt, "dense.rows.ku": _divisor_at_most(k, 8)}
     widths = _tile_widths(plan.exts[plan.f], lanes)
     if not widths:
         return None
-    k = plan.exts[plan.k]
     return {"dense.rows.nt": widths[0], "dense.rows.ku": _divisor_at_most(k, 8)}
 
 
@@ -149,12 +207,17 @@ def dense_rows_space(sch, lanes: int, cores: int) -> list:
     plan = _dense_plan(sch)
     if plan is None:
         return []
-    default = _defaults(plan, lanes)
+    gate = _gate_product(sch, plan)
+    default = _defaults(plan, lanes, gate, cores)
     if default is None:
         return []
     out = [default]
     k = plan.exts[plan.k]
-    for nt in _tile_widths(plan.exts[plan.f], lanes):
+    widths = _tile_widths(plan.exts[plan.f], lanes)
+    if gate is not None:
+        n = plan.exts[plan.f]
+        widths = [w for w in (lanes, lanes // 2, 2 * lanes) if w >= 8 and n % w == 0]
+    for nt in widths:
         for ku in (default["dense.rows.ku"], _divisor_at_most(k, 4), _divisor_at_most(k, 16)):
             cand = {"dense.rows.nt": nt, "dense.rows.ku": ku}
             if cand not in out and plan.nrows * nt <= 24 * lanes:
@@ -167,12 +230,13 @@ def schedule_dense_rows(sch, lanes: int, cores: int) -> bool:
     plan = _dense_plan(sch)
     if plan is None:
         return False
+    gate = _gate_product(sch, plan) if knob("dense.rows.gate", True) else None
     weight = plan.mac.reads[plan.b].source
     pack = weight_is_layout_free(sch, weight)
     ndim = len(plan.mac.reads[plan.b].region)
     if not pack and plan.fdim != ndim - 1:
         return False          # a runtime weight stored [N, K] would need a per-call copy
-    defaults = _defaults(plan, lanes)
+    defaults = _defaults(plan, lanes, gate, cores)
     if defaults is None:
         return False
     nt = int(knob("dense.rows.nt", defaults["dense.rows.nt"]))
@@ -189,7 +253,10 @@ def schedule_dense_rows(sch, lanes: int, cores: int) -> bool:
     rows = [loops[i] for i in plan.rows]
     unit_reds = [loops[i] for i in range(nsp, len(exts)) if i != plan.k]
     sch.reorder(fo, ko, ki, *unit_reds, *rows, fu, fv)
-    if n * k * plan.nrows >= PARALLEL_MIN_WORK and n // nt > 1:
+    if gate is not None:
+        if parallel_worthwhile(n * k + n * gate[2], n // nt):
+            sch.parallel(fo)
+    elif n * k * plan.nrows >= PARALLEL_MIN_WORK and n // nt > 1:
         sch.parallel(fo)
     if pack:
         fdim = plan.fdim
@@ -204,5 +271,55 @@ def schedule_dense_rows(sch, lanes: int, cores: int) -> bool:
         sch.unroll(r)
     sch.unroll(ki)
     sch.decompose_reduction(mac.block, ko)
+    if gate is not None:
+        _finish_gate(sch, wb, gate[0], fo, lanes)
+        return True
     _finish(sch, mac.block, wb, lanes)
     return True
+
+
+def _finish_gate(sch, wb, product, fo, lanes) -> None:
+    """The gate's activation in the write-back, then its channels' planes, in one task.
+
+    Each task of ``fo`` computes ``nt`` gates (the GEMV tile, vectorised) and
+    at once scales those channels' planes, which it reads and writes as
+    contiguous runs (split into whole vectors when they tile the plane; else
+    LLVM's loop vectoriser takes the run with a scalar tail). One parallel
+    region per kernel instead of a serial GEMV followed by a parallel product,
+    and the task split by channel ranges keeps every plane on the core that
+    wrote it when the producer split channels the same way.
+    """
+    prod_sref = sch.get_sref(product)
+    consumers = list(sch.get_consumers(wb))
+    if len(consumers) == 1 and not sch.get_sref(consumers[0]).same_as(prod_sref):
+        try:
+            sch.reverse_compute_inline(consumers[0])
+        except Exception:
+            pass
+    try:
+        sch.vectorize(sch.get_loops(wb)[-1])
+    except Exception:
+        pass
+    sch.reverse_compute_at(product, fo)
+    inner = sch.get_loops(product)[1:]
+    exts = static_extents(sch, inner)
+    # the tile's channel loop (unit loops before it), then the plane
+    ci = next((i for i, e in enumerate(exts) if e > 1), len(exts) - 1)
+    plane_loops = inner[ci + 1:]
+    if not plane_loops:
+        return
+    plane = 1
+    for e in exts[ci + 1:]:
+        plane *= e
+    pl = sch.fuse(*plane_loops) if len(plane_loops) > 1 else plane_loops[0]
+    v = next((w for w in (lanes, lanes // 2) if w >= 4 and plane % w == 0), 0)
+    if v:
+        _, vi = sch.split(pl, [None, v])
+        sch.vectorize(vi)
+    elif plane > lanes:
+        # whole vectors, then the tail: left to LLVM, a 49-float plane ran entirely
+        # in the scalar remainder of its 16-lane x 4-unrolled loop (64 > 49)
+        body = plane // lanes * lanes
+        head = sch.loop_partition(pl, [body, None])[0]
+        _, vi = sch.split(head, [None, lanes])
+        sch.vectorize(vi)
