@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -52,19 +51,11 @@ def first_output(value) -> np.ndarray:
 
 def paired_times(models, args, cycles: int, warmup: int = 20) -> np.ndarray:
     """[cycle, library] seconds: one run of each library per cycle, first one rotating."""
+    from nnef_tvm.schedules.in_model_check import paired_run_times
     for _ in range(warmup):
         for m, a in zip(models, args):
             m._main(*a)
-    times = np.zeros((cycles, len(models)))
-    order = list(range(len(models)))
-    clock = time.perf_counter
-    for c in range(cycles):
-        order = order[1:] + order[:1]
-        for i in order:
-            start = clock()
-            models[i]._main(*args[i])
-            times[c, i] = clock() - start
-    return times
+    return np.asarray(paired_run_times([m._main for m in models], args, cycles)).T
 
 
 def kernel_rows(recs: list[dict]) -> list[dict]:

@@ -15,7 +15,10 @@ For each MODEL (an NNEF folder, or a zoo folder holding ``nnef/`` and
    other engine's cores), same thread count, batch 1, random inputs; medians;
 4. prints one row per model: threads, trials, tuning time, the three medians
    and the ratios tuned/ort and untuned/ort (below 1: faster than
-   onnxruntime); ``--json`` writes the same with the machine's load average.
+   onnxruntime); ``--json`` writes the same with the machine's load average;
+5. and, in this process after the engines closed, times untuned and tuned
+   once more *paired run by run* (:func:`paired_tuned_ratio`): the
+   tuned/untuned ratio with its quartiles, free of the host's speed phases.
 
 Usage::
 
@@ -40,6 +43,9 @@ import tempfile
 import time
 
 from bench_untuned import model_paths  # noqa: E402  (scripts/ is on sys.path when run)
+
+
+PAIRED_CYCLES = 300       # tuned/untuned runs paired in one process
 
 
 def load_average() -> list[float]:
@@ -141,6 +147,7 @@ def bench_model(arg: str, args, store_root: str) -> dict:
         finally:
             for e in engines:
                 e.close()
+        paired = paired_tuned_ratio(libs, args.threads)
     ref = outs["onnxruntime"]
     diff = {label: float(np.abs(outs[label].reshape(ref.shape) - ref).max())
             for label in ("untuned", "tuned")}
@@ -155,21 +162,40 @@ def bench_model(arg: str, args, store_root: str) -> dict:
             "onnxruntime_ms": med["onnxruntime"], "untuned_ms": med["untuned"],
             "tuned_ms": med["tuned"], "tuned_vs_ort": med["tuned"] / med["onnxruntime"],
             "untuned_vs_ort": med["untuned"] / med["onnxruntime"],
+            "tuned_vs_untuned_paired": paired,
             "max_abs_diff_vs_ort": diff, "load_average": [load_before, load_average()],
             "samples_ms": {k: [round(s * 1e3, 4) for s in v] for k, v in times.items()}}
 
 
+def paired_tuned_ratio(libs: dict, threads: int, cycles: int = PAIRED_CYCLES) -> dict:
+    """Tuned vs untuned library, paired run by run in one process (as scripts/ab_libs.py).
+
+    The alternating rounds above put onnxruntime next to both libraries; this
+    per-run pairing is the sharper estimate of what tuning itself gained (the
+    host's speed phases cancel out): {'median', 'q1', 'q3'} of tuned/untuned.
+    """
+    import numpy as np
+    from ab_libs import load_all, paired_times  # noqa: E402  (scripts/ is on sys.path)
+    models, call_args = load_all([libs["untuned"], libs["tuned"]], threads)
+    times = paired_times(models, call_args, cycles)
+    ratio = times[:, 1] / times[:, 0]
+    return {"median": float(np.median(ratio)), "q1": float(np.percentile(ratio, 25)),
+            "q3": float(np.percentile(ratio, 75)), "cycles": cycles}
+
+
 def table(rows: list[dict]) -> str:
     head = ("| model | threads | trials | tuning time | onnxruntime ms | untuned ms | "
-            "tuned ms | tuned/ort | untuned/ort |")
-    out = [head, "|---|---|---|---|---|---|---|---|---|"]
+            "tuned ms | tuned/ort | untuned/ort | tuned/untuned paired (q1-q3) |")
+    out = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         trials = f"{r['trials']} ({r['trials_measured']} measured)" \
             if r.get("trials_measured") is not None else str(r["trials"])
         tuning = "-" if r["tuning_s"] != r["tuning_s"] else f"{r['tuning_s']:.0f} s"
         out.append(f"| {r['model']} | {r['threads']} | {trials} | {tuning} | "
                    f"{r['onnxruntime_ms']:.2f} | {r['untuned_ms']:.2f} | {r['tuned_ms']:.2f} | "
-                   f"{r['tuned_vs_ort']:.2f}x | {r['untuned_vs_ort']:.2f}x |")
+                   f"{r['tuned_vs_ort']:.2f}x | {r['untuned_vs_ort']:.2f}x | "
+                   + (f"{p['median']:.3f} ({p['q1']:.3f}-{p['q3']:.3f}) |"
+                      if (p := r.get("tuned_vs_untuned_paired")) else "- |"))
     return "\n".join(out)
 
 

@@ -140,17 +140,20 @@ def paired_kernel_times(vms: list, args: list, cycles: int, entry: str = "main")
     return recs
 
 
-def paired_run_times(vms: list, args: list, cycles: int, entry: str = "main") -> list[list]:
-    """[build] [seconds per cycle] of whole un-instrumented runs, the first build rotating."""
+def paired_run_times(funcs: list, args: list, cycles: int) -> list[list]:
+    """[build] [seconds per cycle] of whole un-instrumented runs ``funcs[i](*args[i])``.
+
+    One run of each build per cycle, the build that goes first rotating. Also
+    used by ``scripts/ab_libs.py`` and ``scripts/bench_tuned.py``.
+    """
     clock = time.perf_counter
-    out = [[] for _ in vms]
-    order = list(range(len(vms)))
+    out = [[] for _ in funcs]
+    order = list(range(len(funcs)))
     for _ in range(cycles):
         order = order[1:] + order[:1]
         for i in order:
-            f = vms[i][entry]
             t = clock()
-            f(*args[i])
+            funcs[i](*args[i])
             out[i].append(clock() - t)
     return out
 
@@ -318,7 +321,7 @@ def select(mod, tgt, folder, tasks, version: str, *, progress: Optional[Callable
         result.builds += 1
         _warm([picked_vm], args)
         default_t, picked_t = timer([vms[0], picked_vm], [args, args], cycles)
-        whole = whole_timer([vms[0], picked_vm], [args, args], whole_cycles)
+        whole = whole_timer([vms[0]["main"], picked_vm["main"]], [args, args], whole_cycles)
         result.whole_ratio = median_ratio(whole[1], whole[0])
         for k in picks:
             ratio = median_ratio(picked_t.get(k, []), default_t.get(k, []))

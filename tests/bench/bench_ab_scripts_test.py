@@ -93,3 +93,18 @@ def test_thread_scaling_on_a_library(two_tiny_libraries, tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert rows and all(r["t1_ms"] > 0 and r["tn_ms"] > 0 for r in rows)
     assert np.all(np.diff([r["lost_ms"] for r in rows]) <= 0)     # sorted by time lost
+
+
+def test_bench_tuned_pairs_tuned_with_untuned_and_tables_it(two_tiny_libraries, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "scripts"))
+    bt = _script("bench_tuned")
+    a, b, _ = two_tiny_libraries
+    p = bt.paired_tuned_ratio({"untuned": a, "tuned": b}, threads=1, cycles=8)
+    assert p["cycles"] == 8 and 0 < p["q1"] <= p["median"] <= p["q3"]
+    row = {"model": "tiny", "threads": 1, "trials": 4, "trials_measured": 3, "tuning_s": 5.0,
+           "onnxruntime_ms": 1.0, "untuned_ms": 1.1, "tuned_ms": 0.9, "tuned_vs_ort": 0.9,
+           "untuned_vs_ort": 1.1, "tuned_vs_untuned_paired": {"median": 0.8, "q1": 0.75,
+                                                               "q3": 0.85}}
+    lines = bt.table([row, dict(row, tuned_vs_untuned_paired=None)]).splitlines()
+    assert lines[0].endswith("tuned/untuned paired (q1-q3) |")
+    assert lines[2].endswith("| 0.800 (0.750-0.850) |") and lines[3].endswith("| - |")
