@@ -120,6 +120,20 @@ def add_vetoes(folder, entries: dict) -> None:
     record_decisions(folder, entries)
 
 
+def undecided_workloads(folder, tasks, version: str) -> set:
+    """Hashes of ``tasks``' workloads with usable records but no decision under ``version``.
+
+    ``nnef-tune`` runs the selection when it measured something or when this
+    is not empty (records tuned with ``--no-in-model-check``, or imported).
+    """
+    from .rules_version import classify
+    from .store import read_log
+    log = classify(read_log(folder), version).log
+    tuned = set(ranked_records(log, {t.shash for t in tasks}))
+    decided = vetoed_workloads(folder, version) | set(chosen_records(folder, version))
+    return tuned - decided
+
+
 # ------------------------------------------------------------ timing
 def paired_kernel_times(vms: list, args: list, cycles: int, entry: str = "main") -> list[dict]:
     """[build] {kernel: [ms per cycle]}: one profiled run of each build per cycle.

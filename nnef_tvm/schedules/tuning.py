@@ -740,8 +740,11 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                     time.monotonic() - t0
     summary.tasks = [(t.name, t.shash, before[id(t)], measured[id(t)]) for t in tasks]
     summary.trials = sum(measured.values())
-    if selecting and summary.trials:
+    if selecting:
         from . import in_model_check as imc
+        selecting = bool(summary.trials) or \
+            bool(imc.undecided_workloads(store.folder(key), tasks, rules))
+    if selecting:
         t0 = time.monotonic()
         _say(progress, "in-model selection: timing the candidates of every kernel inside the "
                        "model")

@@ -251,3 +251,40 @@ def test_a_time_budget_keeps_time_for_the_selection(tmp_path, monkeypatch):
     # at least the 30 s of timing are kept from the 100 s budget, at most half of it
     assert 45.0 <= seen["left"] <= 70.0
     assert any("s of the time budget kept for it" in ln for ln in lines)
+
+
+def test_records_without_decisions_are_selected_by_the_next_run(tmp_path, monkeypatch):
+    """Tuned with --no-in-model-check, then tuned again with nothing left to measure."""
+    from tvm.s_tir import meta_schedule as ms
+    monkeypatch.setattr(tuning, "make_builder", lambda **kw: FakeBuilder())
+    monkeypatch.setattr(tuning, "make_runner", lambda **kw: FakeRunner(fastest_last))
+    monkeypatch.setattr(ms, "tune_tasks", lambda tasks, **kw: None)
+    calls = []
+    real_select = imc.select
+
+    def select(*a, **kw):
+        script = Script()
+        script.names = sorted(t.name for t in a[3])
+        calls.append(1)
+        return real_select(*a, timer=script.timer, whole_timer=script.whole_timer, **kw)
+    monkeypatch.setattr(imc, "select", select)
+    store = TuningStore(tmp_path)
+
+    def tune(**kw):
+        return tuning.tune_model(None, "x86", store=store, mod=two_convs(), trials=3,
+                                 strategy="template", **kw)
+    first = tune(in_model_check=False)
+    assert first.trials > 0 and not calls
+    folder = store.folder(first.device_key)
+    assert imc.undecided_workloads(folder, [_T(t[1]) for t in first.tasks],
+                                   first.rules_version) == {t[1] for t in first.tasks}
+    second = tune()
+    assert second.trials == 0 and calls == [1] and set(second.vetoed) == \
+        {t[0] for t in first.tasks}
+    third = tune()                        # everything measured and decided: no selection
+    assert third.trials == 0 and calls == [1]
+
+
+class _T:
+    def __init__(self, shash):
+        self.shash = shash
