@@ -150,16 +150,40 @@ def test_a_pick_not_faster_in_the_check_keeps_its_default(tmp_path, monkeypatch)
     assert s.vetoed[b] == pytest.approx(0.7)
 
 
-def test_a_tuned_build_not_faster_as_a_whole_keeps_every_default(tmp_path, monkeypatch):
+def test_a_tuned_build_slower_as_a_whole_keeps_every_default(tmp_path, monkeypatch):
     from nnef_tvm.schedules.apply import tuning_for_compile
     from nnef_tvm.targets import get_target
     lines = []
     s, store, script = _tune(tmp_path, monkeypatch, lambda names: Script(
         ranks={n: [0.8, 0.9, 0.9] for n in names}, confirm={n: 0.9 for n in names},
-        whole=1.01), lines)
+        whole=1.02), lines)
     assert s.chosen == {} and set(s.vetoed) == set(script.names)
-    assert s.in_model_ratio == pytest.approx(1.01)
+    assert s.in_model_ratio == pytest.approx(1.02)
     assert tuning_for_compile(get_target("x86"), str(store.folder(s.device_key))) is None
+
+
+def test_a_whole_run_ratio_within_its_noise_does_not_override_the_kernels(tmp_path,
+                                                                         monkeypatch):
+    lines = []
+    s, store, script = _tune(tmp_path, monkeypatch, lambda names: Script(
+        ranks={n: [0.8, 0.9, 0.9] for n in names}, confirm={n: 0.9 for n in names},
+        whole=1.005), lines)
+    assert set(s.chosen) == set(script.names) and s.vetoed == {}
+
+
+def test_clearly_slower_needs_the_margin_and_two_standard_errors():
+    assert not imc.clearly_slower(None, None)
+    assert not imc.clearly_slower(1.009, 0.001)          # within the 1% margin
+    assert imc.clearly_slower(1.011, 0.001)
+    assert not imc.clearly_slower(1.03, 0.02)            # within two standard errors
+    assert imc.clearly_slower(1.05, 0.02)
+    rng = np.random.default_rng(0)
+    den = list(1.0 + 0.1 * rng.random(400))
+    num = [d * (1.0 + 0.05 * rng.standard_normal()) for d in den]
+    se = imc.median_ratio_se(num, den)
+    # sigma 0.05 over 400 runs: SE of the median about 1.2533 * 0.05 / 20
+    assert se == pytest.approx(1.2533 * 0.05 / 20, rel=0.25)
+    assert imc.median_ratio_se([1.0], [1.0]) is None
 
 
 def test_no_check_build_when_no_candidate_wins(tmp_path, monkeypatch):
