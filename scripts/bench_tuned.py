@@ -55,16 +55,33 @@ def load_average() -> list[float]:
         return []
 
 
+def same_package_env() -> dict:
+    """subprocess.run arguments making ``python -m nnef_tvm...`` import *this* nnef_tvm.
+
+    ``-m`` puts the working directory first on sys.path: run from a checkout
+    other than the one this script imported (an editable install elsewhere,
+    a worktree), nnef-tune would tune with other default rules than the
+    compile below uses, and compile would find every record stale. So the
+    child runs in the imported package's root, with that root first on
+    PYTHONPATH too.
+    """
+    import nnef_tvm
+    root = os.path.dirname(os.path.dirname(os.path.abspath(nnef_tvm.__file__)))
+    paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"cwd": root, "env": dict(os.environ, PYTHONPATH=os.pathsep.join(paths))}
+
+
 def tune(nnef_dir: str, store: str, args) -> dict:
     """Run nnef-tune in a subprocess -> {'seconds', 'summary', 'trials_measured'}."""
-    cmd = [sys.executable, "-m", "nnef_tvm.cli.tune", nnef_dir, "--target", "x86",
-           "--threads", str(args.threads), "--trials", str(args.trials),
-           "--tuning-dir", store, "--strategy", args.strategy]
+    cmd = [sys.executable, "-m", "nnef_tvm.cli.tune", os.path.abspath(nnef_dir),
+           "--target", "x86", "--threads", str(args.threads), "--trials", str(args.trials),
+           "--tuning-dir", os.path.abspath(store), "--strategy", args.strategy]
     if args.time_budget:
         cmd += ["--time-budget", str(args.time_budget)]
     print("  $ " + " ".join(cmd[2:]), flush=True)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True,
+                          **same_package_env())
     secs = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"nnef-tune failed (exit {proc.returncode}): {proc.stdout.strip()}")

@@ -108,3 +108,18 @@ def test_bench_tuned_pairs_tuned_with_untuned_and_tables_it(two_tiny_libraries, 
     lines = bt.table([row, dict(row, tuned_vs_untuned_paired=None)]).splitlines()
     assert lines[0].endswith("tuned/untuned paired (q1-q3) |")
     assert lines[2].endswith("| 0.800 (0.750-0.850) |") and lines[3].endswith("| - |")
+
+
+def test_bench_tuned_runs_nnef_tune_with_the_package_it_imported(monkeypatch, tmp_path):
+    import nnef_tvm
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "scripts"))
+    bt = _script("bench_tuned")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    kw = bt.same_package_env()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(nnef_tvm.__file__)))
+    assert kw["cwd"] == root
+    assert kw["env"]["PYTHONPATH"].split(os.pathsep) == [root, "/elsewhere"]
+    out = subprocess.run([sys.executable, "-c", "import nnef_tvm; print(nnef_tvm.__file__)"],
+                         capture_output=True, text=True, check=True, **kw).stdout.strip()
+    assert os.path.abspath(out) == os.path.abspath(nnef_tvm.__file__)
