@@ -48,6 +48,11 @@ from .prepack import pack_weight_once, weight_is_layout_free
 # reuse of each weight vector for the channel-vector (GEMM) rule.
 MAX_ROWS = 4
 
+# Least multiply-adds for a GEMV's column tiles to be shared between threads. Each
+# weight element is used once, so the work is a weight stream (4 bytes per MAC):
+# EfficientNet-B0's 1152 -> 48 squeeze (55296 MACs, 221 KB) is worth splitting.
+DENSE_PARALLEL_MIN_WORK = 1 << 15
+
 # Preferred column tile widths (in vectors of the target); the first that
 # divides N wins.
 TILE_VECTORS = (4, 5, 2.5, 3, 2, 6, 8, 1.5, 1)
@@ -196,10 +201,17 @@ def _defaults(plan, lanes, gate=None, cores=1):
         nt = _gate_tile(plan.exts[plan.f], lanes, cores)
         if nt is not None:
             return {"dense.rows.nt": nt, "dense.rows.ku": _divisor_at_most(k, 8)}
-    widths = _tile_widths(plan.exts[plan.f], lanes)
+    n = plan.exts[plan.f]
+    widths = _tile_widths(n, lanes)
     if not widths:
         return None
-    return {"dense.rows.nt": widths[0], "dense.rows.ku": _divisor_at_most(k, 8)}
+    nt = widths[0]
+    if cores > 1 and n // nt < cores and n * k * plan.nrows >= DENSE_PARALLEL_MIN_WORK:
+        # a long GEMV with few outputs (a squeeze-excitation squeeze: 1152 -> 48) is one
+        # tile: narrower tiles let the threads share the weight stream
+        nt = next((w for w in sorted(set(widths) | {lanes, lanes // 2}, reverse=True)
+                   if w >= 8 and n % w == 0 and (n // w) % cores == 0), nt)
+    return {"dense.rows.nt": nt, "dense.rows.ku": _divisor_at_most(k, 8)}
 
 
 def dense_rows_space(sch, lanes: int, cores: int) -> list:
@@ -256,7 +268,7 @@ def schedule_dense_rows(sch, lanes: int, cores: int) -> bool:
     if gate is not None:
         if parallel_worthwhile(n * k + n * gate[2], n // nt):
             sch.parallel(fo)
-    elif n * k * plan.nrows >= PARALLEL_MIN_WORK and n // nt > 1:
+    elif n * k * plan.nrows >= DENSE_PARALLEL_MIN_WORK and n // nt > 1:
         sch.parallel(fo)
     if pack:
         fdim = plan.fdim

@@ -117,3 +117,39 @@ def test_gate_knob_space_variants_match_numpy():
         assert rule == "dense_rows"
         np.testing.assert_allclose(run_primfunc(scheduled, target.tvm(), arrays), want,
                                    rtol=1e-5, atol=1e-6)
+
+
+def _squeeze_case(c, f):
+    """The SE squeeze: swish(conv1x1(s) + b) on s = [1, C, 1, 1] -> [1, F, 1, 1]."""
+    from tvm import relax
+    from tvm.relax import op
+    s = relax.Var("s", relax.TensorType((1, c, 1, 1), "float32"))
+    w = relax.Var("w", relax.TensorType((f, c, 1, 1), "float32"))
+    b = relax.Var("b", relax.TensorType((1, f, 1, 1), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [s, w, b]):
+        with bb.dataflow():
+            z = bb.emit(op.add(op.nn.conv2d(s, w), b))
+            out = bb.emit_output(bb.emit(op.multiply(z, op.sigmoid(z))))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+@pytest.mark.parametrize("threads,tiles", [(1, None), (2, 2)])
+def test_squeeze_gemv_tiles_shared_between_threads(threads, tiles):
+    """1152 -> 48 (55296 MACs): one 48-wide tile ran on one thread; at 2 threads two of 24."""
+    from nnef_tvm.schedules.default import schedule_cpu_func
+    target = _target(threads)
+    func = single_kernel(_squeeze_case(1152, 48), target).with_attr("layout_free_buffers", [1, 2])
+    scheduled, rule = schedule_cpu_func(func, target.tvm())
+    assert rule == "dense_rows"
+    text = scheduled.script()
+    if tiles:
+        assert f"T.parallel(T.int64({tiles}))" in text
+    else:
+        assert "T.parallel(" not in text
+    s, w, b, out = random_args(func)
+    z = np.einsum("fc,c->f", w[:, :, 0, 0].astype(np.float64), s[0, :, 0, 0]) + b[0, :, 0, 0]
+    want = (z / (1 + np.exp(-z)))[None, :, None, None]
+    np.testing.assert_allclose(run_primfunc(scheduled, target.tvm(), [s, w, b, out]), want,
+                               rtol=1e-5, atol=1e-5)
