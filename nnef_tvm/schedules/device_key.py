@@ -7,6 +7,14 @@ machines often report a generic name) for a CPU target that runs here, the GPU
 name and architecture for CUDA, and the preset's ``mcpu``/triple for a board
 reached over RPC (``rpi4`` -> ``llvm-cortex-a72``). ``--device-key`` overrides
 it, e.g. to keep two boards of the same model apart.
+
+A CPU target built for another thread count than its default (``--threads
+N``; locally, the default is every core this process may use) gets the
+suffix ``-Nthreads``: the default schedules split work by the core count
+(split-K for 2+ cores, the task counts), so records and in-model decisions
+(:mod:`.in_model_check`) measured at one thread count do not hold at
+another. A remote board's thread count is only known when given, so its
+key has the suffix whenever ``--threads`` is.
 """
 from __future__ import annotations
 
@@ -60,6 +68,18 @@ def device_key(target, override: Optional[str] = None) -> str:
         mcpu = t.get("mcpu")
         if mcpu and str(mcpu).lower() not in model.lower():
             model = f"{model}-{mcpu}"
-        return sanitize_key(f"llvm-{model}")
+        return sanitize_key(f"llvm-{model}{_threads_suffix(target, t)}")
     chip = t.get("mcpu") or t.get("mtriple") or target.name
-    return sanitize_key(f"{kind}-{chip}")
+    return sanitize_key(f"{kind}-{chip}{_threads_suffix(target, t)}")
+
+
+def _threads_suffix(target, t) -> str:
+    """``-Nthreads`` for a CPU target built for other than its default thread count."""
+    n = t.get("num-cores")
+    if n is None or str(t.get("kind")) != "llvm":
+        return ""
+    if target.runs_locally:
+        from ..targets.cpu import default_threads
+        if int(n) == default_threads():
+            return ""
+    return f"-{int(n)}threads"

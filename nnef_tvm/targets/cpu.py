@@ -70,7 +70,8 @@ def detect_x86_host() -> tuple[str, list[str]]:
     return cpu, mattr
 
 
-def _threads_default() -> int:
+def default_threads() -> int:
+    """The CPU threads a local build uses without ``--threads``: the cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -79,7 +80,7 @@ def x86(threads: Optional[int] = None) -> Target:
     if threads is not None and threads < 1:
         from ..errors import NNEFError
         raise NNEFError(f"--threads must be >= 1, got {threads}")
-    n = threads or _threads_default()
+    n = threads or default_threads()
     if host_is_x86_64():
         mcpu, mattr = detect_x86_host()
         tgt = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu, "num-cores": n}

@@ -251,3 +251,15 @@ def test_time_budget_terminates_every_task():
     q.measured(sched, 0, [_Result([1e-6])])          # task 0 at the cap: left to MetaSchedule
     assert sched.terminated == [1]
     assert "left ~0s" in p.line()
+
+
+def test_device_key_names_a_thread_count_other_than_the_default():
+    """Records and in-model decisions made at one thread count do not hold at another."""
+    from nnef_tvm.targets.cpu import default_threads
+    base = dk.device_key(get_target("x86"))
+    assert dk.device_key(get_target("x86", threads=default_threads())) == base
+    other = default_threads() + 1
+    assert dk.device_key(get_target("x86", threads=other)) == f"{base}-{other}threads"
+    assert dk.device_key(get_target("rpi4")) == "llvm-cortex-a72"      # not given: no suffix
+    assert dk.device_key(get_target("rpi4", threads=4)) == "llvm-cortex-a72-4threads"
+    assert dk.device_key(get_target("x86", threads=other), override="board") == "board"
