@@ -345,8 +345,10 @@ ROW_MEANS = [(1152, 7, True), (64, 7, False), (5, 7, True), (24, 5, True)]
 @pytest.mark.parametrize("c,hw,keep", ROW_MEANS, ids=[f"{c}x{hw}x{hw}" for c, hw, _ in ROW_MEANS])
 def test_plane_sum_rows_of_odd_planes(target, c, hw, keep):
     """7 x 7 = 49 (no vector width tiles it): one row-wide vector of column sums per channel."""
+    from nnef_tvm.schedules.cpu_common import knob_overrides
     func = single_kernel(_mean_case(c, hw, keep), target)
-    scheduled, rule = _schedule(func, target)
+    with knob_overrides({"pool.plane.rows": True}):
+        scheduled, rule = _schedule(func, target)
     assert rule == "plane_sum"
     text = scheduled.script()
     assert f"T.vectorized(T.int64({hw}))" in text and "_rf_local" in text
@@ -356,10 +358,9 @@ def test_plane_sum_rows_of_odd_planes(target, c, hw, keep):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_plane_sum_rows_knob_off_leaves_them_generic(target):
-    from nnef_tvm.schedules.cpu_common import knob_overrides
-    with knob_overrides({"pool.plane.rows": False}):
-        _, rule = _schedule(single_kernel(_mean_case(64, 7), target), target)
+def test_plane_sum_rows_off_by_default(target):
+    """pool.plane.rows is off by default (pool_cpu.PLANE_ROWS_DEFAULT): 7 x 7 stays generic."""
+    _, rule = _schedule(single_kernel(_mean_case(64, 7), target), target)
     assert rule == "generic_parallel"
 
 
@@ -367,7 +368,9 @@ def test_plane_sum_leaves_odd_planes_and_inner_axes(target):
     """3 x 3 = 9 (no vector width, rows under 4 floats) and a sum over channels stay generic."""
     from tvm import relax
     from tvm.relax import op
-    _, rule = _schedule(single_kernel(_mean_case(64, 3), target), target)
+    from nnef_tvm.schedules.cpu_common import knob_overrides
+    with knob_overrides({"pool.plane.rows": True}):
+        _, rule = _schedule(single_kernel(_mean_case(64, 3), target), target)
     assert rule == "generic_parallel"
     x = relax.Var("x", relax.TensorType((1, 32, 8, 16), "float32"))
     bb = relax.BlockBuilder()
