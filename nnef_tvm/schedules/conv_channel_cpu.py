@@ -33,6 +33,17 @@ the output NCHW): LLVM assembles each output row with one ``vinsertps`` per
 element, about one cycle per output, which is why short reductions prefer the
 row-vector modes. Parallel tasks are (batch, channel tile) pairs plus row
 chunks, their count kept a multiple of the cores (:func:`.conv_cpu._row_split`).
+Tried in session 6 (AVX-512, MobileNetV2's 7x7 / 14x14 1x1 convs), not kept:
+the transpose as a shuffle network (a tensor intrinsic of 16-lane
+``vpermt2ps`` stages) per row tile ran 1.08-1.18x slower standalone; per
+task over whole planes (the epilogue then walks contiguous 49 / 196-float
+planes) 0.97-1.00x standalone and 1.00-1.08x per kernel in the model (paired):
+the write-back is not what these kernels lose in the model (they run ~1.5x
+their hot standalone time there; evicting L2 between standalone calls alone
+makes 160->960 @7 1.18x slower: its 614 KB of weights then come from L3). Flat
+mode with a tail for these maps (``loop_partition`` of the flat axis) could
+not be scheduled: the partitions' blocks sit in scopes that
+``reverse_compute_at`` / ``reverse_compute_inline`` cannot cross.
 
 Tile choices are tuning knobs (``conv.channel_vector.{fi,xt,yt,tasks,vector,order,acc_scope,split_k}``,
 read through :func:`.cpu_common.knob`); :func:`channel_vector_space` lists the
@@ -351,6 +362,11 @@ def _flat_default(plan, lanes):
     0.59 -> 0.25 ms, 8 x 2 0.27-0.29 ms; 192->32 @28x28 (49 vectors: 1 per
     tile) 16ch 0.119 -> 0.075 ms. Spatial tiles go outermost: each input tile
     is fetched once for every channel tile.
+
+    Tried (session 6): 8 channels x 1 vector instead of 16 x 1 on 28x28
+    maps (a 1 KiB accumulator is allocated per tile from TVM's workspace
+    pool, only smaller ones go on the stack): in MobileNetV2 144->32 ran
+    0.91x, 192->32 + residual 1.01x, the whole model 1.000 (paired); not kept.
     """
     geo = _flat_geometry(plan, lanes)
     if geo is None:
