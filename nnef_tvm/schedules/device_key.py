@@ -79,7 +79,7 @@ def _threads_suffix(target, t) -> str:
     if n is None or str(t.get("kind")) != "llvm":
         return ""
     if target.runs_locally:
-        from ..targets.cpu import default_threads
-        if int(n) == default_threads():
+        from ..threads import default_thread_count
+        if int(n) == default_thread_count():
             return ""
     return f"-{int(n)}threads"

@@ -688,6 +688,7 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
         tgt.tvm().kind.name == "llvm"
     default_vm = None
     if todo and selecting and deadline is not None:
+        _use_target_threads(tgt)
         # the in-model selection runs inside the budget: build the default model now
         # (the selection needs it anyway) and keep the time its other builds will take
         from . import in_model_check as imc
@@ -746,6 +747,7 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
             bool(imc.undecided_workloads(store.folder(key), tasks, rules))
     if selecting:
         t0 = time.monotonic()
+        _use_target_threads(tgt)
         _say(progress, "in-model selection: timing the candidates of every kernel inside the "
                        "model")
         picked = imc.select(mod, tgt, store.folder(key), tasks, rules, progress=progress,
@@ -755,6 +757,13 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
         summary.phases["in-model selection"] = time.monotonic() - t0
     summary.seconds = time.monotonic() - start
     return summary
+
+
+def _use_target_threads(tgt) -> None:
+    """Run this process's models (the in-model selection) at the target's thread count."""
+    if tgt.options.get("threads"):
+        from ..threads import configure_cpu_threads
+        configure_cpu_threads(tgt.options["threads"])
 
 
 def _template_phase(todo, log, writer, tgt, ttarget, runner, *, trials, deadline, progress,

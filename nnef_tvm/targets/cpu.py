@@ -11,10 +11,10 @@ the library is linked with the GNU cross compiler of the triple.
 """
 from __future__ import annotations
 
-import os
 import platform
 from typing import Optional
 
+from ..threads import default_thread_count
 from .base import Target, Tool
 from .registry import register
 
@@ -70,17 +70,12 @@ def detect_x86_host() -> tuple[str, list[str]]:
     return cpu, mattr
 
 
-def default_threads() -> int:
-    """The CPU threads a local build uses without ``--threads``: the cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 @register("x86", "this x86-64 host (CPU model and features detected), LLVM; --threads N")
 def x86(threads: Optional[int] = None) -> Target:
     if threads is not None and threads < 1:
         from ..errors import NNEFError
         raise NNEFError(f"--threads must be >= 1, got {threads}")
-    n = threads or default_threads()
+    n = threads or default_thread_count()
     if host_is_x86_64():
         mcpu, mattr = detect_x86_host()
         tgt = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu, "num-cores": n}

@@ -255,7 +255,7 @@ def test_time_budget_terminates_every_task():
 
 def test_device_key_names_a_thread_count_other_than_the_default():
     """Records and in-model decisions made at one thread count do not hold at another."""
-    from nnef_tvm.targets.cpu import default_threads
+    from nnef_tvm.threads import default_thread_count as default_threads
     base = dk.device_key(get_target("x86"))
     assert dk.device_key(get_target("x86", threads=default_threads())) == base
     other = default_threads() + 1

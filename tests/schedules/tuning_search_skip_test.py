@@ -82,7 +82,7 @@ def test_search_leaves_split_k_projections_to_the_template_search(tmp_path, monk
     monkeypatch.setattr(tuning, "make_builder", lambda **kw: FakeBuilder())
     monkeypatch.setattr(tuning, "make_runner", lambda **kw: FakeRunner(fastest_last))
     monkeypatch.setattr(ms, "tune_tasks", record)
-    monkeypatch.setattr(cpu, "default_threads", lambda: 2)     # split-K needs 2+ cores
+    monkeypatch.setattr(cpu, "default_thread_count", lambda: 2)     # split-K needs 2+ cores
     lines = []
     s = tuning.tune_model(None, "x86", store=TuningStore(tmp_path),
                           mod=projection_and_expansion(), trials=4, strategy="evolutionary",
