@@ -121,6 +121,28 @@ def record_decisions(folder, vetoes: dict, choices: Optional[dict] = None) -> No
         tmp.replace(folder / DECISIONS_FILE)
 
 
+def merge_imported_decisions(folder, decisions: dict) -> int:
+    """Take an imported file's decisions for the workloads without a local one -> how many.
+
+    Entries that are not ``{hash: {..., 'rules': str}}`` (choices also need
+    ``record``) are dropped: the file comes from elsewhere.
+    """
+    local = set(read_vetoes(folder)) | set(read_choices(folder))
+
+    def clean(part, need):
+        out = {}
+        for h, v in (part.items() if isinstance(part, dict) else ()):
+            if isinstance(h, str) and isinstance(v, dict) and h not in local and \
+                    all(isinstance(v.get(k), str) for k in need):
+                out[h] = v
+        return out
+    vetoes = clean(decisions.get("vetoes"), ("rules",))
+    choices = clean(decisions.get("choices"), ("rules", "record"))
+    if vetoes or choices:
+        record_decisions(folder, vetoes, choices)
+    return len(vetoes) + len(choices)
+
+
 def add_vetoes(folder, entries: dict) -> None:
     """Veto the workloads ``entries`` ({hash: info}): they keep their default schedule."""
     record_decisions(folder, entries)

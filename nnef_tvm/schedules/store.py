@@ -142,6 +142,7 @@ class DeviceLog:
     skipped: int = 0
     stamps: dict = field(default_factory=dict)   # (hash, record digest) -> [stamp, ...]
     record_stamps: Optional[list] = None         # per record: its stamp or None (see stamp_at)
+    decisions: Optional[dict] = None   # an export's in-model decisions (see in_model_check)
 
     def stamp_at(self, pos: int) -> Optional[dict]:
         """The stamp of ``records[pos]``; None: written before stamps, or by other tools.
@@ -406,8 +407,11 @@ class TuningStore:
         Only readable lines are exported, re-indexed, so the file is clean
         even when the local log has bad lines. The stamps of the exported
         records travel with them (``stamps`` in the JSON, the stamp file in
-        an archive).
+        an archive), and so do the device's in-model decisions
+        (:mod:`.in_model_check`: ``decisions`` in the JSON, the decisions
+        file in an archive): they were measured on this kind of device too.
         """
+        from .in_model_check import DECISIONS_FILE, read_choices, read_vetoes
         key = sanitize_key(device_key)
         log = self.read(key)
         if not log.records:
@@ -424,6 +428,10 @@ class TuningStore:
                 stamps.append(stamp_line(log.workloads[i].shash, rec, st))
         if stamps:
             doc["stamps"] = stamps
+        folder = self.folder(key)
+        decisions = {"vetoes": read_vetoes(folder), "choices": read_choices(folder)}
+        if decisions["vetoes"] or decisions["choices"]:
+            doc["decisions"] = decisions
         file = Path(file)
         text = json.dumps(doc)
         if _is_tar(file):
@@ -434,6 +442,8 @@ class TuningStore:
             if stamps:
                 files.append((f"{key}/{STAMP_FILE}",
                               "".join(json.dumps(x) + "\n" for x in stamps)))
+            if "decisions" in doc:
+                files.append((f"{key}/{DECISIONS_FILE}", json.dumps(doc["decisions"])))
             with tarfile.open(file, "w:gz") as tar:
                 for name, body in files:
                     data = body.encode("utf-8")
@@ -449,8 +459,11 @@ class TuningStore:
 
         Trials already present (same workload, same record, as many copies)
         are not duplicated; a local copy whose record has no stamp at all gets
-        the file's stamps. ``device_key`` overrides the key stored in the file.
+        the file's stamps. The file's in-model decisions are taken for the
+        workloads that have no local decision (a local one was measured
+        here). ``device_key`` overrides the key stored in the file.
         """
+        from .in_model_check import merge_imported_decisions
         from collections import Counter
         file = Path(file)
         if not file.is_file():
@@ -480,6 +493,8 @@ class TuningStore:
                 writer.append(wl.json, rec, stamp)
                 n += 1
             added[key] = n
+            if src.decisions:
+                merge_imported_decisions(self.folder(key), src.decisions)
         return added
 
 
@@ -502,17 +517,20 @@ def _read_export(file: Path) -> dict:
                         file=str(file))
     wls, recs = _clean(doc.get("workloads"), doc.get("records"), file)
     log = DeviceLog(workloads=[Workload(w[0], w) if w else None for w in wls], records=recs,
-                    stamps=_clean_stamps(doc.get("stamps"), file))
+                    stamps=_clean_stamps(doc.get("stamps"), file),
+                    decisions=doc.get("decisions") if isinstance(doc.get("decisions"), dict)
+                    else None)
     return {doc.get("device_key") or "imported": log}
 
 
 def _read_export_tar(file: Path) -> dict:
     import tempfile
+    from .in_model_check import DECISIONS_FILE, _read
     out = {}
     try:
         with tarfile.open(file, "r:*") as tar, tempfile.TemporaryDirectory() as tmp:
             members = [m for m in tar.getmembers() if m.isfile() and os.path.basename(m.name)
-                       in (WORKLOAD_FILE, RECORD_FILE, STAMP_FILE)]
+                       in (WORKLOAD_FILE, RECORD_FILE, STAMP_FILE, DECISIONS_FILE)]
             for m in members:
                 parts = Path(m.name).parts
                 if len(parts) != 2 or parts[0] in ("..", ".", ""):
@@ -522,6 +540,7 @@ def _read_export_tar(file: Path) -> dict:
                 (dest / parts[1]).write_bytes(tar.extractfile(m).read())
             for folder in sorted(Path(tmp).iterdir()):
                 out[folder.name] = read_log(folder)
+                out[folder.name].decisions = _read(folder) or None
     except (tarfile.TarError, OSError) as e:
         raise NNEFError(f"cannot read tuning log archive: {e}", file=str(file)) from None
     if not out:

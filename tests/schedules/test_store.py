@@ -200,3 +200,36 @@ def test_default_root_follows_env(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert st.default_root() == \
         type(tmp_path)(os.path.expanduser("~")) / ".cache" / "nnef-tvm" / "tuning"
+
+
+@pytest.mark.parametrize("name", ["log.json", "log.tar.gz"])
+def test_in_model_decisions_travel_with_an_export(tmp_path, name):
+    from nnef_tvm.schedules import in_model_check as imc
+    src = TuningStore(tmp_path / "a")
+    w = src.writer("xeon")
+    for i in range(3):
+        w.append(wl(i), rec(0.5 + i))
+    imc.record_decisions(tmp_path / "a" / "xeon", {"1": {"rules": "v", "ratio": 1.2}},
+                         {"0": {"rules": "v", "record": "d0", "ratio": 0.8},
+                          "2": {"rules": "v", "record": "d2", "ratio": 0.9}})
+    f = tmp_path / name
+    src.export("xeon", f)
+    dst = TuningStore(tmp_path / "b")
+    # a decision made on the importing machine stays
+    dst.writer("xeon").append(wl(2), rec(9.0))
+    imc.record_decisions(tmp_path / "b" / "xeon", {"2": {"rules": "v", "ratio": 1.1}})
+    dst.import_(f)
+    folder = tmp_path / "b" / "xeon"
+    assert imc.vetoed_workloads(folder, "v") == {"1", "2"}
+    assert imc.chosen_records(folder, "v") == {"0": "d0"}
+
+
+def test_imported_decisions_of_the_wrong_shape_are_dropped(tmp_path):
+    from nnef_tvm.schedules import in_model_check as imc
+    n = imc.merge_imported_decisions(tmp_path, {
+        "vetoes": {"a": {"rules": "v"}, "b": "not a dict", "c": {"rules": 3}},
+        "choices": {"d": {"rules": "v"}, "e": {"rules": "v", "record": "x"}}})
+    assert n == 2
+    assert imc.vetoed_workloads(tmp_path, "v") == {"a"}
+    assert imc.chosen_records(tmp_path, "v") == {"e": "x"}
+    assert imc.merge_imported_decisions(tmp_path, {"vetoes": [], "choices": None}) == 0
