@@ -158,21 +158,24 @@ K_BLOCK_MAX_PLANE_BYTES = 8 * 1024
 def _k_block_fits(plan, setting, kblock: int, cores: int) -> bool:
     """Whether ``setting`` can run with the input channels in blocks of ``kblock``.
 
-    Needs channel vectors without split-K, a 1x1 window, whole output rows in
-    one register tile, and each task holding whole planes (no row split), so
-    that the task's accumulators (``rows x row x fi`` floats) are one buffer.
+    Needs channel vectors, a 1x1 window, whole output rows in one register
+    tile, and each task holding whole planes (no row split; split-K tasks
+    always do), so that the task's accumulators (``rows x row x fi`` floats)
+    are one buffer; the blocks divide the (per-slice) input channels.
     """
     if kblock <= 0 or setting.get("conv.channel_vector.vector", "f") != "f":
         return False
-    if setting.get("conv.channel_vector.split_k", 1) > 1 or not _is_pointwise(plan):
+    if not _is_pointwise(plan):
         return False
     xt = setting["conv.channel_vector.xt"]
     if plan.x != plan.nsp - 1 or plan.f >= plan.x - 1 or plan.exts[plan.x] != xt:
         return False            # NCHW: channel, row, column (innermost), whole rows
+    parts = setting.get("conv.channel_vector.split_k", 1)
     red = max(plan.exts[plan.nsp:])
-    if red <= kblock or red % kblock:
+    if red % parts or red // parts <= kblock or (red // parts) % kblock:
         return False
-    return _channel_key(plan, setting, cores)[2] == 1
+    # (split-K tasks always hold whole planes: a slice x a channel tile)
+    return parts > 1 or _channel_key(plan, setting, cores)[2] == 1
 
 
 def _k_block_default(plan, setting, cores: int) -> int:
@@ -192,6 +195,11 @@ def _k_block_default(plan, setting, cores: int) -> int:
     models, paired: EfficientNet-B0 0.980 / 0.979 at 1 thread (q1-q3 below
     1.0), MobileNetV2 0.985-0.996 (1 thread, 4 runs, q1-q3 across 1.0); at 2
     threads (the 7x7 projections are split-K there) and ResNet-18 within noise.
+    Split-K slices (:func:`_schedule_split_k`) hold whole planes, so their
+    input channels run in blocks the same way: MobileNetV2 at 2 threads,
+    paired per kernel in the model, 960->160 0.93x, 960->320 0.95x, 576->160
+    0.97x; whole model 0.986 / 0.987 (q1-q3 across 1.0), EfficientNet-B0
+    0.995, ResNet-18's library unchanged.
     """
     rows = plan.exts[plan.x - 1]
     plane = 4 * rows * setting["conv.channel_vector.xt"] * setting["conv.channel_vector.fi"]
@@ -447,7 +455,8 @@ def _channel_key(plan, setting, cores: int = 1) -> tuple:
     vector = setting.get("conv.channel_vector.vector", "f")
     split_k = setting.get("conv.channel_vector.split_k", 1)
     if vector == "f" and split_k > 1:     # tasks and rows do not apply either
-        return fi, setting["conv.channel_vector.xt"], "split_k", split_k
+        return fi, setting["conv.channel_vector.xt"], "split_k", split_k, \
+            setting.get("conv.channel_vector.k_block", 0)
     if vector == "flat":              # tasks do not apply: every tile is a task
         return fi, setting["conv.channel_vector.xt"], "flat", \
             setting.get("conv.channel_vector.order", "spatial")
@@ -678,8 +687,9 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
         return _schedule_flat(sch, plan, fi_factor, xt, order, lanes)
     along_x = vector == "x"
     split_k = int(knob("conv.channel_vector.split_k", defaults.get("conv.channel_vector.split_k", 1)))
+    kblock = int(knob("conv.channel_vector.k_block", defaults.get("conv.channel_vector.k_block", 0)))
     if split_k > 1 and not along_x:
-        return _schedule_split_k(sch, plan, fi_factor, xt, split_k, lanes)
+        return _schedule_split_k(sch, plan, fi_factor, xt, split_k, lanes, kblock)
     mac, loops, exts, nsp = plan.mac, plan.loops, plan.exts, plan.nsp
     f, x, fdim, b = plan.f, plan.x, plan.fdim, plan.b
     if exts[f] % fi_factor or exts[x] % xt:
@@ -715,7 +725,6 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
         _, yi = sch.split(row_rest, [None, yt])
         sch.reorder(xo, *reds, fi, yi, xi)
         sch.unroll(yi)
-    kblock = int(knob("conv.channel_vector.k_block", defaults.get("conv.channel_vector.k_block", 0)))
     red_at, wb_at = reds[0], xo
     if kblock and not along_x:
         # whole planes per task, input channels in blocks outermost (_k_block_default)
@@ -770,7 +779,8 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
     return True
 
 
-def _schedule_split_k(sch, plan, fi_factor: int, xt: int, parts: int, lanes: int) -> bool:
+def _schedule_split_k(sch, plan, fi_factor: int, xt: int, parts: int, lanes: int,
+                      kblock: int = 0) -> bool:
     """Channel vectors with the input channels split into ``parts`` parallel slices.
 
     Why: see :func:`_split_k_pays`. Two stages in the one kernel:
@@ -810,7 +820,18 @@ def _schedule_split_k(sch, plan, fi_factor: int, xt: int, parts: int, lanes: int
     before_f = [sp[i] for i in range(f)]
     after_f = [sp[i] for i in range(f + 1, x)]
     sch.reorder(kol, *before_f, fo, *after_f, xo, kil, *window, xi, fi)
-    sch.parallel(sch.fuse(kol, *before_f, fo))
+    par = sch.fuse(kol, *before_f, fo)
+    sch.parallel(par)
+    red_at, wb_at = kil, xo
+    if kblock:
+        # input channels of the slice in blocks above the rows (see _k_block_default)
+        setting = {"conv.channel_vector.fi": fi_factor, "conv.channel_vector.xt": xt,
+                   "conv.channel_vector.vector": "f", "conv.channel_vector.split_k": parts}
+        if not _k_block_fits(plan, setting, kblock, 1) or not after_f:
+            return False
+        kbo, kbi = sch.split(kil, [None, kblock])
+        sch.reorder(kbo, *after_f, xo, kbi)
+        red_at, wb_at = kbo, par
     weight = mac.reads[b].source
     b_read = next(i for i, rg in enumerate(sch.get(rf).reads) if rg.source.same_as(weight))
     ndim = len(mac.dim_vars[b])
@@ -826,11 +847,11 @@ def _schedule_split_k(sch, plan, fi_factor: int, xt: int, parts: int, lanes: int
     if out_f is not None:
         operm = [i for i in range(nout) if i != out_f] + [out_f]
         sch.transform_layout(rf, ("write", 0), lambda *idx: [idx[i] for i in operm])
-    sch.reverse_compute_at(wb, xo)
+    sch.reverse_compute_at(wb, wb_at)
     sch.vectorize(sch.get_loops(wb)[-1])
     sch.vectorize(fi)
     sch.unroll(xi)
-    sch.decompose_reduction(rf, kil)
+    sch.decompose_reduction(rf, red_at)
     _sum_slices(sch, final, f, nsp, lanes)
     return True
 

@@ -107,6 +107,18 @@ def test_k_block_kernels_match_numpy(cin, cout, hw, epi, threads):
     assert f"for ax0, ax1 in T.grid(T.int64(32), T.int64({hw}))" in text
 
 
+@pytest.mark.parametrize("cin,cout,epi", [(960, 160, "res"), (576, 160, "none"), (960, 320, "none")])
+def test_split_k_slices_run_in_k_blocks(cin, cout, epi):
+    """At 2 cores the 7x7 projections are split-K; each slice's channels run in blocks too."""
+    setting = default_setting(cin, cout, 7, epi, 2)
+    assert setting["conv.channel_vector.split_k"] == 2
+    assert setting["conv.channel_vector.k_block"] == 32
+    got, want, text = run(cin, cout, 7, epi, 2)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert "_rf" in text                                   # the partial sums of the slices
+    assert f"T.grid(T.int64({cin // 2 // 32}), T.int64(7), T.int64(1), T.int64(32)" in text
+
+
 def test_k_block_off_is_the_row_by_row_kernel():
     """``k_block = 0`` keeps the usual order (reduction inside each row), same result."""
     got, want, text = run(160, 960, 7, "clip", 1, knobs={"conv.channel_vector.k_block": 0})
@@ -116,8 +128,7 @@ def test_k_block_off_is_the_row_by_row_kernel():
 
 @pytest.mark.parametrize("cin,cout,hw,epi,threads,why", [
     (64, 384, 14, "clip", 1, "plane"),       # 14 x 14 x 32 floats: 25 KB of accumulators
-    (576, 160, 7, "none", 2, "split_k"),     # projection split over input channels at 2 cores
-    (960, 160, 7, "res", 2, "split_k"),
+    (576, 96, 14, "res", 2, "plane"),        # split-K projection, 25 KB plane
     (32, 960, 7, "clip", 1, "short"),        # one block: nothing to reorder
     (48, 96, 7, "clip", 1, "divisor"),       # 48 input channels are not whole blocks of 32
 ])
