@@ -421,6 +421,83 @@ def select(mod, tgt, folder, tasks, version: str, *, progress: Optional[Callable
     return result
 
 
+# ------------------------------------------------------------ remote boards
+REMOTE_ROUNDS = 2         # alternating rounds of each build on the board
+REMOTE_RUNS = 15          # timed runs per round (after warm-up runs)
+REMOTE_MARGIN = 1.03      # unpaired medians: a wider margin than the local check
+
+
+def remote_guard(mod, tgt, folder, tasks, version: str, *, tracker: str, key: str,
+                 progress: Optional[Callable] = None, timer=None) -> Selection:
+    """A board reached over RPC: a whole-model check of the tuned build.
+
+    The per-kernel selection needs the VM profiler's callback, which cannot
+    run on an RPC server, so on a board ``nnef-tune`` compiles the model with
+    and without the store's records, times both there (``time_evaluator``,
+    alternating rounds) and, when the tuned build is slower than
+    :data:`REMOTE_MARGIN` times the default, vetoes every tuned workload of
+    the model: compile then keeps the default schedules. The result's
+    ``whole_ratio`` is the tuned/default ratio of the medians (None when the
+    store has nothing to apply), ``vetoed`` the kernels vetoed.
+    """
+    import tempfile
+    from ..compiler import compile_relax
+    from .apply import tuning_for_compile
+
+    def say(text):
+        if progress is not None:
+            progress(text)
+
+    result = Selection()
+    if tuning_for_compile(tgt, str(folder)) is None:
+        return result
+    say("in-model check on the board: timing the tuned and the default build")
+    with tempfile.TemporaryDirectory(prefix="nnef-tune-guard-") as tmp:
+        none = Path(tmp) / "no-records"
+        none.mkdir()
+        libs = {}
+        for label, tdir in (("default", none), ("tuned", Path(folder))):
+            compiled = compile_relax(mod, tgt, tuning_dir=str(tdir))
+            libs[label] = compiled.export(str(Path(tmp) / f"{label}.so"))
+        samples = (timer or _board_times)(libs, compiled, tracker, key)
+    import numpy as np
+    ratio = result.whole_ratio = float(np.median(samples["tuned"]) /
+                                       np.median(samples["default"]))
+    if ratio > REMOTE_MARGIN:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        from .rules_version import classify
+        from .store import read_log
+        tuned = set(ranked_records(classify(read_log(folder), version).log,
+                                   {t.shash for t in tasks}))
+        record_decisions(folder, {t.shash: {"rules": version, "ratio": round(ratio, 4),
+                                            "kernel": t.name, "when": when, "whole": True}
+                                  for t in tasks if t.shash in tuned})
+        result.vetoed = {t.name: ratio for t in tasks if t.shash in tuned}
+        say(f"in-model check on the board: the tuned build ran {ratio:.3f}x the default "
+            "build's time; every kernel of this model keeps its default schedule")
+    else:
+        say(f"in-model check on the board: the tuned build ran {ratio:.3f}x the default "
+            "build's time; tuned schedules kept")
+    return result
+
+
+def _board_times(libs: dict, compiled, tracker: str, key: str) -> dict:
+    """{label: [ms]}: each library timed on the board in :data:`REMOTE_ROUNDS` alternating rounds."""
+    import numpy as np
+    from ..bench.remote import run_remote
+    from ..runtime import random_input
+    rng = np.random.default_rng(0)
+    inputs = {s["name"]: random_input(rng, s) for s in compiled.inputs}
+    names = [o["name"] for o in compiled.outputs]
+    out = {label: [] for label in libs}
+    for _ in range(REMOTE_ROUNDS):
+        for label, lib in libs.items():
+            res = run_remote(lib, "cpu", inputs, names, warmup=3, repeat=REMOTE_RUNS,
+                             tracker=tracker, key=key)
+            out[label] += res["samples_ms"]
+    return out
+
+
 def _warm(vms, args, runs: int = 3) -> None:
     """A few untimed runs of each build (and a broken build fails here, early)."""
     for vm in vms:

@@ -755,6 +755,14 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
         summary.vetoed, summary.chosen = picked.vetoed, picked.chosen
         summary.in_model_ratio = picked.whole_ratio
         summary.phases["in-model selection"] = time.monotonic() - t0
+    elif in_model_check and tracker is not None and summary.trials and \
+            tgt.tvm().kind.name == "llvm":
+        from . import in_model_check as imc
+        t0 = time.monotonic()
+        guard = imc.remote_guard(mod, tgt, store.folder(key), tasks, rules, tracker=tracker,
+                                 key=rpc_key, progress=progress)
+        summary.vetoed, summary.in_model_ratio = guard.vetoed, guard.whole_ratio
+        summary.phases["in-model check"] = time.monotonic() - t0
     summary.seconds = time.monotonic() - start
     return summary
 

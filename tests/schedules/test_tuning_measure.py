@@ -100,3 +100,6 @@ def test_tuning_through_rpc_tracker(tmp_path, tracker):
     log = store.read("loopback-board")
     assert sum(log.trial_counts().values()) == 2
     assert log.best(), "no successful remote measurement"
+    # the whole-model check ran both builds on the board
+    assert s.in_model_ratio is not None and 0.1 < s.in_model_ratio < 10
+    assert "in-model check" in s.phases

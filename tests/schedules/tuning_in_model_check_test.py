@@ -312,3 +312,37 @@ def test_records_without_decisions_are_selected_by_the_next_run(tmp_path, monkey
 class _T:
     def __init__(self, shash):
         self.shash = shash
+
+
+@pytest.mark.parametrize("tuned_ms, vetoed", [(1.1, True), (1.02, False)])
+def test_a_board_gets_a_whole_model_check(tmp_path, monkeypatch, tuned_ms, vetoed):
+    """Over RPC (no per-kernel profiling there): the tuned build is vetoed as a whole."""
+    from nnef_tvm.schedules.apply import tuning_for_compile
+    from nnef_tvm.targets import get_target
+    lines = []
+    s, store, script = _tune(tmp_path, monkeypatch, lambda names: Script(), lines)
+    folder = store.folder(s.device_key)
+    (folder / imc.DECISIONS_FILE).unlink()           # as if tuned on a board: no selection
+    seen = {}
+
+    def timer(libs, compiled, tracker, key):
+        seen["libs"] = sorted(libs)
+        seen["args"] = (tracker, key)
+        return {"default": [1.0, 1.0, 1.0], "tuned": [tuned_ms] * 3}
+    tasks = [_Task(name, shash) for name, shash, *_ in s.tasks]
+    got = imc.remote_guard(two_convs(), get_target("x86"), folder, tasks, s.rules_version,
+                           tracker="h:1", key="board", progress=lines.append, timer=timer)
+    assert seen == {"libs": ["default", "tuned"], "args": ("h:1", "board")}
+    assert got.whole_ratio == pytest.approx(tuned_ms)
+    assert bool(got.vetoed) == vetoed
+    applied = tuning_for_compile(get_target("x86"), str(folder))
+    if vetoed:
+        assert set(got.vetoed) == set(script.names) and applied is None
+        assert any("every kernel of this model keeps its default" in ln for ln in lines)
+    else:
+        assert applied.records == 2 and not (folder / imc.DECISIONS_FILE).exists()
+
+
+class _Task:
+    def __init__(self, name, shash):
+        self.name, self.shash = name, shash
