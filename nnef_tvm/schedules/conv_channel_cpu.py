@@ -439,11 +439,18 @@ def _flat_default(plan, lanes):
     red = 1
     for e in plan.exts[plan.nsp:]:
         red *= e
-    if lanes >= 16 and red <= 96 and nvec % 7 == 0 and fext % 2 == 0:
+    if lanes >= 16 and (red <= 96 or nx == 1) and nvec % 7 == 0 and fext % 2 == 0:
         # short reductions: 2 channels x 7 vectors (a 896-byte tile, held in
         # registers); per-tile costs (zeroing, write-back) weigh more there.
         # A/B: 32->144 @56 0.50 -> 0.32 ms, 64->128 @28 0.115 -> 0.091 ms,
-        # 32->16 @112 0.152 -> 0.130 ms; 144->32 @56 is faster with 4 x 4
+        # 32->16 @112 0.152 -> 0.130 ms; 144->32 @56 is faster with 4 x 4.
+        # Maps of an odd number of vectors (28x28: 49) would otherwise get a
+        # 16 x 1 tile, whose 1 KiB accumulator TVM allocates from its
+        # workspace pool per tile (only smaller ones go on the stack):
+        # nnef-tune's in-model selection kept 2 x 7 for MobileNetV2's 144->32
+        # and 192->32 projections at 28x28 in every run (0.70-0.82x per kernel
+        # in the model); as the default, whole model paired 0.978 / 0.985
+        # (2 threads), 0.985 / 1.000 (1 thread), EfficientNet-B0 0.992 / 0.996.
         fi, nx = 2, 7
     return {"conv.channel_vector.vector": "flat", "conv.channel_vector.fi": fi,
             "conv.channel_vector.xt": nx * lanes, "conv.channel_vector.order": "spatial"}

@@ -115,6 +115,7 @@ FLAT = [
     (144, 32, 56, "res", 3136),          # MobileNetV2 projection to 32 channels + residual
     (96, 32, 56, "none", 3136),
     (192, 32, 28, "res", 784),
+    (144, 32, 28, "none", 784),          # 49 vectors: 2 channels x 7 vectors by default
     (32, 192, 28, "clip", 784),          # expansion + relu6
     (16, 96, 112, "clip", 12544),        # short reduction: channel tiles outermost
     (24, 40, 20, "resclip", 400),        # 400 = 25 vectors: one vector per tile
@@ -151,6 +152,22 @@ def _flat_settings(func, target):
     from nnef_tvm.schedules import default as sched_default
     space = sched_default.knob_space(func, target.tvm())
     return [s for s in space if s.get("conv.channel_vector.vector") == "flat"]
+
+
+@pytest.mark.parametrize("cin,cout,hw,tile", [
+    (144, 32, 28, (2, 112)),        # 49 vectors, long reduction: 2 channels x 7 vectors
+    (192, 32, 28, (2, 112)),
+    (32, 192, 28, (2, 112)),        # short reduction (already 2 x 7)
+    (144, 32, 56, (4, 64)),         # 196 vectors: 4 channels x 4 vectors
+])
+def test_flat_default_register_tile(target, cin, cout, hw, tile):
+    from schedules_kernels import fused_primfuncs
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((cout, cin, 1, 1)).astype("float32")
+    b = rng.standard_normal(cout).astype("float32")
+    (func,) = fused_primfuncs(conv_module(cin, cout, hw, 1, 1, "none", w, b), target).values()
+    first = _flat_settings(func, target)[0]
+    assert (first["conv.channel_vector.fi"], first["conv.channel_vector.xt"]) == tile
 
 
 def test_every_flat_setting_in_the_knob_space_is_correct(target):
