@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..errors import NNEFError
+from . import in_model_check as imc
 from .device_key import device_key  # noqa: F401  (re-exported)
 from .store import TuningStore, best_secs, min_of
 
@@ -684,14 +685,14 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
     measured = {id(t): 0 for t in tasks}
     summary = TuneSummary(key, str(store.folder(key)), [], skipped, 0, 0.0, strategy=strategy,
                           stale=stale, rules_version=rules)
-    selecting = in_model_check and tracker is None and tgt.runs_locally and \
+    # in-model selection (local CPU) or, through a tracker, the whole-model check on the board
+    local_selection = in_model_check and tracker is None and tgt.runs_locally and \
         tgt.tvm().kind.name == "llvm"
     default_vm = None
-    if todo and selecting and deadline is not None:
+    if todo and local_selection and deadline is not None:
         _use_target_threads(tgt)
         # the in-model selection runs inside the budget: build the default model now
         # (the selection needs it anyway) and keep the time its other builds will take
-        from . import in_model_check as imc
         t0 = time.monotonic()
         default_vm = imc.build_vm(mod, tgt, None)
         reserve = imc.selection_seconds(time.monotonic() - t0)
@@ -741,11 +742,8 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
                     time.monotonic() - t0
     summary.tasks = [(t.name, t.shash, before[id(t)], measured[id(t)]) for t in tasks]
     summary.trials = sum(measured.values())
-    if selecting:
-        from . import in_model_check as imc
-        selecting = bool(summary.trials) or \
-            bool(imc.undecided_workloads(store.folder(key), tasks, rules))
-    if selecting:
+    if local_selection and (summary.trials or
+                            imc.undecided_workloads(store.folder(key), tasks, rules)):
         t0 = time.monotonic()
         _use_target_threads(tgt)
         _say(progress, "in-model selection: timing the candidates of every kernel inside the "
@@ -757,7 +755,6 @@ def tune_model(model_or_path, target="x86", *, trials: int = 64,
         summary.phases["in-model selection"] = time.monotonic() - t0
     elif in_model_check and tracker is not None and summary.trials and \
             tgt.tvm().kind.name == "llvm":
-        from . import in_model_check as imc
         t0 = time.monotonic()
         guard = imc.remote_guard(mod, tgt, store.folder(key), tasks, rules, tracker=tracker,
                                  key=rpc_key, progress=progress)
