@@ -451,20 +451,8 @@ def schedule_plane_sum(sch, lanes: int, cores: int) -> bool:
     _, ki = sch.split(red, [None, width])
     nout = len(sch.get(blk).writes[0].region)
     rf = sch.rfactor(ki, factor_axis=nout)
-    rf_loops = sch.get_loops(rf)
     # rf block loops: spatial.., k outer (reduction), k inner (now spatial)
-    outer = rf_loops[:nsp]
-    chan = sch.fuse(*outer) if len(outer) > 1 else outer[0]
-    if parallel_worthwhile(_product(exts), _product(exts[:nsp])):
-        sch.parallel(chan)
-    sch.vectorize(sch.get_loops(rf)[-1])
-    final = sch.get_consumers(rf)[0]
-    sch.reverse_compute_at(final, chan)
-    for c in list(sch.get_consumers(final)):
-        sch.reverse_compute_at(c, chan)
-    sch.set_scope(rf, 0, "local")
-    sch.decompose_reduction(rf, sch.get_loops(rf)[-2])
-    return True
+    return _finish_plane_rfactor(sch, rf, nsp, exts)
 
 
 def _plane_rows(sch, blk, nsp: int, exts) -> bool:
@@ -483,8 +471,18 @@ def _plane_rows(sch, blk, nsp: int, exts) -> bool:
     """
     loops = sch.get_loops(blk)
     rf = sch.rfactor(loops[-1], factor_axis=len(sch.get(blk).writes[0].region))
-    rf_loops = sch.get_loops(rf)
-    outer = rf_loops[:nsp]
+    return _finish_plane_rfactor(sch, rf, nsp, exts)
+
+
+def _finish_plane_rfactor(sch, rf, nsp: int, exts) -> bool:
+    """The common end of both plane-sum forms, given the partial-sum block ``rf``.
+
+    Its channel loops fuse into one (parallel when worth it), its innermost
+    loop (the vector of partial sums) is vectorized, the final sum and the
+    consumers (the divide of a mean) move under the channel loop, and the
+    partial sums live in a local buffer.
+    """
+    outer = sch.get_loops(rf)[:nsp]
     chan = sch.fuse(*outer) if len(outer) > 1 else outer[0]
     if parallel_worthwhile(_product(exts), _product(exts[:nsp])):
         sch.parallel(chan)
