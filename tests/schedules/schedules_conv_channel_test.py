@@ -21,6 +21,7 @@ from tvm.relax import op  # noqa: E402
 from nnef_tvm.schedules.cpu_common import knob_overrides  # noqa: E402
 from nnef_tvm.targets import get_target  # noqa: E402
 from nnef_tvm.targets.pipeline import build_phases, run_phases  # noqa: E402
+from schedules_kernels import emit_epilogue  # noqa: E402,I100
 
 
 # ------------------------------------------------------------------ reference
@@ -68,11 +69,7 @@ def conv_module(cin, cout, hw, k, stride, epi, w, b, const_weights=True):
         with bb.dataflow():
             y = bb.emit(op.nn.conv2d(x, wv, strides=stride, padding=pad))
             y = bb.emit(op.add(y, bv))
-            if "res" in epi:
-                y = bb.emit(op.add(y, params[-1]))
-            if "clip" in epi:
-                y = bb.emit(op.clip(y, 0.0, 6.0))
-            out = bb.emit_output(y)
+            out = bb.emit_output(emit_epilogue(bb, y, epi, params[-1]))
         bb.emit_func_output(out)
     return bb.get()
 

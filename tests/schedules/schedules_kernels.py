@@ -15,6 +15,16 @@ def _var(name, shape):
     return relax.Var(name, relax.TensorType(shape, "float32"))
 
 
+def emit_epilogue(bb, y, epi: str, residual=None):
+    """The conv tests' epilogues after the bias: ``+ residual`` ('res' in epi), clip(0, 6) ('clip')."""
+    from tvm.relax import op
+    if "res" in epi:
+        y = bb.emit(op.add(y, residual))
+    if "clip" in epi:
+        y = bb.emit(op.clip(y, 0.0, 6.0))
+    return y
+
+
 def conv_case(cin, cout, hw, k, stride, groups, *, epilogue=True):
     """conv2d (NCHW/OIHW, 'same' padding) + bias + residual-or-not + relu."""
     from tvm import relax
