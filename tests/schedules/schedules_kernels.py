@@ -25,6 +25,23 @@ def emit_epilogue(bb, y, epi: str, residual=None):
     return y
 
 
+def squeeze_excite_case(c, f, hw):
+    """EfficientNet's SE tail: x * sigmoid(conv1x1(s) + b), s = [1, C, 1, 1], x = [1, F, H, W]."""
+    from tvm import relax
+    from tvm.relax import op
+    s = relax.Var("s", relax.TensorType((1, c, 1, 1), "float32"))
+    w = relax.Var("w", relax.TensorType((f, c, 1, 1), "float32"))
+    b = relax.Var("b", relax.TensorType((1, f, 1, 1), "float32"))
+    x = relax.Var("x", relax.TensorType((1, f, hw, hw), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [s, w, b, x]):
+        with bb.dataflow():
+            g = bb.emit(op.sigmoid(op.add(op.nn.conv2d(s, w), b)))
+            out = bb.emit_output(bb.emit(op.multiply(x, g)))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
 def conv_case(cin, cout, hw, k, stride, groups, *, epilogue=True):
     """conv2d (NCHW/OIHW, 'same' padding) + bias + residual-or-not + relu."""
     from tvm import relax

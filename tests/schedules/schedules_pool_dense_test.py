@@ -8,7 +8,8 @@ output element's summation order, so it matches to float rounding.
 import numpy as np
 import pytest
 
-from schedules_kernels import dense_case, fused_primfuncs, random_args, run_primfunc, single_kernel
+from schedules_kernels import (dense_case, fused_primfuncs, random_args, run_primfunc,
+                               single_kernel, squeeze_excite_case)
 
 
 @pytest.fixture(scope="module")
@@ -382,27 +383,11 @@ def test_plane_sum_leaves_odd_planes_and_inner_axes(target):
     assert rule != "plane_sum"
 
 
-def _squeeze_excite_case(c, f, hw):
-    """EfficientNet's SE tail: x * sigmoid(conv1x1(s) + b), s = [1, C, 1, 1], x = [1, F, H, W]."""
-    from tvm import relax
-    from tvm.relax import op
-    s = relax.Var("s", relax.TensorType((1, c, 1, 1), "float32"))
-    w = relax.Var("w", relax.TensorType((f, c, 1, 1), "float32"))
-    b = relax.Var("b", relax.TensorType((1, f, 1, 1), "float32"))
-    x = relax.Var("x", relax.TensorType((1, f, hw, hw), "float32"))
-    bb = relax.BlockBuilder()
-    with bb.function("main", [s, w, b, x]):
-        with bb.dataflow():
-            g = bb.emit(op.sigmoid(op.add(op.nn.conv2d(s, w), b)))
-            out = bb.emit_output(bb.emit(op.multiply(x, g)))
-        bb.emit_func_output(out)
-    return bb.get()
-
-
 @pytest.mark.parametrize("c,f,hw", [(8, 32, 28), (6, 144, 14), (48, 1152, 7)])
 def test_dense_rows_squeeze_excite_gate(target, c, f, hw):
     """A 1x1 conv on a 1x1 map is a GEMV; its sigmoid runs once per channel, not per pixel."""
-    func = single_kernel(_squeeze_excite_case(c, f, hw), target).with_attr("layout_free_buffers", [1, 2])
+    func = single_kernel(squeeze_excite_case(c, f, hw), target).with_attr(
+        "layout_free_buffers", [1, 2])
     scheduled, rule = _schedule(func, target)
     assert rule == "dense_rows"
     text = scheduled.script()

@@ -9,7 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from schedules_kernels import random_args, run_primfunc, single_kernel
+from schedules_kernels import (random_args, run_primfunc, single_kernel,
+                               squeeze_excite_case)
 
 
 def _target(threads):
@@ -17,27 +18,12 @@ def _target(threads):
     return get_target("x86", threads=threads)
 
 
-def _case(c, f, hw):
-    from tvm import relax
-    from tvm.relax import op
-    s = relax.Var("s", relax.TensorType((1, c, 1, 1), "float32"))
-    w = relax.Var("w", relax.TensorType((f, c, 1, 1), "float32"))
-    b = relax.Var("b", relax.TensorType((1, f, 1, 1), "float32"))
-    x = relax.Var("x", relax.TensorType((1, f, hw, hw), "float32"))
-    bb = relax.BlockBuilder()
-    with bb.function("main", [s, w, b, x]):
-        with bb.dataflow():
-            g = bb.emit(op.sigmoid(op.add(op.nn.conv2d(s, w), b)))
-            out = bb.emit_output(bb.emit(op.multiply(x, g)))
-        bb.emit_func_output(out)
-    return bb.get()
-
-
 def _schedule(c, f, hw, threads, knobs=None):
     from nnef_tvm.schedules.cpu_common import knob_overrides
     from nnef_tvm.schedules.default import schedule_cpu_func
     target = _target(threads)
-    func = single_kernel(_case(c, f, hw), target).with_attr("layout_free_buffers", [1, 2])
+    func = single_kernel(squeeze_excite_case(c, f, hw), target).with_attr(
+        "layout_free_buffers", [1, 2])
     with knob_overrides(knobs or {}):
         scheduled, rule = schedule_cpu_func(func, target.tvm())
     return func, scheduled, rule, target
@@ -105,7 +91,8 @@ def test_gate_knob_space_variants_match_numpy():
     from nnef_tvm.schedules.cpu_common import knob_overrides
     from nnef_tvm.schedules.default import knob_space, schedule_cpu_func
     target = _target(2)
-    func = single_kernel(_case(6, 144, 14), target).with_attr("layout_free_buffers", [1, 2])
+    func = single_kernel(squeeze_excite_case(6, 144, 14), target).with_attr(
+        "layout_free_buffers", [1, 2])
     space = knob_space(func, target.tvm())
     assert space[0]["dense.rows.nt"] == 8
     assert {s["dense.rows.nt"] for s in space} == {8, 16}
