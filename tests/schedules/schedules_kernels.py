@@ -25,6 +25,20 @@ def emit_epilogue(bb, y, epi: str, residual=None):
     return y
 
 
+def conv3x3_relu_conv1x1(shape, w3, w1):
+    """relu(conv3x3(x, w3, padding 1)) -> conv1x1(., w1), constant weights: two tunable kernels."""
+    from tvm import relax
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, relax.const(w3),
+                                                                      padding=1))))
+            out = bb.emit_output(bb.emit(relax.op.nn.conv2d(y, relax.const(w1))))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
 def squeeze_excite_case(c, f, hw):
     """EfficientNet's SE tail: x * sigmoid(conv1x1(s) + b), s = [1, C, 1, 1], x = [1, F, H, W]."""
     from tvm import relax

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 tvm = pytest.importorskip("tvm")
-from tvm import relax  # noqa: E402
 
 from nnef_tvm.schedules import in_model_check as imc  # noqa: E402
 from nnef_tvm.schedules import tuning  # noqa: E402
 from nnef_tvm.schedules.store import TuningStore, best_secs, record_digest  # noqa: E402
 
+from schedules_kernels import conv3x3_relu_conv1x1  # noqa: E402,I100
 from tuning_template_test import (FakeBuilder, FakeRunner, conv_reference,  # noqa: E402,I100
                                   fastest_last)
 
@@ -29,15 +29,7 @@ W2 = np.random.default_rng(4).standard_normal((8, 16, 1, 1)).astype("float32")
 
 def two_convs():
     """relu(conv3x3(x, W1)) -> conv1x1(., W2): two kernels with knobs."""
-    bb = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType((1, 8, 12, 12), "float32"))
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            y = bb.emit(relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, relax.const(W1),
-                                                                      padding=1))))
-            out = bb.emit_output(bb.emit(relax.op.nn.conv2d(y, relax.const(W2))))
-        bb.emit_func_output(out)
-    return bb.get()
+    return conv3x3_relu_conv1x1((1, 8, 12, 12), W1, W2)
 
 
 def two_convs_reference(x):

@@ -14,6 +14,7 @@ from tvm import relax  # noqa: E402
 from nnef_tvm.schedules import tuning  # noqa: E402
 from nnef_tvm.schedules.store import TuningStore  # noqa: E402
 
+from schedules_kernels import conv3x3_relu_conv1x1  # noqa: E402,I100
 from tuning_template_test import FakeBuilder, FakeRunner, fastest_last  # noqa: E402,I100
 
 
@@ -22,15 +23,7 @@ def winograd_and_pointwise():
     rng = np.random.default_rng(0)
     w3 = rng.standard_normal((16, 16, 3, 3)).astype("float32")
     w1 = rng.standard_normal((16, 16, 1, 1)).astype("float32")
-    bb = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType((1, 16, 28, 28), "float32"))
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            y = bb.emit(relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, relax.const(w3),
-                                                                      padding=1))))
-            out = bb.emit_output(bb.emit(relax.op.nn.conv2d(y, relax.const(w1))))
-        bb.emit_func_output(out)
-    return bb.get()
+    return conv3x3_relu_conv1x1((1, 16, 28, 28), w3, w1)
 
 
 def test_search_skips_winograd_kernels_and_tunes_the_rest(tmp_path, monkeypatch):
