@@ -60,12 +60,12 @@ def paired_times(models, args, cycles: int, warmup: int = 20) -> np.ndarray:
 
 def kernel_rows(recs: list[dict]) -> list[dict]:
     """Per kernel found in every library (by name): median ms of each and paired ratios."""
+    from nnef_tvm.schedules.in_model_check import median_ratio
     common = set(recs[0]).intersection(*recs[1:])
     rows = []
     for sym in sorted(common):
-        base = np.array(recs[0][sym])
         ms = [float(np.median(r[sym])) for r in recs]
-        ratios = [float(np.median(np.array(r[sym]) / base)) for r in recs]
+        ratios = [median_ratio(r[sym], recs[0][sym]) for r in recs]
         rows.append({"kernel": sym, "median_ms": ms, "ratio_median": ratios})
     rows.sort(key=lambda r: -r["median_ms"][0])
     return rows

@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 DECISIONS_FILE = "nnef_tvm_in_model.json"
-VETO_FILE = DECISIONS_FILE      # the name of the file before choices existed
 CANDIDATES = 3            # standalone-fastest records per workload tried in the model
 CYCLES = 100              # paired cycles (one profiled run of each build per cycle)
 WHOLE_CYCLES = 200        # paired whole-model runs in the confirmation
@@ -143,23 +142,22 @@ def merge_imported_decisions(folder, decisions: dict) -> int:
     return len(vetoes) + len(choices)
 
 
-def add_vetoes(folder, entries: dict) -> None:
-    """Veto the workloads ``entries`` ({hash: info}): they keep their default schedule."""
-    record_decisions(folder, entries)
-
-
 def undecided_workloads(folder, tasks, version: str) -> set:
     """Hashes of ``tasks``' workloads with usable records but no decision under ``version``.
 
     ``nnef-tune`` runs the selection when it measured something or when this
     is not empty (records tuned with ``--no-in-model-check``, or imported).
     """
+    decided = vetoed_workloads(folder, version) | set(chosen_records(folder, version))
+    return tuned_workloads(folder, tasks, version) - decided
+
+
+def tuned_workloads(folder, tasks, version: str) -> set:
+    """Hashes of ``tasks``' workloads with a usable (successful, current-rules) record."""
     from .rules_version import classify
     from .store import read_log
-    log = classify(read_log(folder), version).log
-    tuned = set(ranked_records(log, {t.shash for t in tasks}))
-    decided = vetoed_workloads(folder, version) | set(chosen_records(folder, version))
-    return tuned - decided
+    return set(ranked_records(classify(read_log(folder), version).log,
+                              {t.shash for t in tasks}))
 
 
 # ------------------------------------------------------------ timing
@@ -171,9 +169,7 @@ def paired_kernel_times(vms: list, args: list, cycles: int, entry: str = "main")
     """
     from ..bench.profile import profile_vm
     recs = [dict() for _ in vms]
-    order = list(range(len(vms)))
-    for _ in range(cycles):
-        order = order[1:] + order[:1]
+    for order in _rotating(len(vms), cycles):
         for i in order:
             vm = vms[i]
             for sym, t in profile_vm(vm, vm[entry], args[i], runs=1).items():
@@ -190,14 +186,20 @@ def paired_run_times(funcs: list, args: list, cycles: int) -> list[list]:
     """
     clock = time.perf_counter
     out = [[] for _ in funcs]
-    order = list(range(len(funcs)))
-    for _ in range(cycles):
-        order = order[1:] + order[:1]
+    for order in _rotating(len(funcs), cycles):
         for i in order:
             t = clock()
             funcs[i](*args[i])
             out[i].append(clock() - t)
     return out
+
+
+def _rotating(n: int, cycles: int):
+    """Per cycle, the order to run ``n`` builds in: the first one rotates cycle by cycle."""
+    order = list(range(n))
+    for _ in range(cycles):
+        order = order[1:] + order[:1]
+        yield order
 
 
 def median_ratio(num: list, den: list) -> Optional[float]:
@@ -234,16 +236,6 @@ def clearly_slower(ratio: Optional[float], se: Optional[float]) -> bool:
     if ratio is None:
         return False
     return ratio > 1.0 + max(WHOLE_MARGIN, 2.0 * (se or 0.0))
-
-
-def slower_kernels(default: dict, tuned: dict, margin: float = 1.03) -> dict:
-    """{kernel: median tuned/default ratio} of the kernels slower than ``margin`` when tuned."""
-    out = {}
-    for sym in set(default) & set(tuned):
-        ratio = median_ratio(tuned[sym], default[sym])
-        if ratio is not None and ratio > margin:
-            out[sym] = ratio
-    return out
 
 
 def best_candidates(default: dict, per_rank: list, ranks_of: dict) -> dict:
@@ -465,10 +457,7 @@ def remote_guard(mod, tgt, folder, tasks, version: str, *, tracker: str, key: st
                                        np.median(samples["default"]))
     if ratio > REMOTE_MARGIN:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        from .rules_version import classify
-        from .store import read_log
-        tuned = set(ranked_records(classify(read_log(folder), version).log,
-                                   {t.shash for t in tasks}))
+        tuned = tuned_workloads(folder, tasks, version)
         record_decisions(folder, {t.shash: {"rules": version, "ratio": round(ratio, 4),
                                             "kernel": t.name, "when": when, "whole": True}
                                   for t in tasks if t.shash in tuned})
