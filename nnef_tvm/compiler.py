@@ -279,7 +279,9 @@ def compile_relax(mod, target="x86", *, inputs: Optional[list[IOSpec]] = None,
     _say(progress, "generating code")
     try:
         with tgt.build_context():
-            executable = relax.build(lowered, tgt.tvm(), relax_pipeline=None)
+            from .targets.stack_buffers import tir_pipeline_for
+            executable = relax.build(lowered, tgt.tvm(), relax_pipeline=None,
+                                     tir_pipeline=tir_pipeline_for(tgt.tvm()))
     except NNEFError:
         raise
     except Exception as e:  # TVM codegen failure on a valid model is a bug: keep the traceback
