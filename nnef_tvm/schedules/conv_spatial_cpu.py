@@ -7,7 +7,8 @@ spatial axis instead, with the same register-accumulator structure as
 padded input stored by column phase, so its vectors stay contiguous loads.
 
 Tile choices are tuning knobs
-(``conv.spatial_vector.{xt,yt,phase_split,chunk,strip,acc_scope,unroll_window}``);
+(``conv.spatial_vector.{xt,yt,phase_split,border_parts,chunk,strip,acc_scope,
+unroll_window}``);
 :func:`spatial_vector_space` lists the valid settings of one kernel, the
 default first.
 """
@@ -150,8 +151,27 @@ def _defaults(sch, plan, lanes: int, cores: int) -> dict:
             "conv.spatial_vector.acc_scope": default_acc_scope(xt, lanes),
             "conv.spatial_vector.unroll_window": unroll,
             "conv.spatial_vector.phase_split": True,
+            "conv.spatial_vector.border_parts": default_border_parts(sch, pads, lanes, strip),
             "conv.spatial_vector.chunk": chunk,
             "conv.spatial_vector.strip": strip}
+
+
+def default_border_parts(sch, pads, lanes: int, strip: int) -> bool:
+    """Whether a column-phase plane is copied in border / interior parts (:func:`_copy_in_parts`).
+
+    Yes for a whole plane (no ``strip``) whose padded rows are wider than 1.5
+    vectors: paired A/B per kernel in the model, MobileNetV2's 28x28 -> 14x14
+    layer 0.91-0.96x, its 56x56 -> 28x28 one 0.96-0.98x, EfficientNet-B0's
+    28x28 -> 14x14 0.96-0.97x and 56x56 5x5 one 0.99-1.00x (1 and 2 threads).
+    Not for 16- or 18-wide planes (14x14 inputs; 1.00-1.03x: a zero fill of
+    two or three phase vectors a row costs less than the scalar border loops),
+    nor for strips (112x112 inputs, 0.99-1.03x: a strip's rows keep their
+    bounds test).
+    """
+    if not pads or strip:
+        return False
+    shape = sch.get(pads[0]).writes[0].source.shape
+    return bool(shape) and hasattr(shape[-1], "value") and 2 * int(shape[-1].value) > 3 * lanes
 
 
 def _out_channels(plan) -> int:
@@ -190,7 +210,9 @@ def spatial_vector_space(sch, lanes: int, cores: int) -> list:
     Then: pad strips on / off and other strip heights, channels per task,
     the other accumulator scope, the window unrolled or not (never an
     unrolled window over a stack-resident plane, :func:`_planes_on_stack`),
-    for strided convolutions the column-phase layout switched off, vector
+    for strided convolutions the zero fill + copy instead of the border /
+    interior parts (:func:`_copy_in_parts`) and the column-phase layout
+    switched off, vector
     widths (divisors of the output width up to two vectors) and rows per
     register tile (divisors of the output height).
     """
@@ -239,6 +261,7 @@ def spatial_vector_space(sch, lanes: int, cores: int) -> list:
     add(acc_scope="local" if base["conv.spatial_vector.acc_scope"] == "global" else "global")
     add(unroll_window=not base["conv.spatial_vector.unroll_window"])
     if _is_strided(sch):
+        add(border_parts=not base["conv.spatial_vector.border_parts"])
         add(phase_split=False)
     for d in sorted((d for d in range(2, min(xext, 2 * lanes) + 1) if xext % d == 0),
                     key=lambda d: (abs(d - default), -d)):
@@ -381,7 +404,7 @@ def default_chunk(channels: int, plane_bytes: int, per_plane: int, cores: int,
     return grouped
 
 
-def _pad_plane(sch, pad, task, depth, stride, lanes) -> None:
+def _pad_plane(sch, pad, task, depth, stride, lanes, parts=True) -> None:
     """Pad a task's input plane(s) at loop ``task`` (``depth`` loops deep).
 
     * ``stride`` 1: one copy loop (the bounds test per element stays: splitting
@@ -395,7 +418,9 @@ def _pad_plane(sch, pad, task, depth, stride, lanes) -> None:
       without bounds tests, whose loop reads the input contiguously and writes
       the s phases in turn; LLVM turns that into wide loads plus lane
       permutes (``vpermps``), where a vectorised TIR loop would gather
-      element by element.
+      element by element. With ``parts`` the copy is instead split into
+      border and interior loops (:func:`_copy_in_parts`): no zero fill of the
+      interior.
     """
     pexts = static_extents(sch, sch.get_loops(pad))
     phased = stride > 1 and bool(pexts) and pexts[-1] % stride == 0
@@ -409,6 +434,8 @@ def _pad_plane(sch, pad, task, depth, stride, lanes) -> None:
         if ext and ext[0] % lanes == 0:
             _, pv = sch.split(ploops[-1], [None, lanes])
             sch.vectorize(pv)
+        return
+    if parts and _copy_in_parts(sch, pad, depth, stride):
         return
     try:
         fill = sch.decompose_padding(pad, sch.get_loops(pad)[depth])
@@ -425,6 +452,92 @@ def _pad_plane(sch, pad, task, depth, stride, lanes) -> None:
             # zeros: one contiguous vector store per phase row
             sch.reorder(c1, c0)
             _vector_loop(sch, c0, lanes)
+
+
+def _pad_offsets(sch, pad):
+    """``(top, left, in_height, in_width)`` of a 2-D padding block, or None.
+
+    Read from the block's input access ``x[.., v_h - top, v_w - left]`` (its
+    iteration variables index the padded plane) and the input's shape.
+    """
+    from tvm.sym.pattern import detect_linear_equation
+    stmt = sch.get(pad)
+    out = stmt.writes[0].source
+    read = next((r for r in stmt.reads if not r.source.same_as(out)), None)
+    ivars = [iv.var for iv in stmt.iter_vars]
+    if read is None or len(read.region) < 2 or len(ivars) < 2:
+        return None
+    offsets = []
+    for rg, var in zip(read.region[-2:], ivars[-2:]):
+        coef = detect_linear_equation(rg.min, [var])
+        if len(coef) != 2 or not all(hasattr(c, "value") for c in coef) or int(coef[0].value) != 1:
+            return None
+        offsets.append(-int(coef[1].value))
+    shape = read.source.shape
+    if not all(hasattr(d, "value") for d in shape[-2:]):
+        return None
+    return offsets[0], offsets[1], int(shape[-2].value), int(shape[-1].value)
+
+
+def _interior_parts(ext: int, lo: int, hi: int):
+    """``(factors, index)``: :func:`loop_partition` factors cutting ``[0, ext)`` at ``lo`` and
+    ``hi`` (empty ends dropped), and the index of the ``[lo, hi)`` part; None if that is empty."""
+    lo, hi = max(0, lo), min(ext, hi)
+    if hi <= lo:
+        return None
+    factors, index = [], 0
+    if lo > 0:
+        factors.append(lo)
+        index = 1
+    factors.append(hi - lo)
+    if hi < ext:
+        factors.append(None)
+    else:
+        factors[-1] = None
+    return factors, index
+
+
+def _copy_in_parts(sch, pad, depth, stride) -> bool:
+    """Copy a column-phase plane without a zero fill: border loops and a clean interior.
+
+    The padding block is cut (``loop_partition``) into the padded columns
+    left / right of the input and, for a whole plane (``depth`` 1), the rows
+    above / below it: those parts keep the bounds test and write the zeros,
+    the interior part's test is always true (the simplifier drops it) and it
+    copies the input in column pairs, which LLVM turns into wide loads and
+    lane permutes as for :func:`_pad_plane`'s interior copy. Compared with a
+    zero fill of the whole plane and an interior copy over it, each padded
+    element is written once (see :func:`default_border_parts` for where that
+    pays). A strip's rows (``depth`` 2) are not cut: their bounds depend on
+    the strip and stay tested per row.
+    False (nothing changed) when the block is not a recognisable 2-D padding.
+    """
+    offsets = _pad_offsets(sch, pad)
+    loops = sch.get_loops(pad)
+    if offsets is None or len(loops) < depth + 2:
+        return False
+    top, left, in_h, in_w = offsets
+    rows, cols = loops[-2], loops[-1]
+    r_ext, c_ext = static_extents(sch, [rows, cols])
+    if c_ext % stride:
+        return False
+    col_parts = _interior_parts(c_ext // stride, -(-left // stride), (left + in_w) // stride)
+    if col_parts is None:
+        return False
+    block = pad
+    if depth == 1:
+        row_parts = _interior_parts(r_ext, top, top + in_h)
+        if row_parts is None:
+            return False
+        if len(row_parts[0]) > 1:
+            parts = sch.loop_partition(rows, row_parts[0])
+            block = sch.get_child_blocks(parts[row_parts[1]])[0]
+    pair, phase = sch.split(sch.get_loops(block)[-1], [None, stride])
+    sch.unroll(phase)
+    if len(col_parts[0]) > 1:
+        sch.loop_partition(pair, col_parts[0])
+    return True
+
 
 
 def schedule_spatial_vector(sch, lanes: int, cores: int) -> bool:
@@ -495,10 +608,12 @@ def schedule_spatial_vector(sch, lanes: int, cores: int) -> bool:
             task, _ = sch.split(par, [None, chunk])
         sch.parallel(task)
         phase = bool(knob("conv.spatial_vector.phase_split", True))
+        parts = bool(knob("conv.spatial_vector.border_parts",
+                          defaults["conv.spatial_vector.border_parts"]))
         for pad in pads:
             stride = _stride_of(sch, mac, mac.ivars[x], pad) if phase else 1
             _pad_plane(sch, pad, ys if ys is not None else task, 2 if ys is not None else 1,
-                       stride, lanes)
+                       stride, lanes, parts)
     elif outer:
         sch.parallel(outer[0])
     wb = sch.cache_write(mac.block, 0, acc_scope)

@@ -183,14 +183,60 @@ def test_rule_fires_in_the_default_pass(target):
 
 
 def test_stride_two_pads_by_column_phase_without_bounds_tests(target):
-    """Stride 2: the padded plane is [.., row, phase, col // 2], filled then copied."""
+    """Stride 2, zero fill + copy (border parts off): the padded plane is [.., row, phase,
+    col // 2], filled then copied."""
     func = _kernel(target, 4, 28, 3, 2)
-    text = _schedule(func, target).script()
+    text = _schedule(func, target, {"conv.spatial_vector.border_parts": False}).script()
     assert "pad_temp_pad_const" in text                 # zero fill apart from the copy
     assert "T.int64(2), T.int64(15)" in text            # 30 padded columns -> 2 phases x 15
     copy = text[text.index('T.sblock("pad_temp")'):]
     copy = copy[:copy.index("T.sblock(", 10)]
     assert "if_then_else" not in copy                   # interior copy: no bounds test
+
+
+def test_stride_two_copies_border_and_interior_parts(target):
+    """Default for planes wider than a vector: no zero fill; the plane's rows and column
+    pairs are cut into border parts and an interior (pairs 1..13 of 15 for 28 columns)."""
+    func = _kernel(target, 4, 28, 3, 2)
+    text = _schedule(func, target).script()
+    assert "pad_temp_pad_const" not in text
+    assert "T.int64(2), T.int64(15)" in text
+    assert "in range(T.int64(1), T.int64(29))" in text          # rows 1..28: the input rows
+    assert "in range(T.int64(1), T.int64(14))" in text          # interior column pairs
+    assert "T.unroll(T.int64(2))" in text                       # the two phases of a pair
+
+
+def test_border_parts_default_and_cuts(target):
+    """Border parts by default only for whole planes wider than 1.5 vectors; the cuts."""
+    from nnef_tvm.schedules.conv_spatial_cpu import _interior_parts
+    # 16 padded columns (14x14 input): two 8-float phase rows, zero fill + copy kept
+    assert "pad_temp_pad_const" in _schedule(_kernel(target, 16, 14, 3, 2), target).script()
+    assert "pad_temp_pad_const" not in _schedule(_kernel(target, 16, 28, 3, 2), target).script()
+    # strips of a 112x112 plane keep the zero fill (their rows' bounds depend on the strip)
+    assert "pad_temp_pad_const" in _schedule(_kernel(target, 2, 112, 3, 2), target).script()
+    assert _interior_parts(15, 1, 14) == ([1, 13, None], 1)
+    assert _interior_parts(29, 1, 29) == ([1, None], 1)         # interior runs to the end
+    assert _interior_parts(8, 0, 7) == ([7, None], 0)           # no padding before
+    assert _interior_parts(8, 0, 8) == ([None], 0)              # nothing to cut
+    assert _interior_parts(8, 3, 3) is None
+
+
+@pytest.mark.parametrize("parts", [True, False], ids=["parts", "fill"])
+@pytest.mark.parametrize("channels,hw,k,stride,epilogue",
+                         [(4, 28, 3, 2, "clip"), (3, 56, 3, 2, "residual"),
+                          (2, 112, 3, 2, "clip"), (16, 14, 3, 2, "clip"),
+                          (6, 14, 5, 2, "clip"), (2, 56, 5, 2, "residual"),
+                          (3, 30, 5, 2, "clip")],
+                         ids=["28", "56_res", "112_strips", "14_chunks", "14_5x5", "56_5x5_res",
+                              "30_5x5"])
+def test_phase_copy_modes_match_numpy(target, channels, hw, k, stride, epilogue, parts):
+    """Both pad copies of a column-phase plane (border / interior parts, zero fill + copy)
+    compute the convolution: 3x3 and 5x5 windows (1 and 2 padded columns a side), whole
+    planes, strips of rows, chunks of channels."""
+    func = _kernel(target, channels, hw, k, stride, epilogue=epilogue)
+    text = _check(func, target, stride, 1, epilogue,
+                  {"conv.spatial_vector.border_parts": parts}).script()
+    assert ("pad_temp_pad_const" in text) != parts
 
 
 def test_small_phase_planes_are_padded_per_chunk(target):
@@ -343,8 +389,10 @@ def test_depthwise_on_a_256_bit_target(target, channels, hw, k, stride):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape", [(32, 7, 5, 1), (8, 14, 3, 1), (4, 112, 3, 1)],
-                         ids=["unrolled_5x5", "7_row_tiles", "7_row_strips"])
+@pytest.mark.parametrize("shape", [(32, 7, 5, 1), (8, 14, 3, 1), (4, 112, 3, 1), (4, 28, 3, 2),
+                                   (2, 112, 3, 2)],
+                         ids=["unrolled_5x5", "7_row_tiles", "7_row_strips", "s2_parts",
+                              "s2_strip_parts"])
 def test_trace_replays_to_the_same_kernel(target, shape):
     """Tuning replays the rule's trace: the new tile / unroll choices are traced primitives."""
     import tvm
