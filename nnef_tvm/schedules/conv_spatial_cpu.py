@@ -6,6 +6,18 @@ spatial axis instead, with the same register-accumulator structure as
 :mod:`.conv_channel_cpu`. A convolution strided along the width reads its
 padded input stored by column phase, so its vectors stay contiguous loads.
 
+Measured and rejected for the stride-2 layers (session 7, paired A/B per
+kernel on AVX-512): phase rows aligned to 64 B (``storage_align``) 1.03-1.5x
+slower; the phase copy vectorised over the destination (TVM scalarises the
+stride-2 loads) slower; 7-wide rows over a stack plane (chunk 1, zero fill
+left to LLVM's memset idiom) still read stale denormal lanes, 7.3x slower;
+``pad_einsum`` (8-wide rows for 7-wide outputs) refuses the strided read;
+``loop_partition`` of the strip loop crashes TVM 0.27. Where the time goes:
+112x112 -> 56x56 (1 thread) about 55% in the phase copy (mostly waiting for
+the input from L3, 2 of 4 lane permutes per 32 floats, 256-bit stores),
+10-13% in the zero fill, the rest in the FMAs; 14x14 -> 7x7: 60% FMAs whose
+7-lane operands load as 4 + 2 + 1 floats from a workspace plane.
+
 Tile choices are tuning knobs
 (``conv.spatial_vector.{xt,yt,phase_split,border_parts,chunk,strip,acc_scope,
 unroll_window}``);
