@@ -35,7 +35,8 @@ class Phase:
     passes: list
 
 
-def build_phases(target, *, database=None, winograd: bool = True) -> list[Phase]:
+def build_phases(target, *, database=None, winograd: bool = True,
+                 expand_depthwise: bool = True) -> list[Phase]:
     """Phases for ``target`` (a :class:`~nnef_tvm.targets.base.Target`).
 
     ``winograd``: on CPU targets, eligible float32 3x3 stride-1 convolutions
@@ -55,13 +56,19 @@ def build_phases(target, *, database=None, winograd: bool = True) -> list[Phase]
     backend = _backend_pipeline(t)
     dispatch = backend.library_dispatch_passes(t)
     custom = None
+    fused_blocks = []
     if t.kind.name == "llvm":
         from ..schedules.vector_math import legalize_map
         custom = legalize_map()
         if winograd:
             from ..schedules import winograd as wino
             custom.update(wino.legalize_map())
-    phases.append(Phase("legalize", dispatch + [T.LegalizeOps(customize_legalize_map=custom),
+        if expand_depthwise:
+            from ..schedules.cpu_common import vector_lanes
+            from ..schedules.expand_depthwise import fuse_expand_depthwise
+            fused_blocks = [T.FoldConstant(), fuse_expand_depthwise(vector_lanes(t))]
+    phases.append(Phase("legalize", fused_blocks + dispatch + [
+                                                T.LegalizeOps(customize_legalize_map=custom),
                                                 T.AnnotateTIROpPattern(), T.FoldConstant()]))
     phases.append(Phase("fuse", [T.FuseOps()]))
     from ..schedules.prepack import attach_layout_free_buffers, prepack_passes
