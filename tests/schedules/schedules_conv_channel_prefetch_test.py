@@ -136,3 +136,10 @@ def test_replayed_trace_gets_the_prefetches_back(case):
     again = cc.materialize_prefetch(replayed)
     assert again.script() == direct
     assert cc.materialize_prefetch(again).script() == direct      # a second run changes nothing
+    # through the JSON a tuning record stores (the annotation's [steps, count] survives)
+    import json
+    from nnef_tvm.schedules.template_search import _trace_of
+    stored = json.loads(json.dumps(_trace_of(sch)))
+    loaded = s_tir.Schedule(func)
+    s_tir.schedule.Trace.apply_json_to_schedule(stored, loaded)
+    assert cc.materialize_prefetch(loaded.mod["main"]).script() == direct
