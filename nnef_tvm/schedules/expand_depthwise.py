@@ -47,6 +47,9 @@ GROUP = 8
 # Smallest output-map width the pattern takes (see the module docstring).
 MIN_WIDTH = 28
 RULE_NAME = "expand_depthwise"
+# IRModule attribute: {result variable name: [names of the values the fused call computes]}
+# (read by :mod:`nnef_tvm.targets.fusion_report`)
+FUSED_TENSORS_ATTR = "nnef.fused_block_tensors"
 
 
 def register_tile_channels(width: int) -> int:
@@ -355,6 +358,7 @@ def fuse_expand_depthwise(lanes: int):
         root, p = _pattern()
         builder = relax.BlockBuilder(mod)     # add_func gives the kernels typed GlobalVars
         kernels: dict = {}
+        fused_tensors: dict = {}              # call's result name -> the tensors it computes
         updates = {}
         for gv, func in mod.functions.items():
             if not isinstance(func, relax.Function):
@@ -389,6 +393,11 @@ def fuse_expand_depthwise(lanes: int):
                         "nnef.schedule_rule", RULE_NAME)
                     kernels[key] = builder.add_func(prim, name)
                 kgv = kernels[key]
+                root_var = bound.get(orig)
+                if root_var is not None:
+                    fused_tensors[root_var.name] = [
+                        bound[m[p[k]]].name for k in ("conv1", "add1", "act1", "conv2", "add2")
+                        if m[p[k]] in bound] + [root_var.name]
                 args = [m[p["x"]]] + [relax.const(spec[k]) for k in ("w1", "b1", "w2", "b2")]
                 return relax.call_tir(kgv, args,
                                       relax.TensorType(spec["out_shape"], "float32"))
@@ -401,5 +410,9 @@ def fuse_expand_depthwise(lanes: int):
         out = builder.get()
         for gv, new in updates.items():
             out[gv] = new
-        return out
+        # for the fusion report: which Relax values (NNEF tensors) each call computes
+        known = dict(out.attrs[FUSED_TENSORS_ATTR]) if out.attrs is not None \
+            and FUSED_TENSORS_ATTR in out.attrs else {}
+        known.update(fused_tensors)
+        return out.with_attr(FUSED_TENSORS_ATTR, known)
     return _pass

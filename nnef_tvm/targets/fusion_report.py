@@ -87,7 +87,7 @@ def fusion_report(before, after, origins: Optional[dict] = None,
                 if c is not None:
                     k.primfuncs.append(c)
         else:                                         # a lone PrimFunc call in main
-            k = Kernel(callee, [b.var.name], primfuncs=[callee])
+            k = Kernel(callee, _block_tensors(before, b.var.name), primfuncs=[callee])
         seen = set()
         for t in k.tensors:
             tensor = _lookup(t, origins)
@@ -97,6 +97,16 @@ def fusion_report(before, after, origins: Optional[dict] = None,
                 k.ops.append({"op": op, "tensor": tensor, "pos": str(pos) if pos else None})
         kernels.append(k)
     return kernels
+
+
+def _block_tensors(mod, name: str) -> list:
+    """The values a lone call bound to ``name`` computes: several when a pattern
+    rewrite fused them before FuseOps (:mod:`nnef_tvm.schedules.expand_depthwise`)."""
+    from ..schedules.expand_depthwise import FUSED_TENSORS_ATTR
+    attrs = mod.attrs
+    if attrs is not None and FUSED_TENSORS_ATTR in attrs and name in attrs[FUSED_TENSORS_ATTR]:
+        return [str(n) for n in attrs[FUSED_TENSORS_ATTR][name]]
+    return [name]
 
 
 def _lookup(name: str, origins: dict):

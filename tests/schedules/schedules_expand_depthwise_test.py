@@ -115,6 +115,10 @@ def test_rewrite_fuses_the_block_and_keeps_the_numbers(stride, act):
     fused = _rewrite(mod)
     assert _fused_kernels(fused) == ["fused_expand_dwconv0"]
     assert "nn.conv2d" not in fused["main"].script()
+    # the fusion report learns which values the call computes (all six bindings)
+    tensors = {str(k): [str(n) for n in v] for k, v in fused.attrs[ed.FUSED_TENSORS_ATTR].items()}
+    (root, names), = tensors.items()
+    assert len(names) == 6 and names[-1] == root
     x = np.random.default_rng(2).standard_normal((1, 8, 28, 28)).astype(np.float32)
     ex = relax.build(fused, tvm.target.Target({"kind": "llvm"}))
     got = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x, tvm.cpu())).numpy()
