@@ -27,19 +27,22 @@ Which allocations (all must hold):
   a microcode assist per multiply (see ``conv_spatial_cpu.default_chunk``);
 * at least ``min_bytes`` (1 KiB, TVM's own stack limit): below it a rule
   chose ``"global"`` (a stack array already) or ``"local"`` on purpose
-  (measured: MobileNetV2's 448-byte depthwise and 160-byte dense accumulators
-  ran 9-12% slower on the stack);
+  (measured on the stack, paired per kernel: MobileNetV2's 160-byte dense
+  accumulator 12% slower, its 448-byte depthwise ones mixed, one 10% slower,
+  one 12% faster);
 * at most ``max_bytes``, by default the target's vector register file
   (:func:`register_file_bytes`, 2 KiB on AVX-512): an accumulator that fits
   can live in registers once LLVM sees a stack array; a larger one stays in
-  memory, where the workspace's 64-byte alignment beats the 16 bytes TVM's
-  LLVM code generator gives an ``alloca`` (MobileNetV2's 6272-byte 7x7
-  accumulators ran 7% slower on the stack);
+  memory (MobileNetV2's 6272-byte 7x7 accumulators ran 7-8% slower on the
+  stack, probably because TVM's LLVM code generator aligns an ``alloca`` to
+  16 bytes only, the workspace pool to 64);
 * storage scope ``"global"`` or ``"local"``.
 
-Measured (paired ``ab_libs.py``, untuned, 2 and 1 threads): MobileNetV2,
-EfficientNet-B0 and ResNet-18 0.986-0.999x; 1792-byte 1x1-conv accumulators
-2-3% faster per kernel, the first 3x3 conv's 1 KiB one 10%.
+Measured (paired ``ab_libs.py``, untuned, two runs at 2 and at 1 thread):
+MobileNetV2 0.976-0.985x, EfficientNet-B0 0.991-0.995x, ResNet-18
+0.990-0.997x; per kernel the 1792-byte accumulators of 14x14 1x1 convs 2-3%
+faster, the first 3x3 conv's 1 KiB one 6-10%, the 1 KiB 4x4 flat tile of the
+56x56 144->24 projection 4-10%.
 
 :func:`allocations` lists every allocation of a lowered function with what the
 pass decides about it (for reports and tests). :data:`PIPELINE` names the TIR
