@@ -805,7 +805,7 @@ def schedule_channel_vector(sch, lanes: int, cores: int) -> bool:
 
 
 # software prefetch of the next weight block (see _prefetch_weights): 1 on, 0 off
-PREFETCH = 0
+PREFETCH = 1
 PREFETCH_ANNOTATION = "nnef.prefetch_weights"
 
 

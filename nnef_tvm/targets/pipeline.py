@@ -103,7 +103,19 @@ def _apply_database(database):
     @tvm.transform.module_pass(opt_level=0, name="NNEFApplyTuningDatabase")
     def apply(mod, _ctx):
         with database:
-            return T.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+            mod = T.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+        # a replayed trace keeps the rules' weight-prefetch annotation but not the
+        # prefetch statements themselves (not a schedule primitive): put them back
+        from ..schedules.conv_channel_cpu import materialize_prefetch
+        updates = {}
+        for gv, func in mod.functions_items():
+            if isinstance(func, tvm.tirx.PrimFunc):
+                new = materialize_prefetch(func)
+                if not new.same_as(func):
+                    updates[gv] = new
+        for gv, func in updates.items():
+            mod[gv] = func
+        return mod
     return apply
 
 

@@ -98,8 +98,10 @@ def test_k_block_kernels_match_numpy(cin, cout, hw, epi, threads):
     assert default_setting(cin, cout, hw, epi, threads)["conv.channel_vector.k_block"] == 32
     got, want, text = run(cin, cout, hw, epi, threads)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    # the input-channel blocks run above the rows: "for rc_0, yy, xx_0, rc_1 .."
-    assert f"T.grid(T.int64({cin // 32}), T.int64({hw}), T.int64(1), T.int64(32)" in text
+    # the input-channel blocks run above the rows: "for rc_0, yy .. for xx_0, rc_1 .."
+    # (the weight prefetch sits at the top of each row, between the two)
+    assert f"for rc_0, yy in T.grid(T.int64({cin // 32}), T.int64({hw})):" in text
+    assert "T.grid(T.int64(1), T.int64(32)" in text
     # one write-back per task covering the whole plane (rows x row x 32 channels)
     assert f"for ax0, ax1 in T.grid(T.int64(32), T.int64({hw}))" in text
 
@@ -113,7 +115,8 @@ def test_split_k_slices_run_in_k_blocks(cin, cout, epi):
     got, want, text = run(cin, cout, 7, epi, 2)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert "_rf" in text                                   # the partial sums of the slices
-    assert f"T.grid(T.int64({cin // 2 // 32}), T.int64(7), T.int64(1), T.int64(32)" in text
+    assert f"T.grid(T.int64({cin // 2 // 32}), T.int64(7)):" in text
+    assert "T.grid(T.int64(1), T.int64(32)" in text
 
 
 def test_k_block_off_is_the_row_by_row_kernel():
