@@ -238,10 +238,9 @@ def compile_relax(mod, target="x86", *, inputs: Optional[list[IOSpec]] = None,
     ``winograd``: CPU targets compute eligible 3x3 stride-1 float32 convolutions
     with Winograd F(4x4, 3x3) (:mod:`nnef_tvm.schedules.winograd`).
     """
-    from tvm import relax
     from .targets import get_target
     from .targets.fusion_report import fusion_report, format_report
-    from .targets.pipeline import build_phases, run_phases
+    from .targets.pipeline import build_executable, build_phases, run_phases
 
     tgt = get_target(target)
     if inputs is None or outputs is None:
@@ -279,9 +278,7 @@ def compile_relax(mod, target="x86", *, inputs: Optional[list[IOSpec]] = None,
     _say(progress, "generating code")
     try:
         with tgt.build_context():
-            from .targets.stack_buffers import tir_pipeline_for
-            executable = relax.build(lowered, tgt.tvm(), relax_pipeline=None,
-                                     tir_pipeline=tir_pipeline_for(tgt.tvm()))
+            executable = build_executable(lowered, tgt)
     except NNEFError:
         raise
     except Exception as e:  # TVM codegen failure on a valid model is a bug: keep the traceback

@@ -62,19 +62,21 @@ def build_executable(nnef_dir: str, threads: int, rules: bool):
     from nnef_tvm.compiler import io_specs
     from nnef_tvm.schedules.default import default_schedule_passes
     from nnef_tvm.targets import get_target
-    from nnef_tvm.targets.pipeline import build_phases, run_phases
+    from nnef_tvm.targets.pipeline import build_executable, build_phases, run_phases
 
     start = time.perf_counter()
     model = nnef_tvm.load(nnef_dir)
     mod = nnef_tvm.from_nnef(model)
     inputs, _ = io_specs(mod, model.graph)
     tgt = get_target("x86", threads=threads)
-    phases = build_phases(tgt)
+    # without our rules also without our fused kernels: what TVM does on its own
+    phases = build_phases(tgt, expand_depthwise=rules)
     for ph in phases:
         if ph.name == "schedule":
             ph.passes = default_schedule_passes(tgt) if rules else []
     lowered = run_phases(mod, tgt, phases)
-    ex = relax.build(lowered, tgt.tvm(), relax_pipeline=None)
+    ex = build_executable(lowered, tgt) if rules else \
+        relax.build(lowered, tgt.tvm(), relax_pipeline=None)
     return ex, inputs, time.perf_counter() - start
 
 

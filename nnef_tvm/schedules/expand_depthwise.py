@@ -405,8 +405,8 @@ def fuse_expand_depthwise(lanes: int):
             new = rewrite_call(root, rewriter, func)
             if not new.same_as(func):
                 updates[gv] = new
-        if not updates:
-            return mod
+        if not kernels:                       # nothing rewritten (a function may still
+            return mod                        # come back as a new, equal object)
         out = builder.get()
         for gv, new in updates.items():
             out[gv] = new

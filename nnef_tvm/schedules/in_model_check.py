@@ -301,9 +301,9 @@ def build_vm(mod, tgt, database):
     """A VirtualMachine of ``mod`` built for ``tgt``, with ``database``'s records (None: defaults)."""
     import tvm
     from tvm import relax
-    from ..targets.pipeline import build_phases, run_phases
+    from ..targets.pipeline import build_executable, build_phases, run_phases
     lowered = run_phases(mod, tgt, build_phases(tgt, database=database))
-    return relax.VirtualMachine(relax.build(lowered, tgt.tvm(), relax_pipeline=None), tvm.cpu())
+    return relax.VirtualMachine(build_executable(lowered, tgt), tvm.cpu())
 
 
 def _inputs(mod) -> list:

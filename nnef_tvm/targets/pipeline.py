@@ -119,6 +119,16 @@ def _apply_database(database):
     return apply
 
 
+def build_executable(lowered, target):
+    """``relax.build`` of a module that went through :func:`build_phases` (their last
+    phase lowered it): code generation with the target's TIR pipeline, which on CPU
+    targets keeps small accumulators on the stack (:mod:`.stack_buffers`)."""
+    from tvm import relax
+    from .stack_buffers import tir_pipeline_for
+    t = target.tvm()
+    return relax.build(lowered, t, relax_pipeline=None, tir_pipeline=tir_pipeline_for(t))
+
+
 def run_phases(mod, target, phases: list[Phase], *, opt_level: int = 3,
                on_phase: Optional[Callable[[str, object], None]] = None):
     """Run ``phases`` on ``mod`` under ``target``; ``on_phase(name, mod)`` after each."""
