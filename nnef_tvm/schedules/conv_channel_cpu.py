@@ -915,7 +915,10 @@ def materialize_prefetch(func):
     """
     from tvm import s_tir
     from .cpu_common import root_blocks
-    sch = s_tir.Schedule(func)
+    try:
+        sch = s_tir.Schedule(func)
+    except Exception:   # not a schedulable function (e.g. a MetaSchedule record whose
+        return func     # replay TVM itself does not re-verify): it has no prefetch to add
     done = False
     for blk in root_blocks(sch):
         for lp in sch.get_loops(blk):

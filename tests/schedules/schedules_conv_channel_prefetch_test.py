@@ -143,3 +143,26 @@ def test_replayed_trace_gets_the_prefetches_back(case):
     loaded = s_tir.Schedule(func)
     s_tir.schedule.Trace.apply_json_to_schedule(stored, loaded)
     assert cc.materialize_prefetch(loaded.mod["main"]).script() == direct
+
+
+def test_materialize_leaves_functions_it_cannot_schedule(monkeypatch):
+    """A tuned record TVM replays without re-verifying (seen: an evolutionary record with a
+    block variable defined twice) makes ``Schedule()`` raise: the function is kept as is."""
+    import tvm
+    from tvm import s_tir
+    from tvm.script import tirx as T
+    from nnef_tvm.schedules.conv_channel_cpu import materialize_prefetch
+
+    @T.prim_func(s_tir=True)
+    def add_one(a: T.Buffer((4,), "float32"), b: T.Buffer((4,), "float32")):
+        for i in range(4):
+            with T.sblock("b"):
+                vi = T.axis.spatial(4, i)
+                b[vi] = a[vi] + T.float32(1)
+
+    assert materialize_prefetch(add_one).same_as(add_one)       # nothing to add
+
+    def refuse(*_a, **_k):
+        raise tvm.error.InternalError("TIR is ill-formed")
+    monkeypatch.setattr(s_tir, "Schedule", refuse)
+    assert materialize_prefetch(add_one).same_as(add_one)
