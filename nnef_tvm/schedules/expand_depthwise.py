@@ -91,81 +91,10 @@ def expand_depthwise_kernel(cin: int, cm: int, height: int, width: int, stride: 
     lo2, hi2 = (T.float32(v) for v in _act_bounds(*act2))
     f32 = "float32"
 
-    if S == 2:
-        PW = W // 2 + 1                 # padded columns per phase
+    PW = (W + 2 + S - 1) // S           # padded columns per phase (one phase when S = 1)
 
-        @T.prim_func(s_tir=True)
-        def kernel(X: T.Buffer((1, cin, H, W), f32), W1: T.Buffer((cm, cin), f32),
-                   B1: T.Buffer((cm,), f32), W2: T.Buffer((cm, 3, 3), f32),
-                   B2: T.Buffer((cm,), f32), Y: T.Buffer((1, cm, OH, OW), f32)):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            for g in T.parallel(NG):
-                with T.sblock("task"):
-                    vg = T.axis.spatial(NG, g)
-                    # padded plane by column phase: padded column p is [p % 2, p // 2]
-                    P = T.sblock_alloc_buffer((G, H + 2, 2, PW), f32)
-                    acc = T.sblock_alloc_buffer((FI, W), f32)
-                    dacc = T.sblock_alloc_buffer((OW,), f32)
-                    for c in range(G):
-                        for ph in range(2):
-                            for j in T.vectorized(PW):
-                                P[c, 0, ph, j] = T.float32(0)
-                                P[c, H + 1, ph, j] = T.float32(0)
-                        for y in range(H + 2):
-                            P[c, y, 0, 0] = T.float32(0)
-                            P[c, y, 1, W // 2] = T.float32(0)
-                    for co in range(G // FI):
-                        for y in range(H):
-                            for ci in T.unroll(FI):
-                                for xo in T.unroll(NV):
-                                    for xi in T.vectorized(16):
-                                        acc[ci, xo * 16 + xi] = T.float32(0)
-                                for xt in T.vectorized(TAIL):
-                                    acc[ci, NV * 16 + xt] = T.float32(0)
-                            for k in range(cin):
-                                for ci in T.unroll(FI):
-                                    for xo in T.unroll(NV):
-                                        for xi in T.vectorized(16):
-                                            acc[ci, xo * 16 + xi] = acc[ci, xo * 16 + xi] + \
-                                                X[0, k, y, xo * 16 + xi] * W1[vg * G + co * FI + ci, k]
-                                    for xt in T.vectorized(TAIL):
-                                        acc[ci, NV * 16 + xt] = acc[ci, NV * 16 + xt] + \
-                                            X[0, k, y, NV * 16 + xt] * W1[vg * G + co * FI + ci, k]
-                            for ci in T.unroll(FI):
-                                # column x is padded column x + 1: even x -> phase 1, odd x -> phase 0
-                                for j in T.vectorized(W // 2):
-                                    P[co * FI + ci, y + 1, 1, j] = T.min(T.max(
-                                        acc[ci, 2 * j] + B1[vg * G + co * FI + ci], lo1), hi1)
-                                for j in T.vectorized(W // 2):
-                                    P[co * FI + ci, y + 1, 0, j + 1] = T.min(T.max(
-                                        acc[ci, 2 * j + 1] + B1[vg * G + co * FI + ci], lo1), hi1)
-                    for c in range(G):
-                        for oy in range(OH):
-                            for oo in T.unroll(OV):
-                                for oi in T.vectorized(16):
-                                    dacc[oo * 16 + oi] = T.float32(0)
-                            for ot in T.vectorized(OT):
-                                dacc[OV * 16 + ot] = T.float32(0)
-                            for ry in T.unroll(3):
-                                for rx in T.unroll(3):
-                                    for oo in T.unroll(OV):
-                                        for oi in T.vectorized(16):
-                                            dacc[oo * 16 + oi] = dacc[oo * 16 + oi] + \
-                                                P[c, oy * 2 + ry, rx % 2, oo * 16 + oi + rx // 2] * \
-                                                W2[vg * G + c, ry, rx]
-                                    for ot in T.vectorized(OT):
-                                        dacc[OV * 16 + ot] = dacc[OV * 16 + ot] + \
-                                            P[c, oy * 2 + ry, rx % 2, OV * 16 + ot + rx // 2] * \
-                                            W2[vg * G + c, ry, rx]
-                            for oo in T.unroll(OV):
-                                for oi in T.vectorized(16):
-                                    Y[0, vg * G + c, oy, oo * 16 + oi] = T.min(T.max(
-                                        dacc[oo * 16 + oi] + B2[vg * G + c], lo2), hi2)
-                            for ot in T.vectorized(OT):
-                                Y[0, vg * G + c, oy, OV * 16 + ot] = T.min(T.max(
-                                    dacc[OV * 16 + ot] + B2[vg * G + c], lo2), hi2)
-        return kernel
-
+    # The padded plane is stored by column phase: padded column p is [p % S, p // S], so
+    # the depthwise conv's loads at stride S are contiguous (with S = 1: [0, p]).
     @T.prim_func(s_tir=True)
     def kernel(X: T.Buffer((1, cin, H, W), f32), W1: T.Buffer((cm, cin), f32),
                B1: T.Buffer((cm,), f32), W2: T.Buffer((cm, 3, 3), f32),
@@ -174,16 +103,18 @@ def expand_depthwise_kernel(cin: int, cm: int, height: int, width: int, stride: 
         for g in T.parallel(NG):
             with T.sblock("task"):
                 vg = T.axis.spatial(NG, g)
-                P = T.sblock_alloc_buffer((G, H + 2, W + 2), f32)
+                P = T.sblock_alloc_buffer((G, H + 2, S, PW), f32)
                 acc = T.sblock_alloc_buffer((FI, W), f32)
                 dacc = T.sblock_alloc_buffer((OW,), f32)
+                # zero border: first and last rows, first and last padded columns
                 for c in range(G):
-                    for j in T.vectorized(W + 2):
-                        P[c, 0, j] = T.float32(0)
-                        P[c, H + 1, j] = T.float32(0)
+                    for ph in range(S):
+                        for j in T.vectorized(PW):
+                            P[c, 0, ph, j] = T.float32(0)
+                            P[c, H + 1, ph, j] = T.float32(0)
                     for y in range(H + 2):
-                        P[c, y, 0] = T.float32(0)
-                        P[c, y, W + 1] = T.float32(0)
+                        P[c, y, 0, 0] = T.float32(0)
+                        P[c, y, (W + 1) % S, (W + 1) // S] = T.float32(0)
                 for co in range(G // FI):
                     for y in range(H):
                         for ci in T.unroll(FI):
@@ -202,13 +133,23 @@ def expand_depthwise_kernel(cin: int, cm: int, height: int, width: int, stride: 
                                     acc[ci, NV * 16 + xt] = acc[ci, NV * 16 + xt] + \
                                         X[0, k, y, NV * 16 + xt] * W1[vg * G + co * FI + ci, k]
                         for ci in T.unroll(FI):
-                            for xo in T.unroll(NV):
-                                for xi in T.vectorized(16):
-                                    P[co * FI + ci, y + 1, xo * 16 + xi + 1] = T.min(T.max(
-                                        acc[ci, xo * 16 + xi] + B1[vg * G + co * FI + ci], lo1), hi1)
-                            for xt in T.vectorized(TAIL):
-                                P[co * FI + ci, y + 1, NV * 16 + xt + 1] = T.min(T.max(
-                                    acc[ci, NV * 16 + xt] + B1[vg * G + co * FI + ci], lo1), hi1)
+                            if S == 2:      # resolved when the script is parsed
+                                # column x is padded column x + 1: even x -> phase 1, odd -> phase 0
+                                for j in T.vectorized(W // 2):
+                                    P[co * FI + ci, y + 1, 1, j] = T.min(T.max(
+                                        acc[ci, 2 * j] + B1[vg * G + co * FI + ci], lo1), hi1)
+                                for j in T.vectorized(W // 2):
+                                    P[co * FI + ci, y + 1, 0, j + 1] = T.min(T.max(
+                                        acc[ci, 2 * j + 1] + B1[vg * G + co * FI + ci], lo1), hi1)
+                            else:
+                                for xo in T.unroll(NV):
+                                    for xi in T.vectorized(16):
+                                        P[co * FI + ci, y + 1, 0, xo * 16 + xi + 1] = T.min(T.max(
+                                            acc[ci, xo * 16 + xi] + B1[vg * G + co * FI + ci],
+                                            lo1), hi1)
+                                for xt in T.vectorized(TAIL):
+                                    P[co * FI + ci, y + 1, 0, NV * 16 + xt + 1] = T.min(T.max(
+                                        acc[ci, NV * 16 + xt] + B1[vg * G + co * FI + ci], lo1), hi1)
                 for c in range(G):
                     for oy in range(OH):
                         for oo in T.unroll(OV):
@@ -221,10 +162,12 @@ def expand_depthwise_kernel(cin: int, cm: int, height: int, width: int, stride: 
                                 for oo in T.unroll(OV):
                                     for oi in T.vectorized(16):
                                         dacc[oo * 16 + oi] = dacc[oo * 16 + oi] + \
-                                            P[c, oy + ry, oo * 16 + oi + rx] * W2[vg * G + c, ry, rx]
+                                            P[c, oy * S + ry, rx % S, oo * 16 + oi + rx // S] * \
+                                            W2[vg * G + c, ry, rx]
                                 for ot in T.vectorized(OT):
                                     dacc[OV * 16 + ot] = dacc[OV * 16 + ot] + \
-                                        P[c, oy + ry, OV * 16 + ot + rx] * W2[vg * G + c, ry, rx]
+                                        P[c, oy * S + ry, rx % S, OV * 16 + ot + rx // S] * \
+                                        W2[vg * G + c, ry, rx]
                         for oo in T.unroll(OV):
                             for oi in T.vectorized(16):
                                 Y[0, vg * G + c, oy, oo * 16 + oi] = T.min(T.max(
