@@ -62,7 +62,8 @@ def build_executable(nnef_dir: str, threads: int, rules: bool):
     from nnef_tvm.compiler import io_specs
     from nnef_tvm.schedules.default import default_schedule_passes
     from nnef_tvm.targets import get_target
-    from nnef_tvm.targets.pipeline import build_executable, build_phases, run_phases
+    from nnef_tvm.targets.pipeline import build_phases, run_phases
+    from nnef_tvm.targets.pipeline import build_executable as generate_code
 
     start = time.perf_counter()
     model = nnef_tvm.load(nnef_dir)
@@ -75,7 +76,7 @@ def build_executable(nnef_dir: str, threads: int, rules: bool):
         if ph.name == "schedule":
             ph.passes = default_schedule_passes(tgt) if rules else []
     lowered = run_phases(mod, tgt, phases)
-    ex = build_executable(lowered, tgt) if rules else \
+    ex = generate_code(lowered, tgt) if rules else \
         relax.build(lowered, tgt.tvm(), relax_pipeline=None)
     return ex, inputs, time.perf_counter() - start
 

@@ -73,7 +73,6 @@ def expand_depthwise_kernel(cin: int, cm: int, height: int, width: int, stride: 
     Y [1, cm, OH, OW])``; ``act1`` / ``act2``: ``(lo, hi)`` clamp bounds
     (``-inf`` / ``inf`` for none: relu is ``(0, inf)``).
     """
-    import tvm
     from tvm.script import tirx as T
 
     H, W, S, G = height, width, stride, group
@@ -239,6 +238,11 @@ def match_block(m: dict, p: dict) -> Optional[dict]:
             return None
     _, cin, h, w = xs
     cm = es[1]
+    strides = _ints(a2.strides)
+    # the shape conditions first: most blocks of a model fail them, and those
+    # should not pay for copying their weights out
+    if cm % GROUP or w < MIN_WIDTH or (strides[0] == 2 and (h % 2 or w % 2)):
+        return None
     w1 = m[p["w1"]].value.numpy()
     w2 = m[p["w2"]].value.numpy()
     b1 = m[p["b1"]].value.numpy()
@@ -246,15 +250,12 @@ def match_block(m: dict, p: dict) -> Optional[dict]:
     if int(a1.groups) != 1 or _ints(a1.strides) != [1, 1] or _ints(a1.padding) != [0, 0, 0, 0] \
             or w1.shape != (cm, cin, 1, 1):
         return None
-    strides = _ints(a2.strides)
     if int(a2.groups) != cm or w2.shape != (cm, 1, 3, 3) or _ints(a2.padding) != [1, 1, 1, 1] \
             or strides[0] != strides[1] or strides[0] not in (1, 2):
         return None
     s = strides[0]
     if b1.size != cm or b2.size != cm or b1.shape not in ((cm,), (1, cm, 1, 1)) \
             or b2.shape not in ((cm,), (1, cm, 1, 1)):
-        return None
-    if cm % GROUP or w < MIN_WIDTH or (s == 2 and (h % 2 or w % 2)):
         return None
     act1, act2 = _act_of(m[p["act1"]]), _act_of(m[p["act2"]])
     if act1 is None or act2 is None:
